@@ -1,0 +1,52 @@
+# mimscale build. `make` builds build/mimscale; `make test` builds and runs
+# every tests/test_*.c (exit 0 pass, 77 skip, other fail); `make SAN=1 test`
+# does the same under AddressSanitizer + UBSan in build-san/.
+CC      ?= cc
+SAN     ?= 0
+ARCH    ?= -march=native
+OPENBLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+OPT     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD   := build
+OPT     := -O3 -g
+endif
+
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
+           $(OPT) $(ARCH) -fopenmp -Isrc
+LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lcjson -ljpeg -lz -lm -lpthread
+LDFLAGS := $(OPT) -fopenmp
+
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC  := $(wildcard src/cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+HEADERS  := $(wildcard src/*/*.h) $(wildcard tests/*.h)
+
+.PHONY: all test clean
+all: $(BUILD)/mimscale $(TESTS)
+
+$(BUILD)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libmimscale.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/mimscale: $(CLI_OBJ) $(BUILD)/libmimscale.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libmimscale.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libmimscale.a -o $@ $(LDLIBS)
+
+test: all
+	MIM_BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
+
+clean:
+	rm -rf build build-san

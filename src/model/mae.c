@@ -1,0 +1,453 @@
+// mae.c: MAE forward and backward (see mae.h). Shapes in comments use
+// B batch, L patches, T = 1 + len_keep encoder tokens, Td = 1 + L decoder
+// tokens, D / Dd encoder / decoder width, P = p*p*C, K = C*p*p.
+#include "model/mae.h"
+#include "core/check.h"
+#include "core/rng.h"
+#include "ops/ops.h"
+#include <math.h>
+#include <string.h>
+
+#define LN_EPS 1e-6f
+
+// ---------------------------------------------------------------- table
+
+static void add_param(mim_mae* m, const char* name, int ndim, const int64_t* shape, int trainable) {
+    CHECK(m->nparams < MIM_MAX_PARAMS);
+    mim_param* p = &m->table[m->nparams++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) { p->shape[i] = shape[i]; p->numel *= (size_t)shape[i]; }
+    p->offset = m->num_floats;
+    p->trainable = trainable;
+    size_t len = strlen(name);
+    // timm param_groups_weight_decay: no decay on 1-D params and biases.
+    p->decay = trainable && ndim > 1 && !(len >= 5 && strcmp(name + len - 5, ".bias") == 0);
+    m->num_floats += p->numel;
+}
+
+#define P1(name, a) add_param(m, name, 1, (int64_t[]){a}, 1)
+#define P2(name, a, b) add_param(m, name, 2, (int64_t[]){a, b}, 1)
+
+static void add_block(mim_mae* m, const char* prefix, int i, int D, int r) {
+    char n[64];
+#define BN(s) (snprintf(n, sizeof n, "%s.%d.%s", prefix, i, s), n)
+    P1(BN("norm1.weight"), D); P1(BN("norm1.bias"), D);
+    P2(BN("attn.qkv.weight"), 3 * D, D); P1(BN("attn.qkv.bias"), 3 * D);
+    P2(BN("attn.proj.weight"), D, D); P1(BN("attn.proj.bias"), D);
+    P1(BN("norm2.weight"), D); P1(BN("norm2.bias"), D);
+    P2(BN("mlp.fc1.weight"), r * D, D); P1(BN("mlp.fc1.bias"), r * D);
+    P2(BN("mlp.fc2.weight"), D, r * D); P1(BN("mlp.fc2.bias"), D);
+#undef BN
+}
+
+// The MAE state_dict order: cls_token, pos_embed, patch_embed, blocks, norm,
+// mask_token, decoder_pos_embed, decoder_embed, decoder_blocks, decoder_norm,
+// decoder_pred.
+static void build_table(mim_mae* m) {
+    const mim_config* c = &m->cfg;
+    int D = c->dim, Dd = c->dec_dim, r = c->mlp_ratio;
+    m->nparams = 0; m->num_floats = 0;
+    add_param(m, "cls_token", 3, (int64_t[]){1, 1, D}, 1);
+    add_param(m, "pos_embed", 3, (int64_t[]){1, 1 + m->L, D}, 0);
+    add_param(m, "patch_embed.proj.weight", 4, (int64_t[]){D, c->in_chans, c->patch, c->patch}, 1);
+    P1("patch_embed.proj.bias", D);
+    for (int i = 0; i < c->depth; i++) add_block(m, "blocks", i, D, r);
+    P1("norm.weight", D); P1("norm.bias", D);
+    add_param(m, "mask_token", 3, (int64_t[]){1, 1, Dd}, 1);
+    add_param(m, "decoder_pos_embed", 3, (int64_t[]){1, 1 + m->L, Dd}, 0);
+    P2("decoder_embed.weight", Dd, D); P1("decoder_embed.bias", Dd);
+    for (int i = 0; i < c->dec_depth; i++) add_block(m, "decoder_blocks", i, Dd, r);
+    P1("decoder_norm.weight", Dd); P1("decoder_norm.bias", Dd);
+    P2("decoder_pred.weight", m->P, Dd); P1("decoder_pred.bias", m->P);
+}
+
+// Points every field of w at its tensor in buf, walking the table in order.
+static void bind_weights(const mim_mae* m, mim_weights* w, float* buf) {
+    const mim_param* t = m->table;
+    int k = 0;
+#define NEXT (buf + t[k++].offset)
+    w->cls_token = NEXT; w->pos_embed = NEXT; w->pe_w = NEXT; w->pe_b = NEXT;
+    for (int i = 0; i < m->cfg.depth; i++) {
+        mim_block_w* b = &w->blocks[i];
+        b->ln1w = NEXT; b->ln1b = NEXT; b->qkvw = NEXT; b->qkvb = NEXT; b->projw = NEXT; b->projb = NEXT;
+        b->ln2w = NEXT; b->ln2b = NEXT; b->fc1w = NEXT; b->fc1b = NEXT; b->fc2w = NEXT; b->fc2b = NEXT;
+    }
+    w->norm_w = NEXT; w->norm_b = NEXT;
+    w->mask_token = NEXT; w->dec_pos_embed = NEXT; w->de_w = NEXT; w->de_b = NEXT;
+    for (int i = 0; i < m->cfg.dec_depth; i++) {
+        mim_block_w* b = &w->dblocks[i];
+        b->ln1w = NEXT; b->ln1b = NEXT; b->qkvw = NEXT; b->qkvb = NEXT; b->projw = NEXT; b->projb = NEXT;
+        b->ln2w = NEXT; b->ln2b = NEXT; b->fc1w = NEXT; b->fc1b = NEXT; b->fc2w = NEXT; b->fc2b = NEXT;
+    }
+    w->dnorm_w = NEXT; w->dnorm_b = NEXT; w->pred_w = NEXT; w->pred_b = NEXT;
+#undef NEXT
+    CHECK(k == m->nparams);
+}
+
+const mim_param* mim_mae_find(const mim_mae* m, const char* name) {
+    for (int i = 0; i < m->nparams; i++)
+        if (strcmp(m->table[i].name, name) == 0) return &m->table[i];
+    return NULL;
+}
+
+// ---------------------------------------------------------------- memory
+
+// Bump allocation of named activation pointers from one block of floats:
+// the first pass (mem == NULL) only counts.
+typedef struct { float* mem; size_t used; } carver;
+static float* carve(carver* c, size_t n) {
+    float* p = c->mem ? c->mem + c->used : NULL;
+    c->used += (n + 15) & ~(size_t)15;   // 64-byte aligned pieces
+    return p;
+}
+
+static void carve_block(carver* c, mim_block_acts* a, size_t B, size_t T, size_t D, size_t NH, size_t r) {
+    a->ln1 = carve(c, B * T * D); a->ln1_mean = carve(c, B * T); a->ln1_rstd = carve(c, B * T);
+    a->qkv = carve(c, B * T * 3 * D); a->att = carve(c, B * NH * T * T); a->atty = carve(c, B * T * D);
+    a->res1 = carve(c, B * T * D);
+    a->ln2 = carve(c, B * T * D); a->ln2_mean = carve(c, B * T); a->ln2_rstd = carve(c, B * T);
+    a->fc1 = carve(c, B * T * r * D); a->gelu = carve(c, B * T * r * D); a->out = carve(c, B * T * D);
+}
+
+static void carve_acts(mim_mae* m, carver* c) {
+    const mim_config* k = &m->cfg;
+    size_t B = m->max_batch, L = m->L, T = m->T, Td = m->Td, D = k->dim, Dd = k->dec_dim, r = k->mlp_ratio;
+    m->imgs_col = carve(c, B * L * m->K);
+    m->pe_out = carve(c, B * L * D);
+    m->x0 = carve(c, B * T * D);
+    for (int i = 0; i < k->depth; i++) carve_block(c, &m->enc[i], B, T, D, k->heads, r);
+    m->latent = carve(c, B * T * D); m->lat_mean = carve(c, B * T); m->lat_rstd = carve(c, B * T);
+    m->demb = carve(c, B * T * Dd);
+    m->dx0 = carve(c, B * Td * Dd);
+    for (int i = 0; i < k->dec_depth; i++) carve_block(c, &m->dec[i], B, Td, Dd, k->dec_heads, r);
+    m->dnorm = carve(c, B * Td * Dd); m->dn_mean = carve(c, B * Td); m->dn_rstd = carve(c, B * Td);
+    m->pred_full = carve(c, B * Td * m->P);
+    m->pred = carve(c, B * L * m->P);
+    m->target = carve(c, B * L * m->P);
+    m->mask = carve(c, B * L);
+    m->ids_shuffle = (int32_t*)carve(c, B * L);
+    m->ids_restore = (int32_t*)carve(c, B * L);
+}
+
+static size_t max3(size_t a, size_t b, size_t c) { size_t x = a > b ? a : b; return x > c ? x : c; }
+
+static void carve_scratch(mim_mae* m, carver* c) {
+    const mim_config* k = &m->cfg;
+    size_t B = m->max_batch, TD = max3((size_t)m->T * k->dim, (size_t)m->Td * k->dec_dim, (size_t)m->L * k->dim);
+    size_t att = max3((size_t)k->heads * m->T * m->T, (size_t)k->dec_heads * m->Td * m->Td, 1);
+    m->s_dres = carve(c, B * TD); m->s_dnext = carve(c, B * TD); m->s_dln = carve(c, B * TD);
+    m->s_datty = carve(c, B * TD); m->s_dqkv = carve(c, B * TD * 3); m->s_datt = carve(c, B * att);
+    m->s_dfc1 = carve(c, B * TD * k->mlp_ratio); m->s_dgelu = carve(c, B * TD * k->mlp_ratio);
+    m->s_dpred = carve(c, B * m->Td * m->P);
+}
+
+int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
+    memset(m, 0, sizeof *m);
+    int rc = mim_config_validate(cfg);
+    if (rc) return rc;
+    if (max_batch < 1) return mim_err(MIM_EARG, "batch size must be >= 1 (got %d)", max_batch);
+    m->cfg = *cfg;
+    m->max_batch = max_batch;
+    m->L = mim_config_num_patches(cfg);
+    m->T = 1 + mim_config_len_keep(cfg);
+    m->Td = 1 + m->L;
+    m->P = m->K = mim_config_patch_dim(cfg);
+    build_table(m);
+    m->params = mim_calloc(m->num_floats, sizeof(float));
+    m->grads = mim_calloc(m->num_floats, sizeof(float));
+    m->w.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_block_w));
+    m->w.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_w));
+    m->g.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_block_w));
+    m->g.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_w));
+    m->enc = mim_calloc(cfg->depth + 1, sizeof(mim_block_acts));
+    m->dec = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_acts));
+    if (!m->params || !m->grads || !m->w.blocks || !m->w.dblocks || !m->g.blocks || !m->g.dblocks || !m->enc || !m->dec) {
+        mim_mae_free(m);
+        return MIM_ENOMEM;
+    }
+    bind_weights(m, &m->w, m->params);
+    bind_weights(m, &m->g, m->grads);
+    carver c = {0};
+    carve_acts(m, &c);
+    size_t nact = c.used;
+    c = (carver){0};
+    carve_scratch(m, &c);
+    size_t nscr = c.used;
+    m->act_mem = mim_calloc(nact, sizeof(float));
+    m->scratch_mem = mim_calloc(nscr, sizeof(float));
+    if (!m->act_mem || !m->scratch_mem) {
+        mim_err(MIM_ENOMEM, "out of memory: activations need %.1f MB for batch %d",
+                (nact + nscr) * 4.0 / 1e6, max_batch);
+        mim_mae_free(m);
+        return MIM_ENOMEM;
+    }
+    c = (carver){m->act_mem, 0};
+    carve_acts(m, &c);
+    c = (carver){m->scratch_mem, 0};
+    carve_scratch(m, &c);
+    return 0;
+}
+
+void mim_mae_free(mim_mae* m) {
+    free(m->params); free(m->grads);
+    free(m->w.blocks); free(m->w.dblocks); free(m->g.blocks); free(m->g.dblocks);
+    free(m->enc); free(m->dec);
+    free(m->act_mem); free(m->scratch_mem);
+    memset(m, 0, sizeof *m);
+}
+
+void mim_mae_zero_grad(mim_mae* m) { memset(m->grads, 0, m->num_floats * sizeof(float)); }
+
+// ---------------------------------------------------------------- init
+
+// 1-D sin-cos embedding of positions pos[0..n) into out rows of stride ld,
+// columns [0, Dh): sin(pos * omega) then cos(pos * omega), omega_i =
+// 1 / 10000^(i / (Dh/2)).
+static void sincos_1d(float* out, int ld, int Dh, const double* pos, int n) {
+    int half = Dh / 2;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < half; i++) {
+            double omega = 1.0 / pow(10000.0, (double)i / half);
+            out[(size_t)t * ld + i] = (float)sin(pos[t] * omega);
+            out[(size_t)t * ld + half + i] = (float)cos(pos[t] * omega);
+        }
+}
+
+void mim_sincos_pos_embed(float* out, int D, int gh, int gw) {
+    int n = gh * gw;
+    double* pw = malloc(sizeof(double) * n * 2);
+    CHECK(pw);
+    double* ph = pw + n;
+    for (int i = 0; i < gh; i++)
+        for (int j = 0; j < gw; j++) { pw[i * gw + j] = j; ph[i * gw + j] = i; }
+    memset(out, 0, sizeof(float) * D);   // cls row
+    // MAE meshgrid(grid_w, grid_h): first half of dims from the w coordinate.
+    sincos_1d(out + D, D, D / 2, pw, n);
+    sincos_1d(out + D + D / 2, D, D / 2, ph, n);
+    free(pw);
+}
+
+void mim_mae_init_weights(mim_mae* m, uint64_t seed) {
+    mim_rng rng;
+    mim_rng_seed(&rng, seed);
+    const mim_config* c = &m->cfg;
+    for (int i = 0; i < m->nparams; i++) {
+        const mim_param* p = &m->table[i];
+        float* x = m->params + p->offset;
+        const char* n = p->name;
+        size_t len = strlen(n);
+        if (strcmp(n, "pos_embed") == 0) {
+            mim_sincos_pos_embed(x, c->dim, c->img_h / c->patch, c->img_w / c->patch);
+        } else if (strcmp(n, "decoder_pos_embed") == 0) {
+            mim_sincos_pos_embed(x, c->dec_dim, c->img_h / c->patch, c->img_w / c->patch);
+        } else if (strcmp(n, "cls_token") == 0 || strcmp(n, "mask_token") == 0) {
+            for (size_t j = 0; j < p->numel; j++) x[j] = 0.02f * mim_rng_normal(&rng);
+        } else if (strstr(n, "norm") && len > 7 && strcmp(n + len - 7, ".weight") == 0) {
+            for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f;
+        } else if (p->ndim >= 2) {
+            // xavier_uniform over (fan_out, fan_in) = (shape[0], numel/shape[0])
+            double fan_out = (double)p->shape[0], fan_in = (double)p->numel / fan_out;
+            float a = (float)sqrt(6.0 / (fan_in + fan_out));
+            for (size_t j = 0; j < p->numel; j++) x[j] = a * (2.0f * mim_rng_uniform(&rng) - 1.0f);
+        } else {
+            memset(x, 0, p->numel * sizeof(float));   // biases
+        }
+    }
+}
+
+// ---------------------------------------------------------------- blocks
+
+// x (B,T,D) -> a->out (B,T,D): x + attn(ln1(x)), then + mlp(ln2(.)).
+static void block_forward(mim_block_acts* a, const mim_block_w* w, const float* x,
+                          int B, int T, int D, int NH, int r) {
+    int N = B * T;
+    size_t nd = (size_t)N * D;
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, N, D, LN_EPS);
+    matmul_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, N, D, 3 * D);
+    attention_forward(a->atty, a->att, a->qkv, B, T, D, NH);
+    matmul_forward(a->res1, a->atty, w->projw, w->projb, N, D, D);
+    add_inplace(a->res1, x, nd);
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2w, w->ln2b, N, D, LN_EPS);
+    matmul_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, N, D, r * D);
+    gelu_forward(a->gelu, a->fc1, (size_t)N * r * D);
+    matmul_forward(a->out, a->gelu, w->fc2w, w->fc2b, N, r * D, D);
+    add_inplace(a->out, a->res1, nd);
+}
+
+// d/d of block_forward(a->out, x). dout (B,T,D) is the gradient of the block
+// output; dx (B,T,D) is OVERWRITTEN with the gradient of its input.
+static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_block_acts* a,
+                           const mim_block_w* w, mim_block_w* g, const float* x,
+                           int B, int T, int D, int NH, int r) {
+    int N = B * T;
+    size_t nd = (size_t)N * D, nh = (size_t)N * r * D;
+    float *dres = m->s_dres, *dln = m->s_dln, *datty = m->s_datty, *dqkv = m->s_dqkv;
+    float *dgelu = m->s_dgelu, *dfc1 = m->s_dfc1;
+    // MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1))))
+    memcpy(dres, dout, nd * sizeof(float));
+    memset(dgelu, 0, nh * sizeof(float));
+    matmul_backward(dgelu, g->fc2w, g->fc2b, dout, a->gelu, w->fc2w, N, r * D, D);
+    memset(dfc1, 0, nh * sizeof(float));
+    gelu_backward(dfc1, a->fc1, dgelu, nh);
+    memset(dln, 0, nd * sizeof(float));
+    matmul_backward(dln, g->fc1w, g->fc1b, dfc1, a->ln2, w->fc1w, N, D, r * D);
+    layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res1, w->ln2w, a->ln2_mean, a->ln2_rstd, N, D);
+    // attention branch: res1 = x + proj(attn(qkv(ln1(x))))
+    memcpy(dx, dres, nd * sizeof(float));
+    memset(datty, 0, nd * sizeof(float));
+    matmul_backward(datty, g->projw, g->projb, dres, a->atty, w->projw, N, D, D);
+    memset(dqkv, 0, nd * 3 * sizeof(float));
+    attention_backward(dqkv, m->s_datt, datty, a->qkv, a->att, B, T, D, NH);
+    memset(dln, 0, nd * sizeof(float));
+    matmul_backward(dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D);
+    layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D);
+}
+
+// ---------------------------------------------------------------- forward
+
+float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) {
+    const mim_config* c = &m->cfg;
+    CHECK(B >= 1 && B <= m->max_batch);
+    m->B = B;
+    int L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->P, K = m->K;
+    int keep = T - 1, r = c->mlp_ratio;
+    const mim_weights* w = &m->w;
+
+    // patch embedding: imgs -> (B, L, K) -> (B, L, D), + pos_embed[1:]
+    im2col_forward(m->imgs_col, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch);
+    matmul_forward(m->pe_out, m->imgs_col, w->pe_w, w->pe_b, B * L, K, D);
+    #pragma omp parallel for if ((size_t)B * L * D >= 65536)
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++)
+            add_inplace(m->pe_out + ((size_t)b * L + l) * D, w->pos_embed + (size_t)(1 + l) * D, D);
+
+    // masking: keep the len_keep lowest-noise patches; x0 = [cls + pos0, kept]
+    masking_forward(m->ids_shuffle, m->ids_restore, m->mask, noise, B, L, keep);
+    #pragma omp parallel for if ((size_t)B * T * D >= 65536)
+    for (int b = 0; b < B; b++) {
+        float* x = m->x0 + (size_t)b * T * D;
+        for (int d = 0; d < D; d++) x[d] = w->cls_token[d] + w->pos_embed[d];
+        for (int t = 0; t < keep; t++)
+            memcpy(x + (size_t)(1 + t) * D, m->pe_out + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
+                   D * sizeof(float));
+    }
+
+    const float* x = m->x0;
+    for (int i = 0; i < c->depth; i++) {
+        block_forward(&m->enc[i], &w->blocks[i], x, B, T, D, c->heads, r);
+        x = m->enc[i].out;
+    }
+    layernorm_forward(m->latent, m->lat_mean, m->lat_rstd, x, w->norm_w, w->norm_b, B * T, D, LN_EPS);
+
+    // decoder: embed, append mask tokens, unshuffle, + decoder_pos_embed
+    matmul_forward(m->demb, m->latent, w->de_w, w->de_b, B * T, D, Dd);
+    #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
+    for (int b = 0; b < B; b++) {
+        float* y = m->dx0 + (size_t)b * Td * Dd;
+        const float* e = m->demb + (size_t)b * T * Dd;
+        for (int d = 0; d < Dd; d++) y[d] = e[d] + w->dec_pos_embed[d];
+        for (int l = 0; l < L; l++) {
+            int j = m->ids_restore[(size_t)b * L + l];   // position in [kept..., masked...]
+            const float* src = j < keep ? e + (size_t)(1 + j) * Dd : w->mask_token;
+            float* dst = y + (size_t)(1 + l) * Dd;
+            const float* pos = w->dec_pos_embed + (size_t)(1 + l) * Dd;
+            for (int d = 0; d < Dd; d++) dst[d] = src[d] + pos[d];
+        }
+    }
+    x = m->dx0;
+    for (int i = 0; i < c->dec_depth; i++) {
+        block_forward(&m->dec[i], &w->dblocks[i], x, B, Td, Dd, c->dec_heads, r);
+        x = m->dec[i].out;
+    }
+    layernorm_forward(m->dnorm, m->dn_mean, m->dn_rstd, x, w->dnorm_w, w->dnorm_b, B * Td, Dd, LN_EPS);
+    matmul_forward(m->pred_full, m->dnorm, w->pred_w, w->pred_b, B * Td, Dd, P);
+    #pragma omp parallel for if ((size_t)B * L * P >= 65536)
+    for (int b = 0; b < B; b++)
+        memcpy(m->pred + (size_t)b * L * P, m->pred_full + ((size_t)b * Td + 1) * P, (size_t)L * P * sizeof(float));
+
+    // loss on the masked patches
+    patchify_forward(m->target, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch);
+    if (c->norm_pix) norm_pix_rows(m->target, B * L, P);
+    m->loss = mae_loss_forward(m->pred, m->target, m->mask, B, L, P);
+    return m->loss;
+}
+
+// ---------------------------------------------------------------- backward
+
+void mim_mae_backward(mim_mae* m, float dloss_scale) {
+    const mim_config* c = &m->cfg;
+    int B = m->B, L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->P, K = m->K;
+    int keep = T - 1, r = c->mlp_ratio;
+    const mim_weights* w = &m->w;
+    mim_weights* g = &m->g;
+    // dcur: gradient of the residual stream, updated in place block by block
+    // (block_backward allows dx == dout).
+    float* dcur = m->s_dnext;
+
+    // loss -> dpred_full (B, Td, P), cls rows zero. Per sample, each call
+    // gets dloss scaled by its share of the global sum(mask) normaliser.
+    float* dpred = m->s_dpred;
+    memset(dpred, 0, (size_t)B * Td * P * sizeof(float));
+    double den = 0.0;
+    for (size_t i = 0; i < (size_t)B * L; i++) den += m->mask[i];
+    for (int b = 0; b < B && den > 0; b++) {
+        double db = 0.0;
+        for (int l = 0; l < L; l++) db += m->mask[(size_t)b * L + l];
+        if (db == 0.0) continue;
+        mae_loss_backward(dpred + ((size_t)b * Td + 1) * P, m->pred + (size_t)b * L * P,
+                          m->target + (size_t)b * L * P, m->mask + (size_t)b * L,
+                          (float)(dloss_scale * db / den), 1, L, P);
+    }
+
+    // decoder_pred, decoder_norm, decoder blocks
+    float* dln = m->s_dln;
+    memset(dln, 0, (size_t)B * Td * Dd * sizeof(float));
+    matmul_backward(dln, g->pred_w, g->pred_b, dpred, m->dnorm, w->pred_w, B * Td, Dd, P);
+    const float* xin = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->dx0;
+    memset(dcur, 0, (size_t)B * Td * Dd * sizeof(float));
+    layernorm_backward(dcur, g->dnorm_w, g->dnorm_b, dln, xin, w->dnorm_w, m->dn_mean, m->dn_rstd, B * Td, Dd);
+    for (int i = c->dec_depth - 1; i >= 0; i--)
+        block_backward(m, dcur, dcur, &m->dec[i], &w->dblocks[i], &g->dblocks[i],
+                       i ? m->dec[i - 1].out : m->dx0, B, Td, Dd, c->dec_heads, r);
+
+    // un-unshuffle: dcur (B, Td, Dd) -> ddemb (B, T, Dd) and the mask token
+    float* ddemb = m->s_datty;
+    memset(ddemb, 0, (size_t)B * T * Dd * sizeof(float));
+    #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
+    for (int b = 0; b < B; b++) {
+        const float* gy = dcur + (size_t)b * Td * Dd;
+        float* ge = ddemb + (size_t)b * T * Dd;
+        for (int d = 0; d < Dd; d++) ge[d] += gy[d];
+        for (int l = 0; l < L; l++) {
+            int j = m->ids_restore[(size_t)b * L + l];
+            if (j < keep) add_inplace(ge + (size_t)(1 + j) * Dd, gy + (size_t)(1 + l) * Dd, Dd);
+        }
+    }
+    for (int b = 0; b < B; b++)   // serial: a fixed summation order
+        for (int l = 0; l < L; l++)
+            if (m->ids_restore[(size_t)b * L + l] >= keep)
+                add_inplace(g->mask_token, dcur + ((size_t)b * Td + 1 + l) * Dd, Dd);
+
+    // decoder_embed, final encoder norm, encoder blocks
+    memset(dln, 0, (size_t)B * T * D * sizeof(float));
+    matmul_backward(dln, g->de_w, g->de_b, ddemb, m->latent, w->de_w, B * T, D, Dd);
+    xin = c->depth ? m->enc[c->depth - 1].out : m->x0;
+    memset(dcur, 0, (size_t)B * T * D * sizeof(float));
+    layernorm_backward(dcur, g->norm_w, g->norm_b, dln, xin, w->norm_w, m->lat_mean, m->lat_rstd, B * T, D);
+    for (int i = c->depth - 1; i >= 0; i--)
+        block_backward(m, dcur, dcur, &m->enc[i], &w->blocks[i], &g->blocks[i],
+                       i ? m->enc[i - 1].out : m->x0, B, T, D, c->heads, r);
+
+    // x0 -> cls token and the kept patch embeddings -> patch_embed weights
+    for (int b = 0; b < B; b++) add_inplace(g->cls_token, dcur + (size_t)b * T * D, D);
+    float* dpe = m->s_dqkv;   // (B, L, D); s_dqkv holds >= 3 * B * L * D floats
+    memset(dpe, 0, (size_t)B * L * D * sizeof(float));
+    #pragma omp parallel for if ((size_t)B * T * D >= 65536)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < keep; t++)
+            add_inplace(dpe + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
+                        dcur + ((size_t)b * T + 1 + t) * D, D);
+    matmul_backward(NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D);
+}

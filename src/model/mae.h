@@ -1,0 +1,122 @@
+// mae.h: the masked autoencoder (models_mae.py semantics) with hand-written
+// forward and backward.
+//
+// Usage:
+//   mim_mae m; mim_mae_init(&m, &cfg, max_batch);   // allocates everything
+//   mim_mae_init_weights(&m, seed);                 // MAE init (or load)
+//   mim_mae_zero_grad(&m);
+//   float loss = mim_mae_forward(&m, imgs, noise, B);   // imgs (B,C,H,W)
+//   mim_mae_backward(&m);                           // grads += dloss/dparam
+//   ... optimizer on m.params / m.grads ...
+//   mim_mae_free(&m);
+// One allocation per buffer class (parameters, gradients, activations,
+// backward scratch); nothing is allocated in forward or backward.
+// Parameters are described by a table (name, shape, offset) whose names and
+// order are the PyTorch MAE state_dict's, used by checkpoints and the
+// optimizer.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "model/config.h"
+
+#define MIM_MAX_PARAMS 1024
+
+typedef struct {
+    char name[64];         // state_dict name, e.g. "blocks.0.attn.qkv.weight"
+    int ndim;
+    int64_t shape[4];
+    size_t offset, numel;  // into the parameter buffer, in floats
+    int trainable;         // 0 for the fixed sin-cos position embeddings
+    int decay;             // AdamW weight decay applies (ndim >= 2, not bias)
+} mim_param;
+
+typedef struct {           // one pre-norm transformer block's weights
+    float *ln1w, *ln1b;    // (D)
+    float *qkvw, *qkvb;    // (3D, D), (3D)
+    float *projw, *projb;  // (D, D), (D)
+    float *ln2w, *ln2b;    // (D)
+    float *fc1w, *fc1b;    // (rD, D), (rD)
+    float *fc2w, *fc2b;    // (D, rD), (D)
+} mim_block_w;
+
+typedef struct {           // every weight of the MAE, as pointers into a buffer
+    float* cls_token;      // (1, 1, D)
+    float* pos_embed;      // (1, 1+L, D) fixed
+    float *pe_w, *pe_b;    // patch_embed.proj: (D, C, p, p), (D)
+    mim_block_w* blocks;   // [depth]
+    float *norm_w, *norm_b;            // (D)
+    float* mask_token;     // (1, 1, Dd)
+    float* dec_pos_embed;  // (1, 1+L, Dd) fixed
+    float *de_w, *de_b;    // decoder_embed: (Dd, D), (Dd)
+    mim_block_w* dblocks;  // [dec_depth]
+    float *dnorm_w, *dnorm_b;          // (Dd)
+    float *pred_w, *pred_b;            // decoder_pred: (P, Dd), (P)
+} mim_weights;
+
+typedef struct {           // saved activations of one block over (B, T, width)
+    float *ln1, *ln1_mean, *ln1_rstd;  // (B,T,D), (B,T), (B,T)
+    float *qkv;                        // (B,T,3D)
+    float *att;                        // (B,NH,T,T)
+    float *atty;                       // (B,T,D) attention output before proj
+    float *res1;                       // (B,T,D) x + proj(atty)
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fc1, *gelu;                 // (B,T,rD)
+    float *out;                        // (B,T,D) res1 + fc2(gelu)
+} mim_block_acts;
+
+typedef struct {
+    mim_config cfg;
+    int max_batch, B;      // capacity and the batch of the last forward
+    int L, T, Td, P, K;    // patches, encoder tokens (1+keep), decoder tokens (1+L), p*p*C, C*p*p
+
+    mim_param table[MIM_MAX_PARAMS];
+    int nparams;
+    size_t num_floats;     // total parameter floats
+    float* params;         // (num_floats)
+    float* grads;          // (num_floats)
+    mim_weights w, g;      // pointer views into params and grads
+
+    // activations (capacity max_batch)
+    float* act_mem;
+    float *imgs_col;       // (B, L, K) conv-order patches
+    float *pe_out;         // (B, L, D) patch embedding + pos
+    float *x0;             // (B, T, D) cls + kept tokens
+    mim_block_acts* enc;   // [depth]
+    float *latent, *lat_mean, *lat_rstd;   // (B,T,D), (B,T)
+    float *demb;           // (B, T, Dd)
+    float *dx0;            // (B, Td, Dd) unshuffled + mask tokens + pos
+    mim_block_acts* dec;   // [dec_depth]
+    float *dnorm, *dn_mean, *dn_rstd;      // (B,Td,Dd), (B,Td)
+    float *pred_full;      // (B, Td, P)
+    float *pred;           // (B, L, P) without the cls row
+    float *target;         // (B, L, P) patchified (and normalised) images
+    float *mask;           // (B, L) 1 = removed
+    int32_t *ids_shuffle, *ids_restore;    // (B, L)
+    float loss;
+
+    // backward scratch (capacity max_batch, sized for the wider of enc/dec)
+    float* scratch_mem;
+    float *s_dres, *s_dnext, *s_dln, *s_datty, *s_dqkv, *s_datt, *s_dfc1, *s_dgelu;
+    float *s_dpred;        // (B, Td, P)
+} mim_mae;
+
+// Builds the parameter table and allocates all buffers for batches up to
+// max_batch. Returns 0, MIM_EARG (invalid config) or MIM_ENOMEM.
+int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch);
+void mim_mae_free(mim_mae* m);
+// MAE's initialisation from a seed: xavier_uniform linears (patch embedding
+// viewed as 2-D), zero biases, LayerNorm 1/0, cls/mask tokens N(0, 0.02),
+// fixed 2-D sin-cos position embeddings (cls row zero).
+void mim_mae_init_weights(mim_mae* m, uint64_t seed);
+// Writes the 2-D sin-cos embedding (1+gh*gw, D), cls row zero, as MAE's
+// get_2d_sincos_pos_embed generalised to gh x gw grids.
+void mim_sincos_pos_embed(float* out, int D, int gh, int gw);
+const mim_param* mim_mae_find(const mim_mae* m, const char* name);
+
+void mim_mae_zero_grad(mim_mae* m);
+// imgs (B, C, H, W) normalised pixels; noise (B, L) masking noise (lower =
+// kept). Returns the loss; saves what backward needs.
+float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B);
+// Accumulates d(loss * dloss_scale)/d(params) into m->grads (scale for
+// gradient accumulation: 1/accum_iter).
+void mim_mae_backward(mim_mae* m, float dloss_scale);

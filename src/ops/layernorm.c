@@ -1,0 +1,72 @@
+// layernorm.c: LayerNorm over the last dimension (fp32 stats), rows in
+// parallel.
+#include "ops/ops.h"
+#include <math.h>
+
+void layernorm_forward(float* out, float* mean, float* rstd,
+                       const float* inp, const float* weight, const float* bias,
+                       int N, int C, float eps) {
+    #pragma omp parallel for if (N >= 64)
+    for (int n = 0; n < N; n++) {
+        const float* x = inp + (size_t)n * C;
+        float* y = out + (size_t)n * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) m += x[i];
+        m /= C;
+        float v = 0.0f;
+        for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
+        v /= C;
+        float s = 1.0f / sqrtf(v + eps);
+        for (int i = 0; i < C; i++) y[i] = (x[i] - m) * s * weight[i] + bias[i];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+// d/d of layernorm_forward(out, mean, rstd, inp, weight, bias).
+// dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight.
+// dweight/dbias are reduced per thread over rows, then summed, so the
+// result does not depend on scheduling beyond the thread count.
+void layernorm_backward(float* dinp, float* dweight, float* dbias,
+                        const float* dout, const float* inp, const float* weight,
+                        const float* mean, const float* rstd, int N, int C) {
+    #pragma omp parallel for if (N >= 64)
+    for (int n = 0; n < N; n++) {
+        const float* x = inp + (size_t)n * C;
+        const float* g = dout + (size_t)n * C;
+        float m = mean[n], s = rstd[n];
+        float gm = 0.0f, gxm = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float xh = (x[i] - m) * s, gw = g[i] * weight[i];
+            gm += gw; gxm += gw * xh;
+        }
+        gm /= C; gxm /= C;
+        if (dinp) {
+            float* dx = dinp + (size_t)n * C;
+            for (int i = 0; i < C; i++) {
+                float xh = (x[i] - m) * s;
+                dx[i] += s * (g[i] * weight[i] - gm - xh * gxm);
+            }
+        }
+    }
+    if (!dweight && !dbias) return;
+    // Column reductions: parallel over column blocks (deterministic).
+    #pragma omp parallel for if ((size_t)N * C >= 65536)
+    for (int c0 = 0; c0 < C; c0 += 16) {
+        int c1 = c0 + 16 < C ? c0 + 16 : C;
+        float aw[16] = {0}, ab[16] = {0};
+        for (int n = 0; n < N; n++) {
+            const float* x = inp + (size_t)n * C;
+            const float* g = dout + (size_t)n * C;
+            float m = mean[n], s = rstd[n];
+            for (int c = c0; c < c1; c++) {
+                aw[c - c0] += g[c] * (x[c] - m) * s;
+                ab[c - c0] += g[c];
+            }
+        }
+        for (int c = c0; c < c1; c++) {
+            if (dweight) dweight[c] += aw[c - c0];
+            if (dbias) dbias[c] += ab[c - c0];
+        }
+    }
+}

@@ -1,0 +1,65 @@
+// matmul.c: the linear layer, out = inp @ W^T + b, the only place that
+// multiplies matrices for the model. The fast path calls OpenBLAS sgemm
+// (the OpenMP build, so its threads share OpenMP's pool); the _ref twins are
+// plain loops used by tests. A bf16/oneDNN backend slots in here.
+#include "ops/ops.h"
+#include <cblas.h>
+
+void matmul_forward_ref(float* out, const float* inp, const float* weight, const float* bias,
+                        int N, int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            double acc = bias ? bias[o] : 0.0;
+            for (int c = 0; c < C; c++) acc += (double)inp[(size_t)n * C + c] * weight[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = (float)acc;
+        }
+    }
+}
+
+void matmul_backward_ref(float* dinp, float* dweight, float* dbias,
+                         const float* dout, const float* inp, const float* weight,
+                         int N, int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        const float* g = dout + (size_t)n * OC;
+        for (int o = 0; o < OC; o++) {
+            if (dbias) dbias[o] += g[o];
+            for (int c = 0; c < C; c++) {
+                if (dinp) dinp[(size_t)n * C + c] += g[o] * weight[(size_t)o * C + c];
+                if (dweight) dweight[(size_t)o * C + c] += g[o] * inp[(size_t)n * C + c];
+            }
+        }
+    }
+}
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    int N, int C, int OC) {
+    // out (N, OC) = inp (N, C) @ weight^T (C, OC); bias broadcast first.
+    float beta = 0.0f;
+    if (bias) {
+        #pragma omp parallel for if ((size_t)N * OC > 65536)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias[o];
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
+                1.0f, inp, C, weight, C, beta, out, OC);
+}
+
+void matmul_backward(float* dinp, float* dweight, float* dbias,
+                     const float* dout, const float* inp, const float* weight,
+                     int N, int C, int OC) {
+    if (dinp)    // dinp (N, C) += dout (N, OC) @ weight (OC, C)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
+                    1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    if (dweight) // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N,
+                    1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (dbias) {
+        #pragma omp parallel for if ((size_t)N * OC > 65536)
+        for (int o = 0; o < OC; o++) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
+            dbias[o] += s;
+        }
+    }
+}

@@ -1,0 +1,118 @@
+// ops.h: the layers of the ViT / MAE as forward/backward pairs, llm.c style.
+//
+// Conventions (all ops):
+//  - fp32, row-major, contiguous. Argument order: outputs, saved-for-backward
+//    buffers, inputs and weights, then dimensions.
+//  - Ops never allocate; scratch buffers are passed in by the caller.
+//  - Backward functions ACCUMULATE (+=) into every gradient they write
+//    (dinp, dweight, dbias), like llm.c; one zero_grad per step clears them.
+//    A NULL gradient pointer means "not needed" and is skipped.
+//  - Each op with a fast path has a plain `_ref` twin (single-threaded loops)
+//    used by the tests and as the fallback.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// ---------------------------------------------------------------- linear
+// out (N, OC) = inp (N, C) @ weight(OC, C)^T + bias (OC); bias may be NULL.
+// weight has PyTorch nn.Linear layout.
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    int N, int C, int OC);
+// d/d of the forward above: dinp (N, C) += dout @ weight; dweight (OC, C) +=
+// dout^T @ inp; dbias (OC) += sum_n dout. dinp, dweight, dbias may be NULL.
+void matmul_backward(float* dinp, float* dweight, float* dbias,
+                     const float* dout, const float* inp, const float* weight,
+                     int N, int C, int OC);
+void matmul_forward_ref(float* out, const float* inp, const float* weight, const float* bias,
+                        int N, int C, int OC);
+void matmul_backward_ref(float* dinp, float* dweight, float* dbias,
+                         const float* dout, const float* inp, const float* weight,
+                         int N, int C, int OC);
+
+// ---------------------------------------------------------------- layernorm
+// out (N, C) = (inp - mean) * rstd * weight + bias, per row; mean, rstd (N)
+// are saved for backward. rstd = 1 / sqrt(var + eps), biased variance.
+void layernorm_forward(float* out, float* mean, float* rstd,
+                       const float* inp, const float* weight, const float* bias,
+                       int N, int C, float eps);
+// d/d of layernorm_forward(out, mean, rstd, inp, weight, bias).
+void layernorm_backward(float* dinp, float* dweight, float* dbias,
+                        const float* dout, const float* inp, const float* weight,
+                        const float* mean, const float* rstd, int N, int C);
+
+// ---------------------------------------------------------------- gelu
+// Exact GELU: out = x * 0.5 * (1 + erf(x / sqrt(2))), elementwise over n.
+void gelu_forward(float* out, const float* inp, size_t n);
+// dinp += dout * gelu'(inp)
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
+
+// ---------------------------------------------------------------- softmax
+// Row softmax: out (N, C) = softmax(inp (N, C)) along C.
+void softmax_forward(float* out, const float* inp, int N, int C);
+// dinp += out * (dout - sum(dout * out)) per row; takes the forward's output.
+void softmax_backward(float* dinp, const float* dout, const float* out, int N, int C);
+
+// ---------------------------------------------------------------- attention
+// Multi-head self-attention core (the qkv and proj linears are separate).
+// qkv (B, T, 3C) laid out as timm's Attention: [q | k | v], each C = NH*hs,
+//   head h occupies columns h*hs .. h*hs+hs-1 of its part.
+// out (B, T, C): softmax(q k^T / sqrt(hs)) v, heads concatenated.
+// att (B, NH, T, T): the softmax probabilities, saved for backward.
+void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+// d/d of attention_forward. datt is scratch of (B, NH, T, T) floats (its
+// contents on entry are ignored). dqkv (B, T, 3C) is accumulated.
+void attention_backward(float* dqkv, float* datt, const float* dout,
+                        const float* qkv, const float* att, int B, int T, int C, int NH);
+void attention_forward_ref(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+void attention_backward_ref(float* dqkv, float* datt, const float* dout,
+                            const float* qkv, const float* att, int B, int T, int C, int NH);
+
+// ---------------------------------------------------------------- elementwise
+// out = a + b over n (out may alias a or b). Backward: da += dout, db += dout,
+// which callers do with add_inplace.
+void residual_forward(float* out, const float* a, const float* b, size_t n);
+// y += x over n.
+void add_inplace(float* y, const float* x, size_t n);
+
+// ---------------------------------------------------------------- patches
+// MAE patchify: imgs (B, C, H, W) -> out (B, L, p*p*C) with L = (H/p)*(W/p),
+// patches in row-major grid order, each patch flattened in (pr, pc, c) order
+// (models_mae.py: einsum('nchpwq->nhwpqc')). H and W must be divisible by p.
+void patchify_forward(float* out, const float* imgs, int B, int C, int H, int W, int p);
+// d/d of patchify: dimgs (B, C, H, W) += unpatchify(dout). Also the inverse
+// (unpatchify) when dimgs starts zeroed.
+void patchify_backward(float* dimgs, const float* dout, int B, int C, int H, int W, int p);
+// Conv-order im2col for the patch embedding: imgs (B, C, H, W) ->
+// out (B, L, C*p*p) with each patch flattened in (c, pr, pc) order, so that
+// out @ W^T with W = conv weight (D, C, p, p) viewed as (D, C*p*p) equals
+// the stride-p convolution.
+void im2col_forward(float* out, const float* imgs, int B, int C, int H, int W, int p);
+// d/d of im2col_forward: dimgs (B, C, H, W) += col2im(dout).
+void im2col_backward(float* dimgs, const float* dout, int B, int C, int H, int W, int p);
+
+// ---------------------------------------------------------------- masking
+// Per-sample random masking by noise argsort (MAE random_masking): for each
+// b, ids_shuffle = argsort(noise[b, :L]) ascending (stable: ties keep index
+// order); ids_restore = argsort(ids_shuffle); the first len_keep of
+// ids_shuffle are kept (ids_keep (B, len_keep)); mask (B, L) is 0 for kept,
+// 1 for removed patches, in the original order.
+// ids_shuffle, ids_restore: (B, L).
+void masking_forward(int32_t* ids_shuffle, int32_t* ids_restore, float* mask,
+                     const float* noise, int B, int L, int len_keep);
+// Row gather: out (B, Tout, C)[b, t] = inp (B, Tin, C)[b, ids[b, t]],
+// ids (B, Tout) in [0, Tin).
+void gather_forward(float* out, const float* inp, const int32_t* ids, int B, int Tin, int Tout, int C);
+// d/d of gather_forward: dinp[b, ids[b, t]] += dout[b, t].
+void gather_backward(float* dinp, const float* dout, const int32_t* ids, int B, int Tin, int Tout, int C);
+
+// ---------------------------------------------------------------- loss
+// MAE loss: per-patch mean over P of (pred - target)^2, averaged over the
+// masked patches: loss = sum_{b,l} mask[b,l] * mean_p (pred-target)^2 / sum mask.
+// pred, target (B, L, P), mask (B, L). Returns the loss (double accumulation).
+float mae_loss_forward(const float* pred, const float* target, const float* mask, int B, int L, int P);
+// dpred (B, L, P) += dloss * 2 (pred - target) mask / (P * sum mask).
+void mae_loss_backward(float* dpred, const float* pred, const float* target, const float* mask,
+                       float dloss, int B, int L, int P);
+// norm_pix target: each row of target (N, P) becomes (x - mean) / sqrt(var + 1e-6)
+// with the unbiased variance (torch.var default), in place.
+void norm_pix_rows(float* target, int N, int P);

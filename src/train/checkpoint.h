@@ -1,0 +1,46 @@
+// checkpoint.h: model weights and trainer state on disk.
+//
+// Model files are safetensors with the PyTorch MAE state_dict names and
+// shapes (they load with safetensors.torch.load_file into models_mae.py),
+// plus __metadata__ describing the config (keys img_h, img_w, in_chans,
+// patch, embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth,
+// decoder_num_heads, mlp_ratio, mask_ratio, norm_pix_loss, model).
+//
+// A training run's folder holds checkpoints as subfolders
+//   RUN/ckpt-<step>/model.safetensors   weights (as above)
+//   RUN/ckpt-<step>/optim.safetensors   AdamW moments exp_avg.<name>,
+//                                       exp_avg_sq.<name>; metadata: step,
+//                                       adam_t, data position, run args (JSON)
+//   RUN/latest                          "ckpt-<step>\n", replaced atomically
+// Each file is written atomically; `latest` moves only after both files of
+// the new checkpoint are durable, so a crash at any moment leaves the
+// previous checkpoint loadable.
+#pragma once
+#include <stdint.h>
+#include "model/mae.h"
+#include "train/optim.h"
+
+// Writes m's weights to PATH. extra_meta: n_extra key/value pairs added to
+// the metadata (may be NULL).
+int mim_ckpt_save_model(const char* path, const mim_mae* m, const char* const* extra_meta, int n_extra);
+// Reads the config stored in a model file's metadata (for commands that take
+// only a checkpoint). Returns MIM_EFORMAT if the metadata is missing.
+int mim_ckpt_read_config(const char* path, mim_config* cfg);
+// Loads every tensor of m's table from PATH (shape-checked; fp32/bf16/f16
+// accepted). With allow_missing_decoder, decoder tensors absent from the file
+// are left as they are (encoder-only checkpoints).
+int mim_ckpt_load_model(const char* path, mim_mae* m, int allow_missing_decoder);
+
+typedef struct {
+    int64_t step;          // optimizer steps completed
+    int64_t data_epoch;    // data position: epoch and sample index within it
+    int64_t data_index;
+    char args_json[8192];  // the run's settings, to check a resume matches
+} mim_train_state;
+
+// Saves a checkpoint of a run into RUN (see above) and moves `latest`.
+// keep > 0 prunes older ckpt-* folders beyond the newest `keep`.
+int mim_ckpt_save_run(const char* run_dir, const mim_mae* m, const mim_adamw* opt,
+                      const mim_train_state* st, int keep);
+// Loads RUN/latest into m, opt and st. MIM_ENOTFOUND if RUN has none.
+int mim_ckpt_load_run(const char* run_dir, mim_mae* m, mim_adamw* opt, mim_train_state* st);
