@@ -14,9 +14,9 @@ BUILD   := build
 OPT     := -O3 -g
 endif
 
-CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror=implicit-function-declaration \
            $(OPT) $(ARCH) -fopenmp -Isrc
-LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lcjson -ljpeg -lz -lm -lpthread
+LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lcjson -ljpeg -lpng -lz -lm -lpthread
 LDFLAGS := $(OPT) -fopenmp
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))

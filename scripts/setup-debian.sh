@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what mimscale needs on Debian 12 (run as root, or with sudo).
+# Build: C compiler, OpenBLAS (OpenMP build), cJSON, libjpeg-turbo, libpng,
+# zlib. Data: Fashion-MNIST. Tests: PyTorch and NumPy as an independent
+# reference, clang for the fuzz targets.
+set -euo pipefail
+pkgs="build-essential make pkg-config libopenblas-dev libopenblas0-openmp libcjson-dev
+      libjpeg62-turbo-dev libpng-dev zlib1g-dev dataset-fashion-mnist
+      python3-torch python3-numpy python3-pil python3-torchvision clang"
+missing=""
+for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi

@@ -1,0 +1,5 @@
+// cli.h: the subcommands of the mimscale CLI; each takes argv with argv[0]
+// = its name and returns the process exit status.
+#pragma once
+int cmd_pretrain(int argc, char** argv);
+int cmd_models(int argc, char** argv);

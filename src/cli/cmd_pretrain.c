@@ -1,0 +1,68 @@
+// cmd_pretrain.c: `mimscale pretrain`: flags -> mim_pretrain_args.
+#include "cli/cli.h"
+#include "cli/flags.h"
+#include "core/check.h"
+#include "data/idx.h"
+#include "train/pretrain.h"
+#include <stdio.h>
+#include <string.h>
+
+int cmd_pretrain(int argc, char** argv) {
+    mim_pretrain_args a = {0};
+    const char *model = NULL;
+    int patch, dec_dim, dec_depth, dec_heads, norm_pix;
+    float mask_ratio;
+    int64_t seed;
+    flag f[] = {
+        {"model", FLAG_STR, &model, "vit_tiny", 0, 0, "encoder preset (see `mimscale models`)"},
+        {"patch", FLAG_INT, &patch, "4", 1, 1024, "patch size (image sides must be divisible by it)"},
+        {"dec-dim", FLAG_INT, &dec_dim, "128", 4, 1 << 16, "decoder width"},
+        {"dec-depth", FLAG_INT, &dec_depth, "2", 0, 1024, "decoder blocks"},
+        {"dec-heads", FLAG_INT, &dec_heads, "4", 1, 1024, "decoder attention heads"},
+        {"mask-ratio", FLAG_FLOAT, &mask_ratio, "0.75", 0, 0.99, "fraction of patches masked"},
+        {"norm-pix", FLAG_BOOL, &norm_pix, "0", 0, 1, "normalise each target patch (MAE --norm_pix_loss)"},
+        {"data", FLAG_STR, &a.data, MIM_FASHION_MNIST_DIR, 0, 0, "folder with train-images-idx3-ubyte.gz + labels"},
+        {"out", FLAG_STR, &a.out, "runs/pretrain", 0, 0, "run folder: checkpoints, metrics.jsonl"},
+        {"batch", FLAG_INT, &a.batch, "256", 1, 1 << 20, "images per step"},
+        {"accum", FLAG_INT, &a.accum, "1", 1, 1 << 16, "gradient accumulation steps (effective batch = batch x accum)"},
+        {"epochs", FLAG_FLOAT, &a.epochs, "1", 0, 1e6, "training length in epochs"},
+        {"steps", FLAG_I64, &a.steps, "0", 0, 1e15, "training length in optimizer steps (overrides --epochs)"},
+        {"blr", FLAG_FLOAT, &a.blr, "1.5e-4", 0, 10, "base lr: lr = blr x effective batch / 256"},
+        {"lr", FLAG_FLOAT, &a.lr, "0", 0, 10, "absolute lr (overrides --blr when > 0)"},
+        {"min-lr", FLAG_FLOAT, &a.min_lr, "0", 0, 10, "lr at the end of the cosine"},
+        {"warmup-epochs", FLAG_FLOAT, &a.warmup_epochs, "0.5", 0, 1e6, "linear warm-up length in epochs"},
+        {"weight-decay", FLAG_FLOAT, &a.weight_decay, "0.05", 0, 10, "AdamW weight decay (not on biases/1-D)"},
+        {"beta1", FLAG_FLOAT, &a.beta1, "0.9", 0, 0.999999, "AdamW beta1"},
+        {"beta2", FLAG_FLOAT, &a.beta2, "0.95", 0, 0.999999, "AdamW beta2"},
+        {"clip-grad", FLAG_FLOAT, &a.clip_grad, "0", 0, 1e9, "clip the global grad norm to this (0: off)"},
+        {"flip", FLAG_BOOL, &a.flip, "1", 0, 1, "random horizontal flips"},
+        {"seed", FLAG_I64, &seed, "0", 0, 9.2e18, "seed for init, data order, masks"},
+        {"threads", FLAG_INT, &a.threads, "0", 0, 4096, "OpenMP/BLAS threads (0: all cores)"},
+        {"save-every", FLAG_INT, &a.save_every, "500", 0, 1 << 30, "checkpoint every N steps (and at the end)"},
+        {"log-every", FLAG_INT, &a.log_every, "10", 1, 1 << 30, "metrics/progress every N steps"},
+        {"keep", FLAG_INT, &a.keep, "2", 0, 1 << 20, "checkpoints kept (0: all)"},
+        {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint"},
+        {"stop-at", FLAG_I64, &a.stop_at, "0", 0, 1e15, "stop after this step with a checkpoint (0: run to the end)"},
+        {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
+    };
+    const char* pos[1];
+    int npos, nf = (int)(sizeof f / sizeof f[0]);
+    int rc = flags_parse(f, nf, argc, argv,
+                         "usage: mimscale pretrain [flags]\n"
+                         "MAE pre-training on Fashion-MNIST style IDX data (28x28 grayscale by default).",
+                         pos, 0, &npos);
+    if (rc) return rc < 0 ? 2 : 0;
+    if (mim_config_preset(&a.model, model)) { fprintf(stderr, "error: --model: %s\n", mim_err_msg()); return 2; }
+    a.model.patch = patch;
+    a.model.dec_dim = dec_dim; a.model.dec_depth = dec_depth; a.model.dec_heads = dec_heads;
+    a.model.mask_ratio = mask_ratio;
+    a.model.norm_pix = norm_pix;
+    a.model.img_h = a.model.img_w = 0;   // from the data
+    a.seed = (uint64_t)seed;
+    rc = mim_pretrain_run(&a);
+    if (rc) {
+        fprintf(stderr, "\nerror: %s\n", mim_err_msg());
+        return rc == MIM_PRETRAIN_NAN ? 3 : 1;
+    }
+    return 0;
+}

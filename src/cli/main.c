@@ -1,0 +1,28 @@
+// main.c: `mimscale <command> ...`, dispatching to one file per subcommand.
+#include "cli/cli.h"
+#include <stdio.h>
+#include <string.h>
+
+typedef struct { const char* name; int (*fn)(int, char**); const char* help; } command;
+
+static const command commands[] = {
+    {"pretrain", cmd_pretrain, "MAE pre-training (checkpoints, resume, metrics log)"},
+    {"models", cmd_models, "list the named ViT configs with parameters and FLOPs"},
+};
+
+static void usage(void) {
+    printf("usage: mimscale <command> [flags]   (mimscale <command> --help for its flags)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        printf("  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command '%s' (see mimscale --help)\n", argv[1]);
+    return 2;
+}

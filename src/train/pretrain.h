@@ -1,0 +1,34 @@
+// pretrain.h: the MAE pre-training engine behind `mimscale pretrain`:
+// data order, masking noise, schedule, AdamW, logging, checkpoints and
+// resume. Determinism: the data order of epoch e comes from (seed, e) and
+// the masking noise and flips of step s from (seed, s), so a resumed run
+// replays exactly what an uninterrupted one does (same thread count).
+#pragma once
+#include <stdint.h>
+#include "model/config.h"
+
+typedef struct {
+    mim_config model;      // image geometry filled from the data when 0
+    const char* data;      // folder with Fashion-MNIST style IDX files
+    const char* out;       // run folder (checkpoints, metrics.jsonl)
+    int batch, accum;      // per-step batch and gradient accumulation
+    float epochs;          // training length in epochs ...
+    int64_t steps;         // ... or in optimizer steps (overrides epochs if > 0)
+    float blr, lr, min_lr; // lr = blr * batch * accum / 256 unless lr > 0
+    float warmup_epochs;
+    float weight_decay, beta1, beta2, clip_grad;
+    int flip;              // random horizontal flips
+    uint64_t seed;
+    int threads;
+    int save_every;        // steps between checkpoints (0: only at the end)
+    int log_every;
+    int keep;              // checkpoints kept (0: all)
+    int resume;
+    int64_t stop_at;       // stop (with a checkpoint) after this step; 0: never
+    int quiet;
+} mim_pretrain_args;
+
+// Runs pre-training. Returns 0, or a negative MIM_E* code with mim_err_msg()
+// set (the caller prints it), or MIM_PRETRAIN_NAN when the loss went non-finite.
+#define MIM_PRETRAIN_NAN 3
+int mim_pretrain_run(const mim_pretrain_args* a);
