@@ -14,7 +14,7 @@ BUILD   := build
 OPT     := -O3 -g
 endif
 
-CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror=implicit-function-declaration \
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror=implicit-function-declaration -fno-math-errno -fno-trapping-math \
            $(OPT) $(ARCH) -fopenmp -Isrc
 LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lcjson -ljpeg -lpng -lz -lm -lpthread
 LDFLAGS := $(OPT) -fopenmp
@@ -50,3 +50,11 @@ test: all
 
 clean:
 	rm -rf build build-san
+
+BENCH_SRC := $(wildcard bench/*.c)
+BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+.PHONY: bench
+bench: $(BENCHES)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libmimscale.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libmimscale.a -o $@ $(LDLIBS)

@@ -3,6 +3,7 @@
 // tokens, D / Dd encoder / decoder width, P = p*p*C, K = C*p*p.
 #include "model/mae.h"
 #include "core/check.h"
+#include "core/prof.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 #include <math.h>
@@ -264,15 +265,15 @@ static void block_forward(mim_block_acts* a, const mim_block_w* w, const float* 
                           int B, int T, int D, int NH, int r) {
     int N = B * T;
     size_t nd = (size_t)N * D;
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, N, D, LN_EPS);
-    matmul_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, N, D, 3 * D);
-    attention_forward(a->atty, a->att, a->qkv, B, T, D, NH);
-    matmul_forward(a->res1, a->atty, w->projw, w->projb, N, D, D);
+    PROF(PROF_NORM, layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, N, D, LN_EPS));
+    PROF(PROF_MATMUL, matmul_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, N, D, 3 * D));
+    PROF(PROF_ATTENTION, attention_forward(a->atty, a->att, a->qkv, B, T, D, NH));
+    PROF(PROF_MATMUL, matmul_forward(a->res1, a->atty, w->projw, w->projb, N, D, D));
     add_inplace(a->res1, x, nd);
-    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2w, w->ln2b, N, D, LN_EPS);
-    matmul_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, N, D, r * D);
-    gelu_forward(a->gelu, a->fc1, (size_t)N * r * D);
-    matmul_forward(a->out, a->gelu, w->fc2w, w->fc2b, N, r * D, D);
+    PROF(PROF_NORM, layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2w, w->ln2b, N, D, LN_EPS));
+    PROF(PROF_MATMUL, matmul_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, N, D, r * D));
+    PROF(PROF_ELEMWISE, gelu_forward(a->gelu, a->fc1, (size_t)N * r * D));
+    PROF(PROF_MATMUL, matmul_forward(a->out, a->gelu, w->fc2w, w->fc2b, N, r * D, D));
     add_inplace(a->out, a->res1, nd);
 }
 
@@ -288,21 +289,21 @@ static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_b
     // MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1))))
     memcpy(dres, dout, nd * sizeof(float));
     memset(dgelu, 0, nh * sizeof(float));
-    matmul_backward(dgelu, g->fc2w, g->fc2b, dout, a->gelu, w->fc2w, N, r * D, D);
+    PROF(PROF_MATMUL, matmul_backward(dgelu, g->fc2w, g->fc2b, dout, a->gelu, w->fc2w, N, r * D, D));
     memset(dfc1, 0, nh * sizeof(float));
-    gelu_backward(dfc1, a->fc1, dgelu, nh);
+    PROF(PROF_ELEMWISE, gelu_backward(dfc1, a->fc1, dgelu, nh));
     memset(dln, 0, nd * sizeof(float));
-    matmul_backward(dln, g->fc1w, g->fc1b, dfc1, a->ln2, w->fc1w, N, D, r * D);
-    layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res1, w->ln2w, a->ln2_mean, a->ln2_rstd, N, D);
+    PROF(PROF_MATMUL, matmul_backward(dln, g->fc1w, g->fc1b, dfc1, a->ln2, w->fc1w, N, D, r * D));
+    PROF(PROF_NORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res1, w->ln2w, a->ln2_mean, a->ln2_rstd, N, D));
     // attention branch: res1 = x + proj(attn(qkv(ln1(x))))
     memcpy(dx, dres, nd * sizeof(float));
     memset(datty, 0, nd * sizeof(float));
-    matmul_backward(datty, g->projw, g->projb, dres, a->atty, w->projw, N, D, D);
+    PROF(PROF_MATMUL, matmul_backward(datty, g->projw, g->projb, dres, a->atty, w->projw, N, D, D));
     memset(dqkv, 0, nd * 3 * sizeof(float));
-    attention_backward(dqkv, m->s_datt, datty, a->qkv, a->att, B, T, D, NH);
+    PROF(PROF_ATTENTION, attention_backward(dqkv, m->s_datt, datty, a->qkv, a->att, B, T, D, NH));
     memset(dln, 0, nd * sizeof(float));
-    matmul_backward(dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D);
-    layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D);
+    PROF(PROF_MATMUL, matmul_backward(dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D));
+    PROF(PROF_NORM, layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D));
 }
 
 // ---------------------------------------------------------------- forward
@@ -316,15 +317,15 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
     const mim_weights* w = &m->w;
 
     // patch embedding: imgs -> (B, L, K) -> (B, L, D), + pos_embed[1:]
-    im2col_forward(m->imgs_col, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch);
-    matmul_forward(m->pe_out, m->imgs_col, w->pe_w, w->pe_b, B * L, K, D);
+    PROF(PROF_ELEMWISE, im2col_forward(m->imgs_col, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch));
+    PROF(PROF_MATMUL, matmul_forward(m->pe_out, m->imgs_col, w->pe_w, w->pe_b, B * L, K, D));
     #pragma omp parallel for if ((size_t)B * L * D >= 65536)
     for (int b = 0; b < B; b++)
         for (int l = 0; l < L; l++)
             add_inplace(m->pe_out + ((size_t)b * L + l) * D, w->pos_embed + (size_t)(1 + l) * D, D);
 
     // masking: keep the len_keep lowest-noise patches; x0 = [cls + pos0, kept]
-    masking_forward(m->ids_shuffle, m->ids_restore, m->mask, noise, B, L, keep);
+    PROF(PROF_ELEMWISE, masking_forward(m->ids_shuffle, m->ids_restore, m->mask, noise, B, L, keep));
     #pragma omp parallel for if ((size_t)B * T * D >= 65536)
     for (int b = 0; b < B; b++) {
         float* x = m->x0 + (size_t)b * T * D;
@@ -339,10 +340,10 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
         block_forward(&m->enc[i], &w->blocks[i], x, B, T, D, c->heads, r);
         x = m->enc[i].out;
     }
-    layernorm_forward(m->latent, m->lat_mean, m->lat_rstd, x, w->norm_w, w->norm_b, B * T, D, LN_EPS);
+    PROF(PROF_NORM, layernorm_forward(m->latent, m->lat_mean, m->lat_rstd, x, w->norm_w, w->norm_b, B * T, D, LN_EPS));
 
     // decoder: embed, append mask tokens, unshuffle, + decoder_pos_embed
-    matmul_forward(m->demb, m->latent, w->de_w, w->de_b, B * T, D, Dd);
+    PROF(PROF_MATMUL, matmul_forward(m->demb, m->latent, w->de_w, w->de_b, B * T, D, Dd));
     #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
     for (int b = 0; b < B; b++) {
         float* y = m->dx0 + (size_t)b * Td * Dd;
@@ -361,14 +362,14 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
         block_forward(&m->dec[i], &w->dblocks[i], x, B, Td, Dd, c->dec_heads, r);
         x = m->dec[i].out;
     }
-    layernorm_forward(m->dnorm, m->dn_mean, m->dn_rstd, x, w->dnorm_w, w->dnorm_b, B * Td, Dd, LN_EPS);
-    matmul_forward(m->pred_full, m->dnorm, w->pred_w, w->pred_b, B * Td, Dd, P);
+    PROF(PROF_NORM, layernorm_forward(m->dnorm, m->dn_mean, m->dn_rstd, x, w->dnorm_w, w->dnorm_b, B * Td, Dd, LN_EPS));
+    PROF(PROF_MATMUL, matmul_forward(m->pred_full, m->dnorm, w->pred_w, w->pred_b, B * Td, Dd, P));
     #pragma omp parallel for if ((size_t)B * L * P >= 65536)
     for (int b = 0; b < B; b++)
         memcpy(m->pred + (size_t)b * L * P, m->pred_full + ((size_t)b * Td + 1) * P, (size_t)L * P * sizeof(float));
 
     // loss on the masked patches
-    patchify_forward(m->target, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch);
+    PROF(PROF_ELEMWISE, patchify_forward(m->target, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch));
     if (c->norm_pix) norm_pix_rows(m->target, B * L, P);
     m->loss = mae_loss_forward(m->pred, m->target, m->mask, B, L, P);
     return m->loss;
@@ -404,10 +405,10 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     // decoder_pred, decoder_norm, decoder blocks
     float* dln = m->s_dln;
     memset(dln, 0, (size_t)B * Td * Dd * sizeof(float));
-    matmul_backward(dln, g->pred_w, g->pred_b, dpred, m->dnorm, w->pred_w, B * Td, Dd, P);
+    PROF(PROF_MATMUL, matmul_backward(dln, g->pred_w, g->pred_b, dpred, m->dnorm, w->pred_w, B * Td, Dd, P));
     const float* xin = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->dx0;
     memset(dcur, 0, (size_t)B * Td * Dd * sizeof(float));
-    layernorm_backward(dcur, g->dnorm_w, g->dnorm_b, dln, xin, w->dnorm_w, m->dn_mean, m->dn_rstd, B * Td, Dd);
+    PROF(PROF_NORM, layernorm_backward(dcur, g->dnorm_w, g->dnorm_b, dln, xin, w->dnorm_w, m->dn_mean, m->dn_rstd, B * Td, Dd));
     for (int i = c->dec_depth - 1; i >= 0; i--)
         block_backward(m, dcur, dcur, &m->dec[i], &w->dblocks[i], &g->dblocks[i],
                        i ? m->dec[i - 1].out : m->dx0, B, Td, Dd, c->dec_heads, r);
@@ -432,10 +433,10 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
 
     // decoder_embed, final encoder norm, encoder blocks
     memset(dln, 0, (size_t)B * T * D * sizeof(float));
-    matmul_backward(dln, g->de_w, g->de_b, ddemb, m->latent, w->de_w, B * T, D, Dd);
+    PROF(PROF_MATMUL, matmul_backward(dln, g->de_w, g->de_b, ddemb, m->latent, w->de_w, B * T, D, Dd));
     xin = c->depth ? m->enc[c->depth - 1].out : m->x0;
     memset(dcur, 0, (size_t)B * T * D * sizeof(float));
-    layernorm_backward(dcur, g->norm_w, g->norm_b, dln, xin, w->norm_w, m->lat_mean, m->lat_rstd, B * T, D);
+    PROF(PROF_NORM, layernorm_backward(dcur, g->norm_w, g->norm_b, dln, xin, w->norm_w, m->lat_mean, m->lat_rstd, B * T, D));
     for (int i = c->depth - 1; i >= 0; i--)
         block_backward(m, dcur, dcur, &m->enc[i], &w->blocks[i], &g->blocks[i],
                        i ? m->enc[i - 1].out : m->x0, B, T, D, c->heads, r);
@@ -449,5 +450,5 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
         for (int t = 0; t < keep; t++)
             add_inplace(dpe + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
                         dcur + ((size_t)b * T + 1 + t) * D, D);
-    matmul_backward(NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D);
+    PROF(PROF_MATMUL, matmul_backward(NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D));
 }

@@ -54,12 +54,17 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
     if (dweight) // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N,
                     1.0f, dout, OC, inp, C, 1.0f, dweight, C);
-    if (dbias) {
+    if (dbias) {   // column blocks: contiguous SIMD adds down the rows
         #pragma omp parallel for if ((size_t)N * OC > 65536)
-        for (int o = 0; o < OC; o++) {
-            float s = 0.0f;
-            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
-            dbias[o] += s;
+        for (int o0 = 0; o0 < OC; o0 += 64) {
+            int w = OC - o0 < 64 ? OC - o0 : 64;
+            float acc[64] = {0};
+            for (int n = 0; n < N; n++) {
+                const float* g = dout + (size_t)n * OC + o0;
+                #pragma omp simd
+                for (int j = 0; j < w; j++) acc[j] += g[j];
+            }
+            for (int j = 0; j < w; j++) dbias[o0 + j] += acc[j];
         }
     }
 }
