@@ -3,3 +3,6 @@
 #pragma once
 int cmd_pretrain(int argc, char** argv);
 int cmd_models(int argc, char** argv);
+int cmd_index(int argc, char** argv);
+int cmd_subset(int argc, char** argv);
+int cmd_pack(int argc, char** argv);

@@ -8,6 +8,9 @@ typedef struct { const char* name; int (*fn)(int, char**); const char* help; } c
 static const command commands[] = {
     {"pretrain", cmd_pretrain, "MAE pre-training (checkpoints, resume, metrics log)"},
     {"models", cmd_models, "list the named ViT configs with parameters and FLOPs"},
+    {"index", cmd_index, "scan webdataset shards into a sample index"},
+    {"subset", cmd_subset, "write nested random / first / stratified subset files"},
+    {"pack", cmd_pack, "ImageFolder or IDX -> webdataset shards"},
 };
 
 static void usage(void) {

@@ -252,8 +252,13 @@ void mim_mae_init_weights(mim_mae* m, uint64_t seed) {
             double fan_out = (double)p->shape[0], fan_in = (double)p->numel / fan_out;
             float a = (float)sqrt(6.0 / (fan_in + fan_out));
             for (size_t j = 0; j < p->numel; j++) x[j] = a * (2.0f * mim_rng_uniform(&rng) - 1.0f);
+        } else if (strcmp(n, "patch_embed.proj.bias") == 0) {
+            // MAE leaves the conv bias at PyTorch's default init:
+            // U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C * p * p.
+            float a = 1.0f / sqrtf((float)(c->in_chans * c->patch * c->patch));
+            for (size_t j = 0; j < p->numel; j++) x[j] = a * (2.0f * mim_rng_uniform(&rng) - 1.0f);
         } else {
-            memset(x, 0, p->numel * sizeof(float));   // biases
+            memset(x, 0, p->numel * sizeof(float));   // linear biases
         }
     }
 }
@@ -308,11 +313,13 @@ static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_b
 
 // ---------------------------------------------------------------- forward
 
-float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) {
+// Patch embedding, masking (noise NULL: keep every patch in order) and the
+// encoder blocks + final norm into m->latent (B, T, D).
+static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, int B) {
     const mim_config* c = &m->cfg;
     CHECK(B >= 1 && B <= m->max_batch);
     m->B = B;
-    int L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->P, K = m->K;
+    int L = m->L, T = m->T, D = c->dim, K = m->K;
     int keep = T - 1, r = c->mlp_ratio;
     const mim_weights* w = &m->w;
 
@@ -325,7 +332,15 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
             add_inplace(m->pe_out + ((size_t)b * L + l) * D, w->pos_embed + (size_t)(1 + l) * D, D);
 
     // masking: keep the len_keep lowest-noise patches; x0 = [cls + pos0, kept]
-    PROF(PROF_ELEMWISE, masking_forward(m->ids_shuffle, m->ids_restore, m->mask, noise, B, L, keep));
+    if (noise) {
+        PROF(PROF_ELEMWISE, masking_forward(m->ids_shuffle, m->ids_restore, m->mask, noise, B, L, keep));
+    } else {
+        CHECK(keep == L);
+        for (size_t i = 0; i < (size_t)B * L; i++) {
+            m->ids_shuffle[i] = m->ids_restore[i] = (int32_t)(i % L);
+            m->mask[i] = 0.0f;
+        }
+    }
     #pragma omp parallel for if ((size_t)B * T * D >= 65536)
     for (int b = 0; b < B; b++) {
         float* x = m->x0 + (size_t)b * T * D;
@@ -341,6 +356,21 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
         x = m->enc[i].out;
     }
     PROF(PROF_NORM, layernorm_forward(m->latent, m->lat_mean, m->lat_rstd, x, w->norm_w, w->norm_b, B * T, D, LN_EPS));
+}
+
+const float* mim_mae_encode(mim_mae* m, const float* imgs, int B) {
+    forward_encoder(m, imgs, NULL, B);
+    return m->latent;
+}
+
+float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) {
+    const mim_config* c = &m->cfg;
+    CHECK(noise != NULL);
+    forward_encoder(m, imgs, noise, B);
+    int L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->P;
+    int keep = T - 1, r = c->mlp_ratio;
+    const mim_weights* w = &m->w;
+    const float* x;
 
     // decoder: embed, append mask tokens, unshuffle, + decoder_pos_embed
     PROF(PROF_MATMUL, matmul_forward(m->demb, m->latent, w->de_w, w->de_b, B * T, D, Dd));

@@ -105,7 +105,8 @@ typedef struct {
 int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch);
 void mim_mae_free(mim_mae* m);
 // MAE's initialisation from a seed: xavier_uniform linears (patch embedding
-// viewed as 2-D), zero biases, LayerNorm 1/0, cls/mask tokens N(0, 0.02),
+// viewed as 2-D), zero linear biases (the patch-embedding bias keeps
+// PyTorch's conv default, as MAE), LayerNorm 1/0, cls/mask tokens N(0, 0.02),
 // fixed 2-D sin-cos position embeddings (cls row zero).
 void mim_mae_init_weights(mim_mae* m, uint64_t seed);
 // Writes the 2-D sin-cos embedding (1+gh*gw, D), cls row zero, as MAE's
@@ -120,3 +121,7 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B);
 // Accumulates d(loss * dloss_scale)/d(params) into m->grads (scale for
 // gradient accumulation: 1/accum_iter).
 void mim_mae_backward(mim_mae* m, float dloss_scale);
+// Encoder only, on every patch (for evaluation): requires a model built with
+// mask_ratio 0 (so T = 1 + L). Returns the final-norm tokens (B, 1+L, D),
+// cls first, valid until the next call.
+const float* mim_mae_encode(mim_mae* m, const float* imgs, int B);

@@ -1,0 +1,128 @@
+// index.h: the sample index, a compact memory-mapped file listing every
+// sample of a set of webdataset shards, so that sample i is found in O(1)
+// without scanning or holding the data set in memory.
+//
+// Build once (`mimscale index`), then open anywhere:
+//
+//     mim_index_stats st;
+//     mim_index_build("data.idx", paths, n_paths, NULL, &st);  // scans, no decode
+//     mim_index* ix; mim_index_open(&ix, "data.idx");
+//     const mim_index_record* r = mim_index_get(ix, i);       // O(1)
+//     mim_sample_reader rd; mim_sample_reader_init(&rd, ix);
+//     mim_sample_reader_read(&rd, i, &buf, &cap, &n);         // image bytes
+//
+// File layout (little endian, every section 32-byte aligned):
+//   mim_index_header (256 bytes)
+//   shard table at shard_table_off:
+//       uint64 first[n_shards + 1]   first sample of each shard (records are
+//                                    in shard order); first[n_shards] = n_samples
+//       uint64 name_off[n_shards + 1] offsets into the string blob
+//       char   blob[]                NUL-terminated shard paths
+//   records at records_off: n_samples x mim_index_record (32 bytes each)
+// So a 700M-sample index is 700M x 32 B = 22.4 GB plus the shard table; it is
+// mapped, never read whole. All counts are 64-bit.
+//
+// Shard paths are stored as absolute paths (realpath at build time) so the
+// index can be used from any working directory; if a stored path does not
+// exist when reading, the basename is looked up next to the index file (so a
+// directory of shards + index can be moved together).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#define MIM_INDEX_MAGIC "MIMIDX\0\1"
+#define MIM_INDEX_VERSION 1
+
+typedef struct {
+    uint64_t offset;    // byte offset of the image data in its shard
+    uint64_t key_hash;  // mim_key_hash(key): stable identity of the sample
+    uint32_t shard;     // index into the shard table
+    uint32_t size;      // image bytes (members >= 4 GiB are refused at build)
+    int32_t label;      // from key.cls, or -1
+    uint8_t format;     // MIM_IMG_JPEG / PNG / WEBP
+    uint8_t flags;      // MIM_REC_HAS_JSON | MIM_REC_HAS_TXT
+    uint16_t reserved;  // 0
+} mim_index_record;     // 32 bytes
+
+enum { MIM_REC_HAS_JSON = 1, MIM_REC_HAS_TXT = 2 };
+
+// What a build saw. Skipped samples are counted, never fatal.
+typedef struct {
+    uint64_t n_samples;     // samples indexed
+    uint64_t n_members;     // tar members walked (all types)
+    uint64_t n_no_image;    // groups without a .jpg/.jpeg/.png/.webp member
+    uint64_t n_empty;       // image member of 0 bytes
+    uint64_t n_oversize;    // image member >= 4 GiB
+    uint64_t n_bad_shards;  // shards cut short by corruption/truncation (samples before it kept)
+    uint64_t n_unreadable;  // shards that could not be opened
+    uint64_t n_labelled;    // samples with a label
+    int64_t n_labels;       // max label + 1 (0: unlabelled)
+    uint64_t bytes;         // shard bytes scanned
+    double seconds;         // wall time of the build
+} mim_index_stats;
+
+typedef struct {
+    char magic[8];
+    uint32_t version, record_size;     // MIM_INDEX_VERSION, 32
+    uint64_t n_samples, n_shards;
+    uint64_t shard_table_off, records_off, file_size;
+    mim_index_stats stats;             // as built
+    uint8_t reserved[256 - 56 - sizeof(mim_index_stats)];
+} mim_index_header;
+
+typedef struct {
+    int n_threads;   // shards scanned in parallel (<= 0: OpenMP default)
+    int progress;    // 1: progress line on stderr; 0: quiet; -1: only if stderr is a tty
+} mim_index_build_opts;
+
+// Scan the shards (no decoding) and write the index atomically (tmp + rename).
+// Unreadable or corrupt shards are counted in *stats, not fatal; I/O errors on
+// the output are. stats may be NULL; opts NULL means defaults (progress -1).
+int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
+                    const mim_index_build_opts* opts, mim_index_stats* stats);
+
+// Low-level writer (used by the build, by pack and by synthetic benchmarks):
+// records must be added in shard order.
+typedef struct mim_index_writer mim_index_writer;
+int mim_index_writer_open(mim_index_writer** out, const char* path, char* const* shards, size_t n_shards);
+int mim_index_writer_add(mim_index_writer* w, const mim_index_record* r, size_t n);
+// Finalise (header, fsync, rename) and free. stats may be NULL.
+int mim_index_writer_close(mim_index_writer* w, const mim_index_stats* stats);
+void mim_index_writer_abort(mim_index_writer* w);
+
+typedef struct mim_index mim_index;
+
+// Map and validate an index file (magic, version, every section in bounds).
+int mim_index_open(mim_index** out, const char* path);
+void mim_index_close(mim_index* ix);
+
+uint64_t mim_index_count(const mim_index* ix);
+uint64_t mim_index_n_shards(const mim_index* ix);
+const mim_index_header* mim_index_header_get(const mim_index* ix);
+// Record i (CHECKs i < count).
+const mim_index_record* mim_index_get(const mim_index* ix, uint64_t i);
+// Path of shard s as it resolves now (see the note on moved directories).
+const char* mim_index_shard_path(const mim_index* ix, uint32_t s);
+// Shard s holds samples [first(s), first(s+1)).
+uint64_t mim_index_shard_first(const mim_index* ix, uint32_t s);
+
+// Reads sample bytes with a small per-reader cache of open shard files. One
+// reader per thread; not thread-safe itself.
+#define MIM_READER_FDS 8
+typedef struct {
+    const mim_index* ix;
+    int fd[MIM_READER_FDS];
+    uint32_t shard[MIM_READER_FDS];
+    uint64_t used[MIM_READER_FDS];
+    uint64_t tick;
+} mim_sample_reader;
+
+void mim_sample_reader_init(mim_sample_reader* rd, const mim_index* ix);
+void mim_sample_reader_free(mim_sample_reader* rd);
+// Read sample i's image into *buf (grown with realloc as needed; *cap its
+// capacity), *n its size. Returns MIM_OK, MIM_EIO (shard unreadable or
+// short: a per-sample error to skip and count) or MIM_ENOMEM.
+int mim_sample_reader_read(mim_sample_reader* rd, uint64_t i, uint8_t** buf, size_t* cap, size_t* n);
+
+// One-line summary of stats ("50000 samples, 0 without image, ...").
+void mim_index_stats_format(const mim_index_stats* s, char* out, size_t cap);

@@ -1,0 +1,110 @@
+// loader.h: the threaded data loader of pre-training. Worker threads read
+// samples through the index, decode and augment them into a ring of batch
+// buffers while the model computes; the training loop takes one batch at a
+// time.
+//
+//     mim_loader_config cfg;
+//     mim_loader_config_default(&cfg);
+//     cfg.index_path = "data.idx"; cfg.subset_path = "data-random-1000000.sub";
+//     cfg.batch_size = 256; cfg.channels = 3; cfg.height = cfg.width = 224;
+//     cfg.seed = 0; cfg.rank = rank; cfg.world = world; cfg.n_threads = 8;
+//     mim_loader* L;
+//     if (mim_loader_open(&L, &cfg) < 0) die("%s", mim_err_msg());
+//     mim_loader_set_position(L, ckpt_pos);           // on resume
+//     for (step...) {
+//         mim_loader_next(L, imgs, labels);           // imgs (B, C, H, W), labels (B)
+//         mim_loader_pos pos = mim_loader_get_position(L);   // save with the checkpoint
+//     }
+//     mim_loader_counters c = mim_loader_get_counters(L);    // log skips
+//     mim_loader_close(L);
+//
+// Order. The M samples (subset, or the whole index) are permuted once per
+// epoch by a keyed bijection of [0, M) (a Feistel network, O(1) memory, so
+// 700M samples cost nothing) keyed by (seed, epoch). Rank r of world takes
+// positions r, r + world, r + 2*world, ... of the permutation: ranks see
+// disjoint slices, each M / world samples per epoch (the remainder is
+// dropped), cut into batches_per_epoch = (M / world) / B batches (drop_last).
+// Augmentation randomness is seeded from (seed, epoch, position in the
+// permutation): the same seed gives the same bits whatever n_threads is.
+//
+// Position. mim_loader_pos = (epoch, index): index is the rank-local sample
+// index within the epoch of the next batch mim_loader_next returns (a
+// multiple of B). Saving it after a step and restoring it with
+// mim_loader_set_position continues with the next unseen batch, bit-identical
+// to an uninterrupted run.
+//
+// Bad samples. A sample that cannot be read or decoded (corrupt, truncated,
+// too many pixels, unsupported format) is counted and replaced by another
+// sample of the same epoch chosen deterministically from its position (up to
+// 8 tries; after that the slot is zeros with label -1, counted as
+// `unfilled`). Batch boundaries therefore never move, and nothing fails the
+// run. Setup errors (index or subset unreadable, bad config) are returned by
+// mim_loader_open.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "data/augment.h"
+
+typedef struct {
+    const char* index_path;   // required
+    const char* subset_path;  // NULL: every sample of the index
+    int batch_size;           // B, per rank
+    int channels, height, width;  // model input (C, H, W)
+    int augment;              // 1: RandomResizedCrop + flip (train); 0: resize + centre crop
+    int shuffle;              // 1 (default): per-epoch permutation; 0: index order
+    uint64_t seed;
+    int rank, world;          // 0, 1 for a single process
+    int n_threads;            // decode workers (>= 1)
+    int prefetch;             // batches in the ring (>= 2; default 2 + n_threads / 4)
+    const mim_transform* transform;  // NULL: mim_transform_default(C, H, W, augment)
+} mim_loader_config;
+
+typedef struct { uint64_t epoch, index; } mim_loader_pos;
+
+// Counts over the batches handed out so far (not those prefetched), so they
+// are deterministic; they restart from zero at open (not saved by position).
+typedef struct {
+    uint64_t samples;       // slots filled with a good sample
+    uint64_t read_errors;   // shard unreadable / shorter than the index says
+    uint64_t decode_errors; // corrupt or truncated image
+    uint64_t too_big;       // over the pixel cap
+    uint64_t unsupported;   // WebP, unknown bytes
+    uint64_t replaced;      // slots that needed a replacement sample
+    uint64_t unfilled;      // slots left zero after 8 failed replacements
+} mim_loader_counters;
+
+typedef struct mim_loader mim_loader;
+
+void mim_loader_config_default(mim_loader_config* cfg);
+
+// Opens the index (and subset), validates the config and starts the workers
+// at position (0, 0). Returns MIM_OK or a negative code with mim_err_msg().
+int mim_loader_open(mim_loader** out, const mim_loader_config* cfg);
+
+// Copy the next batch into imgs (B, C, H, W) and labels (B) (labels may be
+// NULL). Blocks until the batch is ready. Returns MIM_OK.
+int mim_loader_next(mim_loader* l, float* imgs, int32_t* labels);
+
+// Zero-copy variant: *imgs (B, C, H, W) and *labels (B) stay valid until the
+// next call to mim_loader_next / next_lend / set_position / close.
+int mim_loader_next_lend(mim_loader* l, const float** imgs, const int32_t** labels);
+
+// Position of the next batch to be returned; see the note on Position above.
+mim_loader_pos mim_loader_get_position(const mim_loader* l);
+// Restart the workers at pos (index rounded down to a batch boundary;
+// index >= the epoch's length moves to the next epoch). MIM_EARG if the
+// position is malformed.
+int mim_loader_set_position(mim_loader* l, mim_loader_pos pos);
+
+uint64_t mim_loader_batches_per_epoch(const mim_loader* l);
+uint64_t mim_loader_epoch_size(const mim_loader* l);   // samples of the whole set, M
+mim_loader_counters mim_loader_get_counters(const mim_loader* l);
+// One line for the log: "loader: 12800 samples, skipped 3 (2 corrupt, 1 too big, ...)".
+void mim_loader_counters_format(const mim_loader_counters* c, char* out, size_t cap);
+
+void mim_loader_close(mim_loader* l);
+
+// The keyed permutation of [0, n) used for epoch order (exposed for tests).
+typedef struct { uint64_t n, half_mask; int half_bits; uint64_t key[4]; } mim_perm;
+void mim_perm_init(mim_perm* p, uint64_t n, uint64_t seed, uint64_t epoch);
+uint64_t mim_perm_apply(const mim_perm* p, uint64_t i);   // i < n -> distinct value < n

@@ -1,0 +1,269 @@
+// subset.c: nested subset selection by histogram + boundary-bin refinement,
+// streamed to files (see subset.h).
+#include "data/subset.h"
+#include "core/check.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(mim_subset_header) == 64, "subset header is 64 bytes");
+
+static uint64_t mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t mim_subset_rank(uint64_t seed, uint64_t key_hash) { return mix64(key_hash ^ mix64(seed ^ 0x5eed5eed5eedULL)); }
+
+int mim_subset_strategy_parse(const char* s, mim_subset_strategy* out) {
+    if (!strcmp(s, "random")) *out = MIM_SUBSET_RANDOM;
+    else if (!strcmp(s, "first")) *out = MIM_SUBSET_FIRST;
+    else if (!strcmp(s, "stratified")) *out = MIM_SUBSET_STRATIFIED;
+    else return mim_err(MIM_EARG, "unknown subset strategy '%s' (random, first, stratified)", s);
+    return MIM_OK;
+}
+
+const char* mim_subset_strategy_name(mim_subset_strategy s) {
+    return s == MIM_SUBSET_RANDOM ? "random" : s == MIM_SUBSET_FIRST ? "first" : "stratified";
+}
+
+// ---- output files ---------------------------------------------------------------
+
+typedef struct {
+    FILE* f;
+    char* tmp;
+    const char* path;
+    mim_subset_header h;
+} out_file;
+
+static int out_open(out_file* o, const char* path, const mim_index* ix, mim_subset_strategy st, uint64_t seed, uint64_t n) {
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    size_t L = strlen(path) + 24;
+    o->tmp = malloc(L);
+    if (!o->tmp) return mim_err(MIM_ENOMEM, "out of memory");
+    snprintf(o->tmp, L, "%s.tmp%d", path, (int)getpid());
+    o->f = fopen(o->tmp, "wb");
+    if (!o->f) return mim_err(MIM_EIO, "cannot create %s: %s", o->tmp, strerror(errno));
+    setvbuf(o->f, NULL, _IOFBF, 1 << 20);
+    memcpy(o->h.magic, MIM_SUBSET_MAGIC, 8);
+    o->h.version = 1; o->h.strategy = (uint32_t)st; o->h.seed = seed; o->h.n = n;
+    o->h.index_n_samples = mim_index_count(ix); o->h.index_n_shards = mim_index_n_shards(ix);
+    if (fwrite(&o->h, sizeof o->h, 1, o->f) != 1) return mim_err(MIM_EIO, "write %s failed", o->tmp);
+    return MIM_OK;
+}
+
+static int out_finish(out_file* o, uint64_t written, int ok) {
+    int rc = MIM_OK;
+    if (!o->f) { free(o->tmp); return MIM_OK; }
+    if (ok) {
+        CHECK(written == o->h.n);
+        if (fflush(o->f) || fsync(fileno(o->f))) rc = mim_err(MIM_EIO, "write %s failed: %s", o->tmp, strerror(errno));
+    }
+    if (fclose(o->f) && rc == MIM_OK && ok) rc = mim_err(MIM_EIO, "close %s failed", o->tmp);
+    if (ok && rc == MIM_OK && rename(o->tmp, o->path)) rc = mim_err(MIM_EIO, "rename to %s failed: %s", o->path, strerror(errno));
+    if (!ok || rc < 0) unlink(o->tmp);
+    free(o->tmp);
+    o->f = NULL; o->tmp = NULL;
+    return rc;
+}
+
+// ---- selection ----------------------------------------------------------------------
+
+typedef struct { uint64_t rank, id; uint32_t group; } cand;
+
+static int cand_cmp(const void* a, const void* b) {
+    const cand* x = a; const cand* y = b;
+    if (x->group != y->group) return x->group < y->group ? -1 : 1;
+    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+// Water-filled quotas q[g] summing to k, capped by cnt[g]; monotone in k.
+static void quotas(const uint64_t* cnt, size_t G, uint64_t k, uint64_t* q) {
+    // binary search the largest level L with sum min(cnt, L) <= k
+    uint64_t lo = 0, hi = 0;
+    for (size_t g = 0; g < G; g++) if (cnt[g] > hi) hi = cnt[g];
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2, s = 0;
+        for (size_t g = 0; g < G; g++) s += cnt[g] < mid ? cnt[g] : mid;
+        if (s <= k) lo = mid; else hi = mid - 1;
+    }
+    uint64_t s = 0;
+    for (size_t g = 0; g < G; g++) { q[g] = cnt[g] < lo ? cnt[g] : lo; s += q[g]; }
+    for (size_t g = 0; g < G && s < k; g++) if (cnt[g] > lo) { q[g]++; s++; }
+    CHECK(s == k);
+}
+
+int mim_subset_make(const mim_index* ix, mim_subset_strategy strategy, uint64_t seed,
+                    const uint64_t* sizes, size_t n_sizes, char* const* out_paths) {
+    uint64_t N = mim_index_count(ix);
+    if (n_sizes == 0) return mim_err(MIM_EARG, "no subset sizes given");
+    int rc = MIM_OK;
+    out_file* of = calloc(n_sizes, sizeof *of);
+    uint64_t* written = calloc(n_sizes, sizeof *written);
+    if (!of || !written) { free(of); free(written); return mim_err(MIM_ENOMEM, "out of memory"); }
+
+    if (strategy == MIM_SUBSET_FIRST) {
+        for (size_t s = 0; s < n_sizes; s++)
+            if (sizes[s] > N) { rc = mim_err(MIM_EARG, "subset size %llu exceeds the %llu samples of the index", (unsigned long long)sizes[s], (unsigned long long)N); goto done; }
+        for (size_t s = 0; s < n_sizes && rc == MIM_OK; s++) {
+            rc = out_open(&of[s], out_paths[s], ix, strategy, seed, sizes[s]);
+            for (uint64_t i = 0; i < sizes[s] && rc == MIM_OK; i++)
+                if (fwrite(&i, 8, 1, of[s].f) != 1) rc = mim_err(MIM_EIO, "write %s failed", of[s].tmp);
+            written[s] = sizes[s];
+        }
+        goto done;
+    }
+
+    size_t G = 1;
+    if (strategy == MIM_SUBSET_STRATIFIED) {
+        int64_t L = mim_index_header_get(ix)->stats.n_labels;
+        if (L <= 0) { rc = mim_err(MIM_EARG, "stratified subsets need labels; this index has none"); goto done; }
+        if (L > (1 << 20)) { rc = mim_err(MIM_EARG, "stratified: %lld labels (max 1048576)", (long long)L); goto done; }
+        G = (size_t)L;
+    }
+    // bins per group: power of two, G*B <= 4M counters
+    int bbits = 20;
+    while (bbits > 6 && ((size_t)1 << bbits) * G > ((size_t)1 << 22)) bbits--;
+    size_t B = (size_t)1 << bbits;
+    uint64_t* hist = calloc(G * B, sizeof *hist);
+    uint64_t* cnt = calloc(G, sizeof *cnt);
+    uint64_t* q = calloc(G, sizeof *q);
+    uint64_t* need = calloc(n_sizes * G, sizeof *need);      // items needed from the boundary bin
+    uint64_t* bbin = calloc(n_sizes * G, sizeof *bbin);      // boundary bin per (size, group)
+    cand* cut = calloc(n_sizes * G, sizeof *cut);            // last included (rank, id) per (size, group)
+    uint8_t* mark = calloc(G * B, 1);
+    cand* cands = NULL;
+    if (!hist || !cnt || !q || !need || !bbin || !cut || !mark) { rc = mim_err(MIM_ENOMEM, "out of memory"); goto free_sel; }
+
+    // pass 1: per-group histogram of the top rank bits
+    for (uint64_t i = 0; i < N; i++) {
+        const mim_index_record* r = mim_index_get(ix, i);
+        size_t g = 0;
+        if (G > 1) { if (r->label < 0 || (size_t)r->label >= G) continue; g = (size_t)r->label; }
+        uint64_t rk = mim_subset_rank(seed, r->key_hash);
+        hist[g * B + (rk >> (64 - bbits))]++;
+        cnt[g]++;
+    }
+    uint64_t eligible = 0;
+    for (size_t g = 0; g < G; g++) eligible += cnt[g];
+    for (size_t s = 0; s < n_sizes; s++) {
+        if (sizes[s] > eligible) {
+            rc = mim_err(MIM_EARG, "subset size %llu exceeds the %llu eligible samples", (unsigned long long)sizes[s], (unsigned long long)eligible);
+            goto free_sel;
+        }
+        quotas(cnt, G, sizes[s], q);
+        for (size_t g = 0; g < G; g++) {
+            size_t k = s * G + g;
+            if (q[g] == 0) { bbin[k] = UINT64_MAX; continue; }   // nothing from this group
+            uint64_t cum = 0; size_t b = 0;
+            while (cum + hist[g * B + b] < q[g]) cum += hist[g * B + b++];
+            bbin[k] = b; need[k] = q[g] - cum;
+            mark[g * B + b] = 1;
+        }
+    }
+    // pass 2: candidates in boundary bins
+    size_t nc = 0, cc = 0;
+    for (size_t gb = 0; gb < G * B; gb++) if (mark[gb]) cc += hist[gb];
+    cands = malloc((cc ? cc : 1) * sizeof *cands);
+    if (!cands) { rc = mim_err(MIM_ENOMEM, "out of memory (%zu candidates)", cc); goto free_sel; }
+    for (uint64_t i = 0; i < N; i++) {
+        const mim_index_record* r = mim_index_get(ix, i);
+        size_t g = 0;
+        if (G > 1) { if (r->label < 0 || (size_t)r->label >= G) continue; g = (size_t)r->label; }
+        uint64_t rk = mim_subset_rank(seed, r->key_hash);
+        if (mark[g * B + (rk >> (64 - bbits))]) cands[nc++] = (cand){ rk, i, (uint32_t)g };
+    }
+    CHECK(nc == cc);
+    qsort(cands, nc, sizeof *cands, cand_cmp);
+    for (size_t s = 0; s < n_sizes; s++)
+        for (size_t g = 0; g < G; g++) {
+            size_t k = s * G + g;
+            if (bbin[k] == UINT64_MAX) continue;
+            // candidates of group g in bin bbin[k], sorted: take the need-th
+            size_t lo = 0, hi = nc;   // first candidate of group g
+            while (lo < hi) { size_t m = (lo + hi) / 2; if (cands[m].group < g) lo = m + 1; else hi = m; }
+            size_t j = lo;
+            while (j < nc && cands[j].group == g && (cands[j].rank >> (64 - bbits)) != bbin[k]) j++;
+            CHECK(j + need[k] - 1 < nc);
+            cut[k] = cands[j + need[k] - 1];
+        }
+    // pass 3: stream ids (ascending) to every output
+    for (size_t s = 0; s < n_sizes && rc == MIM_OK; s++) rc = out_open(&of[s], out_paths[s], ix, strategy, seed, sizes[s]);
+    for (uint64_t i = 0; i < N && rc == MIM_OK; i++) {
+        const mim_index_record* r = mim_index_get(ix, i);
+        size_t g = 0;
+        if (G > 1) { if (r->label < 0 || (size_t)r->label >= G) continue; g = (size_t)r->label; }
+        uint64_t rk = mim_subset_rank(seed, r->key_hash);
+        uint64_t bin = rk >> (64 - bbits);
+        for (size_t s = 0; s < n_sizes; s++) {
+            size_t k = s * G + g;
+            if (bbin[k] == UINT64_MAX || bin > bbin[k]) continue;
+            if (bin == bbin[k] && (rk > cut[k].rank || (rk == cut[k].rank && i > cut[k].id))) continue;
+            if (fwrite(&i, 8, 1, of[s].f) != 1) { rc = mim_err(MIM_EIO, "write %s failed", of[s].tmp); break; }
+            written[s]++;
+        }
+    }
+free_sel:
+    free(hist); free(cnt); free(q); free(need); free(bbin); free(cut); free(mark); free(cands);
+done:
+    for (size_t s = 0; s < n_sizes; s++) {
+        int r2 = out_finish(&of[s], written[s], rc == MIM_OK);
+        if (rc == MIM_OK) rc = r2;
+    }
+    free(of); free(written);
+    return rc;
+}
+
+// ---- reading -----------------------------------------------------------------------
+
+struct mim_subset {
+    void* map;
+    size_t len;
+    const mim_subset_header* h;
+    const uint64_t* ids;
+};
+
+int mim_subset_open(mim_subset** out, const char* path, const mim_index* ix) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return mim_err(MIM_EIO, "cannot open subset %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || (uint64_t)st.st_size < sizeof(mim_subset_header)) { close(fd); return mim_err(MIM_EFORMAT, "%s: not a subset file", path); }
+    void* map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return mim_err(MIM_EIO, "cannot map %s: %s", path, strerror(errno));
+    const mim_subset_header* h = map;
+    const char* why = NULL;
+    if (memcmp(h->magic, MIM_SUBSET_MAGIC, 8) || h->version != 1) why = "bad magic or version (not a mimscale subset)";
+    else if (h->n > ((uint64_t)st.st_size - sizeof *h) / 8 || sizeof *h + h->n * 8 != (uint64_t)st.st_size) why = "size does not match its header (truncated?)";
+    else if (ix && (h->index_n_samples != mim_index_count(ix) || h->index_n_shards != mim_index_n_shards(ix)))
+        why = "drawn from a different index (sample/shard counts differ)";
+    const uint64_t* ids = (const uint64_t*)(h + 1);
+    if (!why && ix)
+        for (uint64_t i = 0; i < h->n; i++)
+            if (ids[i] >= h->index_n_samples || (i && ids[i] <= ids[i - 1])) { why = "ids out of range or not ascending"; break; }
+    if (why) { munmap(map, (size_t)st.st_size); return mim_err(MIM_EFORMAT, "%s: %s", path, why); }
+    mim_subset* s = calloc(1, sizeof *s);
+    if (!s) { munmap(map, (size_t)st.st_size); return mim_err(MIM_ENOMEM, "out of memory"); }
+    s->map = map; s->len = (size_t)st.st_size; s->h = h; s->ids = ids;
+    *out = s;
+    return MIM_OK;
+}
+
+void mim_subset_close(mim_subset* s) {
+    if (!s) return;
+    munmap(s->map, s->len);
+    free(s);
+}
+
+uint64_t mim_subset_count(const mim_subset* s) { return s->h->n; }
+const uint64_t* mim_subset_ids(const mim_subset* s) { return s->ids; }
+const mim_subset_header* mim_subset_header_get(const mim_subset* s) { return s->h; }
