@@ -10,7 +10,7 @@
 int cmd_pretrain(int argc, char** argv) {
     mim_pretrain_args a = {0};
     const char *model = NULL;
-    int patch, dec_dim, dec_depth, dec_heads, norm_pix;
+    int patch, dec_dim, dec_depth, dec_heads, norm_pix, img, chans;
     float mask_ratio;
     int64_t seed;
     flag f[] = {
@@ -21,7 +21,11 @@ int cmd_pretrain(int argc, char** argv) {
         {"dec-heads", FLAG_INT, &dec_heads, "4", 1, 1024, "decoder attention heads"},
         {"mask-ratio", FLAG_FLOAT, &mask_ratio, "0.75", 0, 0.99, "fraction of patches masked"},
         {"norm-pix", FLAG_BOOL, &norm_pix, "0", 0, 1, "normalise each target patch (MAE --norm_pix_loss)"},
-        {"data", FLAG_STR, &a.data, MIM_FASHION_MNIST_DIR, 0, 0, "folder with train-images-idx3-ubyte.gz + labels"},
+        {"data", FLAG_STR, &a.data, MIM_FASHION_MNIST_DIR, 0, 0, "IDX folder (train-images-idx3-ubyte.gz) or a sample index from `mimscale index`"},
+        {"subset", FLAG_STR, &a.subset, "", 0, 0, "subset file from `mimscale subset` (index data only)"},
+        {"img", FLAG_INT, &img, "0", 0, 1 << 14, "square input size (0: the data's own; required for index data)"},
+        {"in-chans", FLAG_INT, &chans, "0", 0, 64, "input channels (0: 1 for IDX, 3 for index data)"},
+        {"data-threads", FLAG_INT, &a.data_threads, "2", 1, 256, "decode workers for index data"},
         {"out", FLAG_STR, &a.out, "runs/pretrain", 0, 0, "run folder: checkpoints, metrics.jsonl"},
         {"batch", FLAG_INT, &a.batch, "256", 1, 1 << 20, "images per step"},
         {"accum", FLAG_INT, &a.accum, "1", 1, 1 << 16, "gradient accumulation steps (effective batch = batch x accum)"},
@@ -35,7 +39,7 @@ int cmd_pretrain(int argc, char** argv) {
         {"beta1", FLAG_FLOAT, &a.beta1, "0.9", 0, 0.999999, "AdamW beta1"},
         {"beta2", FLAG_FLOAT, &a.beta2, "0.95", 0, 0.999999, "AdamW beta2"},
         {"clip-grad", FLAG_FLOAT, &a.clip_grad, "0", 0, 1e9, "clip the global grad norm to this (0: off)"},
-        {"flip", FLAG_BOOL, &a.flip, "1", 0, 1, "random horizontal flips"},
+        {"augment", FLAG_BOOL, &a.augment, "1", 0, 1, "RandomResizedCrop (0.2-1) + horizontal flip, as MAE"},
         {"seed", FLAG_I64, &seed, "0", 0, 9.2e18, "seed for init, data order, masks"},
         {"threads", FLAG_INT, &a.threads, "0", 0, 4096, "OpenMP/BLAS threads (0: all cores)"},
         {"save-every", FLAG_INT, &a.save_every, "500", 0, 1 << 30, "checkpoint every N steps (and at the end)"},
@@ -44,12 +48,14 @@ int cmd_pretrain(int argc, char** argv) {
         {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint"},
         {"stop-at", FLAG_I64, &a.stop_at, "0", 0, 1e15, "stop after this step with a checkpoint (0: run to the end)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
+        {"profile", FLAG_BOOL, &a.profile, "0", 0, 1, "print time per op class per step (matmul, attention, ..., data wait)"},
     };
     const char* pos[1];
     int npos, nf = (int)(sizeof f / sizeof f[0]);
     int rc = flags_parse(f, nf, argc, argv,
                          "usage: mimscale pretrain [flags]\n"
-                         "MAE pre-training on Fashion-MNIST style IDX data (28x28 grayscale by default).",
+                         "MAE pre-training on an IDX folder (Fashion-MNIST, 28x28 grayscale, the default)\n"
+                         "or on webdataset shards through a sample index (mimscale index / subset).",
                          pos, 0, &npos);
     if (rc) return rc < 0 ? 2 : 0;
     if (mim_config_preset(&a.model, model)) { fprintf(stderr, "error: --model: %s\n", mim_err_msg()); return 2; }
@@ -57,7 +63,10 @@ int cmd_pretrain(int argc, char** argv) {
     a.model.dec_dim = dec_dim; a.model.dec_depth = dec_depth; a.model.dec_heads = dec_heads;
     a.model.mask_ratio = mask_ratio;
     a.model.norm_pix = norm_pix;
-    a.model.img_h = a.model.img_w = 0;   // from the data
+    a.model.img_h = a.model.img_w = img;   // 0: from the data
+    a.model.in_chans = chans;
+    if (a.subset && !a.subset[0]) a.subset = NULL;
+    if (chans == 0 && a.data && strstr(a.data, ".idx")) a.model.in_chans = 3;
     a.seed = (uint64_t)seed;
     rc = mim_pretrain_run(&a);
     if (rc) {

@@ -2,7 +2,8 @@
 #include "train/pretrain.h"
 #include "core/check.h"
 #include "core/rng.h"
-#include "data/idx.h"
+#include "core/prof.h"
+#include "data/source.h"
 #include "model/mae.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
@@ -28,38 +29,6 @@ static uint64_t stream_seed(uint64_t seed, uint64_t kind, uint64_t i) {
     return seed * 0x9e3779b97f4a7c15ULL ^ (kind << 56) ^ (i * 0xd1b54a32d192ed03ULL);
 }
 
-// The in-memory dataset (IDX) with its normalisation.
-typedef struct {
-    mim_idx idx;
-    float mean, std;
-    uint32_t* order;       // permutation of the current epoch
-    int64_t order_epoch;
-} dataset;
-
-static void dataset_order(dataset* d, uint64_t seed, int64_t epoch) {
-    if (d->order_epoch == epoch) return;
-    for (int64_t i = 0; i < d->idx.n; i++) d->order[i] = (uint32_t)i;
-    mim_rng r;
-    mim_rng_seed(&r, stream_seed(seed, 1, (uint64_t)epoch));
-    mim_rng_shuffle_u32(&r, d->order, (uint64_t)d->idx.n);
-    d->order_epoch = epoch;
-}
-
-// Fills imgs (B, 1, H, W) with samples [pos, pos+B) of the epoch order,
-// normalised, with per-sample flips drawn from r.
-static void dataset_batch(const dataset* d, float* imgs, int64_t pos, int B, int flip, mim_rng* r) {
-    int H = d->idx.h, W = d->idx.w;
-    float inv = 1.0f / (255.0f * d->std), off = d->mean / d->std;
-    for (int b = 0; b < B; b++) {
-        const uint8_t* src = d->idx.pixels + (size_t)d->order[pos + b] * H * W;
-        float* dst = imgs + (size_t)b * H * W;
-        int fl = flip && (mim_rng_u64(r) & 1);
-        for (int y = 0; y < H; y++)
-            for (int x = 0; x < W; x++)
-                dst[y * W + x] = src[y * W + (fl ? W - 1 - x : x)] * inv - off;
-    }
-}
-
 static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON* j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", c->name);
@@ -70,12 +39,13 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON_AddNumberToObject(j, "dec_depth", c->dec_depth); cJSON_AddNumberToObject(j, "dec_heads", c->dec_heads);
     cJSON_AddNumberToObject(j, "mask_ratio", c->mask_ratio); cJSON_AddNumberToObject(j, "norm_pix", c->norm_pix);
     cJSON_AddStringToObject(j, "data", a->data);
+    cJSON_AddStringToObject(j, "subset", a->subset ? a->subset : "");
     cJSON_AddNumberToObject(j, "batch", a->batch); cJSON_AddNumberToObject(j, "accum", a->accum);
     cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
     cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
     cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
     cJSON_AddNumberToObject(j, "weight_decay", a->weight_decay);
-    cJSON_AddNumberToObject(j, "clip_grad", a->clip_grad); cJSON_AddNumberToObject(j, "flip", a->flip);
+    cJSON_AddNumberToObject(j, "clip_grad", a->clip_grad); cJSON_AddNumberToObject(j, "augment", a->augment);
     cJSON_AddNumberToObject(j, "seed", (double)a->seed);
     char* s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -109,36 +79,26 @@ static void fmt_eta(char* buf, size_t n, double s) {
 
 int mim_pretrain_run(const mim_pretrain_args* a) {
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
-    dataset d = {.order_epoch = -1};
-    int rc = mim_idx_load_dir(&d.idx, a->data, "train");
-    if (rc) return rc;
     mim_config c = a->model;
-    if (!c.img_h) { c.img_h = d.idx.h; c.img_w = d.idx.w; c.in_chans = 1; }
-    if (c.img_h != d.idx.h || c.img_w != d.idx.w || c.in_chans != 1) {
-        rc = mim_err(MIM_EARG, "model input %dx%dx%d does not match the data (%dx%dx1)",
-                     c.img_h, c.img_w, c.in_chans, d.idx.h, d.idx.w);
-        mim_idx_free(&d.idx);
-        return rc;
-    }
-    // dataset statistics for normalisation
-    double s1 = 0, s2 = 0;
-    size_t np = (size_t)d.idx.n * d.idx.h * d.idx.w;
-    for (size_t i = 0; i < np; i++) { double v = d.idx.pixels[i] / 255.0; s1 += v; s2 += v * v; }
-    d.mean = (float)(s1 / np);
-    d.std = (float)sqrt(fmax(s2 / np - (s1 / np) * (s1 / np), 1e-12));
-    d.order = mim_malloc(sizeof(uint32_t) * (size_t)d.idx.n);
+    mim_source_config sc = {.path = a->data, .split = "train", .subset = a->subset,
+                            .channels = c.in_chans, .height = c.img_h, .width = c.img_w,
+                            .batch = a->batch, .augment = a->augment, .shuffle = 1, .seed = a->seed,
+                            .rank = 0, .world = 1, .threads = a->data_threads};
+    mim_source* src = NULL;
+    int rc = mim_source_open(&src, &sc);
+    if (rc) return rc;
+    mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);
 
     int64_t per_step = (int64_t)a->batch * a->accum;
-    int64_t steps_per_epoch = d.idx.n / per_step;
+    int64_t steps_per_epoch = mim_source_batches_per_epoch(src) / a->accum;
     mim_mae m = {0};
     mim_adamw opt = {0};
     float *imgs = NULL, *noise = NULL;
     char* aj = NULL;
     FILE* mf = NULL;
-    if (!d.order) { rc = MIM_ENOMEM; goto done; }
     if (steps_per_epoch < 1) {
         rc = mim_err(MIM_EARG, "batch %d x accum %d is larger than the data set (%lld images)",
-                     a->batch, a->accum, (long long)d.idx.n);
+                     a->batch, a->accum, (long long)mim_source_size(src));
         goto done;
     }
     int64_t total = a->steps > 0 ? a->steps : (int64_t)ceil(a->epochs * steps_per_epoch);
@@ -176,6 +136,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                 goto done;
             }
             step = st.step;
+            if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index}))) goto done;
             metrics_truncate(mpath, step);
             if (!a->quiet) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step);
         }
@@ -189,13 +150,15 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         fprintf(stderr, "pretrain %s: %dx%dx%d patch %d, %.2fM params, %lld images, %lld steps (%lld/epoch), "
                 "batch %d x %d, lr %.3g, %d threads, fp32\n",
                 c.name, c.img_h, c.img_w, c.in_chans, c.patch, mim_config_params_total(&c) / 1e6,
-                (long long)d.idx.n, (long long)total, (long long)steps_per_epoch, a->batch, a->accum, lr,
+                (long long)mim_source_size(src), (long long)total, (long long)steps_per_epoch, a->batch, a->accum, lr,
                 omp_get_max_threads());
 
     mim_adamw_hparams hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay};
     int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;
     double t0 = now_s(), tlast = t0;
     int64_t step0 = step, last_logged = step;
+    mim_prof_on = a->profile;
+    mim_prof_reset();
     while (step < end) {
         hp.lr = mim_lr_at(step, total, warmup, lr, a->min_lr);
         mim_rng r;
@@ -203,10 +166,8 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         mim_mae_zero_grad(&m);
         double loss_sum = 0;
         for (int k = 0; k < a->accum; k++) {
-            int64_t g = step * per_step + (int64_t)k * a->batch;   // global sample counter
-            int64_t epoch = g / (steps_per_epoch * per_step), pos = g % (steps_per_epoch * per_step);
-            dataset_order(&d, a->seed, epoch);
-            dataset_batch(&d, imgs, pos, a->batch, a->flip, &r);
+            PROF(PROF_DATA, rc = mim_source_next(src, imgs, NULL));
+            if (rc) goto done;
             for (size_t i = 0; i < (size_t)a->batch * m.L; i++) noise[i] = mim_rng_uniform(&r);
             float loss = mim_mae_forward(&m, imgs, noise, a->batch);
             if (!isfinite(loss)) {
@@ -223,7 +184,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                          gnorm, (long long)step);
             goto done;
         }
-        mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp);
+        PROF(PROF_OPTIM, mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp));
         step++;
         double loss = loss_sum / a->accum, t = now_s();
         if (step % a->log_every == 0 || step == end) {
@@ -241,19 +202,33 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             tlast = t; last_logged = step;
         }
         if ((a->save_every > 0 && step % a->save_every == 0) || step == end) {
-            int64_t g = step * per_step;
+            mim_source_pos pos = mim_source_get_position(src);
             st.step = step;
-            st.data_epoch = g / (steps_per_epoch * per_step);
-            st.data_index = g % (steps_per_epoch * per_step);
+            st.data_epoch = pos.epoch;
+            st.data_index = pos.index;
             if ((rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep))) goto done;
         }
     }
-    if (!a->quiet) fprintf(stderr, "\ndone: %lld steps, final loss logged in %s\n", (long long)step, mpath);
+    if (!a->quiet) {
+        char cnt[512];
+        mim_source_counters(src, cnt, sizeof cnt);
+        fprintf(stderr, "\ndone: %lld steps, metrics in %s%s%s\n", (long long)step, mpath, cnt[0] ? "\n" : "", cnt);
+    }
+    if (a->profile && step > step0) {
+        double tot = now_s() - t0, acc = 0;
+        fprintf(stderr, "profile (ms per step over %lld steps):", (long long)(step - step0));
+        for (int k = 0; k < PROF_NCLASS; k++) {
+            fprintf(stderr, " %s %.1f |", mim_prof_name(k), 1e3 * mim_prof_secs[k] / (step - step0));
+            acc += mim_prof_secs[k];
+        }
+        fprintf(stderr, " other %.1f\n", 1e3 * (tot - acc) / (step - step0));
+    }
 done:
+    mim_prof_on = 0;
     if (mf) fclose(mf);
-    free(aj); free(imgs); free(noise); free(d.order);
+    free(aj); free(imgs); free(noise);
     mim_adamw_free(&opt);
     if (m.params) mim_mae_free(&m);
-    mim_idx_free(&d.idx);
+    mim_source_close(src);
     return rc;
 }

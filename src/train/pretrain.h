@@ -1,15 +1,17 @@
 // pretrain.h: the MAE pre-training engine behind `mimscale pretrain`:
 // data order, masking noise, schedule, AdamW, logging, checkpoints and
-// resume. Determinism: the data order of epoch e comes from (seed, e) and
-// the masking noise and flips of step s from (seed, s), so a resumed run
+// resume. Determinism: the data order and augmentation come from (seed,
+// epoch, position) and the masking noise of step s from (seed, s), so a resumed run
 // replays exactly what an uninterrupted one does (same thread count).
 #pragma once
 #include <stdint.h>
 #include "model/config.h"
 
 typedef struct {
-    mim_config model;      // image geometry filled from the data when 0
-    const char* data;      // folder with Fashion-MNIST style IDX files
+    mim_config model;      // image geometry: 0 = the data's own (IDX sources)
+    const char* data;      // IDX folder (Fashion-MNIST layout) or a sample index file
+    const char* subset;    // subset file for index sources, or NULL
+    int data_threads;      // decode workers for index sources
     const char* out;       // run folder (checkpoints, metrics.jsonl)
     int batch, accum;      // per-step batch and gradient accumulation
     float epochs;          // training length in epochs ...
@@ -17,7 +19,8 @@ typedef struct {
     float blr, lr, min_lr; // lr = blr * batch * accum / 256 unless lr > 0
     float warmup_epochs;
     float weight_decay, beta1, beta2, clip_grad;
-    int flip;              // random horizontal flips
+    int augment;           // RandomResizedCrop (0.2, 1) + flip, as MAE
+    int profile;           // print time per op class per step at the end
     uint64_t seed;
     int threads;
     int save_every;        // steps between checkpoints (0: only at the end)

@@ -1,0 +1,204 @@
+// source.c: IDX (in memory) and index (threaded loader) behind one API.
+#include "data/source.h"
+#include "core/check.h"
+#include "core/rng.h"
+#include "data/augment.h"
+#include "data/idx.h"
+#include "data/index.h"
+#include "data/loader.h"
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct mim_source {
+    mim_source_config cfg;
+    int C, H, W;
+    int num_classes;
+    // IDX
+    mim_idx idx;
+    float mean, std;
+    uint32_t* order;            // permutation of the current epoch
+    int64_t order_epoch;
+    mim_source_pos pos;
+    mim_aug_scratch** scratch;  // one per OpenMP thread
+    int nscratch;
+    // index
+    mim_loader* loader;
+};
+
+static uint64_t mix(uint64_t a, uint64_t b, uint64_t c) {
+    return a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL) * 0xd1b54a32d192ed03ULL ^ c * 0x94d049bb133111ebULL;
+}
+
+static int open_idx(mim_source* s) {
+    const mim_source_config* c = &s->cfg;
+    int rc = mim_idx_load_dir(&s->idx, c->path, c->split ? c->split : "train");
+    if (rc) return rc;
+    s->C = c->channels ? c->channels : 1;
+    s->H = c->height ? c->height : s->idx.h;
+    s->W = c->width ? c->width : s->idx.w;
+    if (s->C != 1) return mim_err(MIM_EARG, "%s: IDX images are grayscale; the model asks for %d channels", c->path, s->C);
+    // normalisation statistics of this split
+    double s1 = 0, s2 = 0;
+    size_t np = (size_t)s->idx.n * s->idx.h * s->idx.w;
+    for (size_t i = 0; i < np; i++) { double v = s->idx.pixels[i] / 255.0; s1 += v; s2 += v * v; }
+    s->mean = (float)(s1 / np);
+    s->std = (float)sqrt(fmax(s2 / np - (s1 / np) * (s1 / np), 1e-12));
+    for (int64_t i = 0; i < s->idx.n; i++)
+        if (s->idx.labels && s->idx.labels[i] + 1 > s->num_classes) s->num_classes = s->idx.labels[i] + 1;
+    s->order = mim_malloc(sizeof(uint32_t) * (size_t)s->idx.n);
+    s->nscratch = omp_get_max_threads();
+    s->scratch = mim_calloc((size_t)s->nscratch, sizeof *s->scratch);
+    if (!s->order || !s->scratch) return MIM_ENOMEM;
+    for (int i = 0; i < s->nscratch; i++)
+        if ((rc = mim_aug_scratch_init(&s->scratch[i], (int64_t)s->idx.h * s->idx.w))) return rc;
+    s->order_epoch = -1;
+    if (mim_source_size(s) < c->batch)
+        return mim_err(MIM_EARG, "%s: %lld images per rank, fewer than one batch of %d", c->path,
+                       (long long)mim_source_size(s), c->batch);
+    return 0;
+}
+
+static int open_index(mim_source* s) {
+    const mim_source_config* c = &s->cfg;
+    if (!c->channels || !c->height || !c->width)
+        return mim_err(MIM_EARG, "%s: an index source needs the image size (channels, height, width)", c->path);
+    s->C = c->channels; s->H = c->height; s->W = c->width;
+    mim_loader_config lc;
+    mim_loader_config_default(&lc);
+    lc.index_path = c->path; lc.subset_path = c->subset; lc.batch_size = c->batch;
+    lc.channels = s->C; lc.height = s->H; lc.width = s->W;
+    lc.augment = c->augment; lc.shuffle = c->shuffle; lc.seed = c->seed;
+    lc.rank = c->rank; lc.world = c->world > 0 ? c->world : 1;
+    lc.n_threads = c->threads > 0 ? c->threads : 2;
+    s->num_classes = -1;   // counted on first request (a pass over the index)
+    return mim_loader_open(&s->loader, &lc);
+}
+
+int mim_source_open(mim_source** out, const mim_source_config* cfg) {
+    *out = NULL;
+    if (cfg->batch < 1) return mim_err(MIM_EARG, "batch must be >= 1");
+    mim_source* s = mim_calloc(1, sizeof *s);
+    if (!s) return MIM_ENOMEM;
+    s->cfg = *cfg;
+    if (s->cfg.world < 1) s->cfg.world = 1;
+    struct stat st;
+    if (stat(cfg->path, &st) != 0) {
+        free(s);
+        return mim_err(MIM_EIO, "cannot open %s: no such file or folder", cfg->path);
+    }
+    int rc = S_ISDIR(st.st_mode) ? open_idx(s) : open_index(s);
+    if (rc) { mim_source_close(s); return rc; }
+    *out = s;
+    return 0;
+}
+
+void mim_source_close(mim_source* s) {
+    if (!s) return;
+    if (s->loader) mim_loader_close(s->loader);
+    for (int i = 0; i < s->nscratch && s->scratch; i++) mim_aug_scratch_free(s->scratch[i]);
+    free(s->scratch);
+    free(s->order);
+    mim_idx_free(&s->idx);
+    free(s);
+}
+
+int64_t mim_source_size(const mim_source* s) {
+    if (s->loader) return (int64_t)mim_loader_epoch_size(s->loader) / s->cfg.world;
+    return s->idx.n / s->cfg.world;
+}
+
+int64_t mim_source_batches_per_epoch(const mim_source* s) {
+    if (s->loader) return (int64_t)mim_loader_batches_per_epoch(s->loader);
+    return mim_source_size(s) / s->cfg.batch;
+}
+
+void mim_source_geometry(const mim_source* s, int* c, int* h, int* w) { *c = s->C; *h = s->H; *w = s->W; }
+int mim_source_num_classes(mim_source* s) {
+    if (s->num_classes >= 0) return s->num_classes;
+    s->num_classes = 0;
+    mim_index* ix;
+    if (mim_index_open(&ix, s->cfg.path) == 0) {
+        for (uint64_t i = 0; i < mim_index_count(ix); i++) {
+            const mim_index_record* r = mim_index_get(ix, i);
+            if (r->label + 1 > s->num_classes) s->num_classes = r->label + 1;
+        }
+        mim_index_close(ix);
+    }
+    return s->num_classes;
+}
+
+// IDX: epoch permutation from (seed, epoch); rank r takes every world-th entry.
+static void idx_order(mim_source* s, int64_t epoch) {
+    if (s->order_epoch == epoch) return;
+    for (int64_t i = 0; i < s->idx.n; i++) s->order[i] = (uint32_t)i;
+    if (s->cfg.shuffle) {
+        mim_rng r;
+        mim_rng_seed(&r, mix(s->cfg.seed, 1, (uint64_t)epoch));
+        mim_rng_shuffle_u32(&r, s->order, (uint64_t)s->idx.n);
+    }
+    s->order_epoch = epoch;
+}
+
+static void idx_sample(mim_source* s, float* out, int64_t epoch, int64_t slot, uint32_t img) {
+    const int H0 = s->idx.h, W0 = s->idx.w;
+    mim_image im = {.px = s->idx.pixels + (size_t)img * H0 * W0, .w = W0, .h = H0, .c = 1, .row0 = 0, .full_h = H0};
+    mim_aug_scratch* scr = s->scratch[omp_get_thread_num() % s->nscratch];
+    float mean[3] = {s->mean, s->mean, s->mean}, std[3] = {s->std, s->std, s->std};
+    if (s->cfg.augment) {
+        mim_rng r;
+        mim_rng_seed(&r, mix(s->cfg.seed, 2 + (uint64_t)epoch, (uint64_t)slot));
+        mim_crop cr;
+        mim_rrc_params(&r, H0, W0, 0.2f, 1.0f, 3.0f / 4.0f, 4.0f / 3.0f, &cr);
+        cr.flip = (mim_rng_u64(&r) >> 11) & 1;
+        mim_resample_chw(out, &im, cr.j, cr.i, cr.j + cr.w, cr.i + cr.h, cr.j, cr.j + cr.w, cr.i, cr.i + cr.h,
+                         s->W, s->H, MIM_FILTER_BILINEAR, cr.flip, mean, std, scr);
+    } else if (s->H == H0 && s->W == W0) {
+        const uint8_t* p = im.px;
+        float inv = 1.0f / (255.0f * s->std), off = s->mean / s->std;
+        for (int i = 0; i < H0 * W0; i++) out[i] = p[i] * inv - off;
+    } else {
+        mim_resample_chw(out, &im, 0, 0, W0, H0, 0, W0, 0, H0, s->W, s->H, MIM_FILTER_BILINEAR, 0, mean, std, scr);
+    }
+}
+
+int mim_source_next(mim_source* s, float* imgs, int32_t* labels) {
+    if (s->loader) return mim_loader_next(s->loader, imgs, labels);
+    int B = s->cfg.batch;
+    if (s->pos.index + B > mim_source_size(s)) { s->pos.epoch++; s->pos.index = 0; }   // drop the last partial batch
+    idx_order(s, s->pos.epoch);
+    int64_t epoch = s->pos.epoch, base = s->pos.index;
+    size_t per = (size_t)s->C * s->H * s->W;
+    #pragma omp parallel for schedule(static) if (B >= 16)
+    for (int b = 0; b < B; b++) {
+        int64_t slot = (base + b) * s->cfg.world + s->cfg.rank;
+        uint32_t img = s->order[slot];
+        idx_sample(s, imgs + (size_t)b * per, epoch, slot, img);
+        if (labels) labels[b] = s->idx.labels ? s->idx.labels[img] : -1;
+    }
+    s->pos.index += B;
+    return 0;
+}
+
+mim_source_pos mim_source_get_position(const mim_source* s) {
+    if (s->loader) {
+        mim_loader_pos p = mim_loader_get_position(s->loader);
+        return (mim_source_pos){(int64_t)p.epoch, (int64_t)p.index};
+    }
+    return s->pos;
+}
+
+int mim_source_set_position(mim_source* s, mim_source_pos pos) {
+    if (pos.epoch < 0 || pos.index < 0) return mim_err(MIM_EARG, "bad data position (%lld, %lld)",
+                                                       (long long)pos.epoch, (long long)pos.index);
+    if (s->loader) return mim_loader_set_position(s->loader, (mim_loader_pos){(uint64_t)pos.epoch, (uint64_t)pos.index});
+    s->pos = pos;
+    return 0;
+}
+
+void mim_source_counters(const mim_source* s, char* out, size_t cap) {
+    if (!s->loader) { if (cap) out[0] = 0; return; }
+    mim_loader_counters c = mim_loader_get_counters(s->loader);
+    mim_loader_counters_format(&c, out, cap);
+}

@@ -1,0 +1,44 @@
+// source.h: one interface over the data sets a run can read, so pretrain and
+// the evaluations need not care where images come from:
+//   - an IDX folder (Fashion-MNIST layout, Debian's dataset-fashion-mnist),
+//     split "train" or "t10k", held in memory (small);
+//   - a sample index written by `mimscale index` (webdataset shards), with an
+//     optional subset file, streamed by the threaded loader (never in memory).
+// Batches are (B, C, H, W) floats, normalised, plus labels (-1 if none).
+// Order, augmentation and position are deterministic from the seed, so a
+// saved position resumes exactly.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char* path;        // IDX folder or index file
+    const char* split;       // IDX: "train" (default) or "t10k"; ignored for indexes
+    const char* subset;      // index sources: subset file or NULL
+    int channels, height, width;   // output; 0 = the data's own (IDX: 1 x 28 x 28; index: required)
+    int batch;
+    int augment;             // 1: RandomResizedCrop (0.2, 1) + flip; 0: eval (resize + centre crop)
+    int shuffle;             // 1: a new permutation each epoch; 0: file order
+    uint64_t seed;
+    int rank, world;         // data-parallel slice (0, 1 for one process)
+    int threads;             // decode workers for index sources
+} mim_source_config;
+
+typedef struct { int64_t epoch, index; } mim_source_pos;   // index: samples into the epoch
+
+typedef struct mim_source mim_source;
+
+// 0 or a negative MIM_E* code with mim_err_msg() naming the file.
+int mim_source_open(mim_source** out, const mim_source_config* cfg);
+void mim_source_close(mim_source* s);
+// Samples in one epoch of this rank (the set's size / world) and full batches per epoch.
+int64_t mim_source_size(const mim_source* s);
+int64_t mim_source_batches_per_epoch(const mim_source* s);
+void mim_source_geometry(const mim_source* s, int* c, int* h, int* w);
+int mim_source_num_classes(mim_source* s);   // max label + 1 (0 if unlabelled); index: one scan
+// Fills the next batch: imgs (B, C, H, W), labels (B) or NULL.
+int mim_source_next(mim_source* s, float* imgs, int32_t* labels);
+mim_source_pos mim_source_get_position(const mim_source* s);
+int mim_source_set_position(mim_source* s, mim_source_pos pos);
+// One line of skip counters for the log ("" for in-memory sources).
+void mim_source_counters(const mim_source* s, char* out, size_t cap);
