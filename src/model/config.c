@@ -43,7 +43,7 @@ int mim_config_validate(const mim_config* c) {
     if (c->in_chans < 1 || c->in_chans > 64) return mim_err(MIM_EARG, "channels must be 1..64 (got %d)", c->in_chans);
     if (c->dim < 1 || c->depth < 0 || c->heads < 1 || c->dim % c->heads)
         return mim_err(MIM_EARG, "encoder width %d not divisible by heads %d", c->dim, c->heads);
-    if (c->dec_dim < 1 || c->dec_depth < 0 || c->dec_heads < 1 || c->dec_dim % c->dec_heads)
+    if (c->dec_dim != 0 && (c->dec_dim < 1 || c->dec_depth < 0 || c->dec_heads < 1 || c->dec_dim % c->dec_heads))
         return mim_err(MIM_EARG, "decoder width %d not divisible by heads %d", c->dec_dim, c->dec_heads);
     if (c->dim % 4 || c->dec_dim % 4)
         return mim_err(MIM_EARG, "widths must be divisible by 4 for the 2-D sin-cos embedding (got %d, %d)", c->dim, c->dec_dim);
@@ -74,6 +74,7 @@ size_t mim_config_params_encoder(const mim_config* c) {
 }
 
 size_t mim_config_params_total(const mim_config* c) {
+    if (c->dec_dim == 0) return mim_config_params_encoder(c);
     size_t D = c->dim, Dd = c->dec_dim, L = mim_config_num_patches(c), P = mim_config_patch_dim(c);
     return mim_config_params_encoder(c) + Dd /*mask token*/ + (1 + L) * Dd + D * Dd + Dd +
            c->dec_depth * block_params(Dd, c->mlp_ratio) + 2 * Dd + Dd * P + P;

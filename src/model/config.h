@@ -13,7 +13,7 @@ typedef struct {
     int in_chans;           // 1 (grayscale) or 3 (RGB), any >= 1
     int patch;              // patch side p
     int dim, depth, heads;  // encoder width D, blocks, attention heads
-    int dec_dim, dec_depth, dec_heads;
+    int dec_dim, dec_depth, dec_heads;   // dec_dim 0: encoder only (no decoder)
     int mlp_ratio;          // hidden = mlp_ratio * width (4)
     float mask_ratio;       // fraction of patches removed (0.75)
     int norm_pix;           // 1: per-patch normalised pixel targets

@@ -56,6 +56,7 @@ static void build_table(mim_mae* m) {
     P1("patch_embed.proj.bias", D);
     for (int i = 0; i < c->depth; i++) add_block(m, "blocks", i, D, r);
     P1("norm.weight", D); P1("norm.bias", D);
+    if (!Dd) return;   // encoder only
     add_param(m, "mask_token", 3, (int64_t[]){1, 1, Dd}, 1);
     add_param(m, "decoder_pos_embed", 3, (int64_t[]){1, 1 + m->L, Dd}, 0);
     P2("decoder_embed.weight", Dd, D); P1("decoder_embed.bias", Dd);
@@ -76,6 +77,7 @@ static void bind_weights(const mim_mae* m, mim_weights* w, float* buf) {
         b->ln2w = NEXT; b->ln2b = NEXT; b->fc1w = NEXT; b->fc1b = NEXT; b->fc2w = NEXT; b->fc2b = NEXT;
     }
     w->norm_w = NEXT; w->norm_b = NEXT;
+    if (!m->cfg.dec_dim) { CHECK(k == m->nparams); return; }
     w->mask_token = NEXT; w->dec_pos_embed = NEXT; w->de_w = NEXT; w->de_b = NEXT;
     for (int i = 0; i < m->cfg.dec_depth; i++) {
         mim_block_w* b = &w->dblocks[i];
@@ -120,6 +122,11 @@ static void carve_acts(mim_mae* m, carver* c) {
     m->x0 = carve(c, B * T * D);
     for (int i = 0; i < k->depth; i++) carve_block(c, &m->enc[i], B, T, D, k->heads, r);
     m->latent = carve(c, B * T * D); m->lat_mean = carve(c, B * T); m->lat_rstd = carve(c, B * T);
+    m->dp_scale = carve(c, (size_t)k->depth * B * 2);
+    m->mask = carve(c, B * L);
+    m->ids_shuffle = (int32_t*)carve(c, B * L);
+    m->ids_restore = (int32_t*)carve(c, B * L);
+    if (!Dd) return;   // encoder only
     m->demb = carve(c, B * T * Dd);
     m->dx0 = carve(c, B * Td * Dd);
     for (int i = 0; i < k->dec_depth; i++) carve_block(c, &m->dec[i], B, Td, Dd, k->dec_heads, r);
@@ -127,9 +134,6 @@ static void carve_acts(mim_mae* m, carver* c) {
     m->pred_full = carve(c, B * Td * m->P);
     m->pred = carve(c, B * L * m->P);
     m->target = carve(c, B * L * m->P);
-    m->mask = carve(c, B * L);
-    m->ids_shuffle = (int32_t*)carve(c, B * L);
-    m->ids_restore = (int32_t*)carve(c, B * L);
 }
 
 static size_t max3(size_t a, size_t b, size_t c) { size_t x = a > b ? a : b; return x > c ? x : c; }
@@ -141,7 +145,8 @@ static void carve_scratch(mim_mae* m, carver* c) {
     m->s_dres = carve(c, B * TD); m->s_dnext = carve(c, B * TD); m->s_dln = carve(c, B * TD);
     m->s_datty = carve(c, B * TD); m->s_dqkv = carve(c, B * TD * 3); m->s_datt = carve(c, B * att);
     m->s_dfc1 = carve(c, B * TD * k->mlp_ratio); m->s_dgelu = carve(c, B * TD * k->mlp_ratio);
-    m->s_dpred = carve(c, B * m->Td * m->P);
+    m->s_dscaled = carve(c, B * TD);
+    if (k->dec_dim) m->s_dpred = carve(c, B * m->Td * m->P);
 }
 
 int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
@@ -265,20 +270,34 @@ void mim_mae_init_weights(mim_mae* m, uint64_t seed) {
 
 // ---------------------------------------------------------------- blocks
 
+// Multiplies each sample's rows of y (B, T, D) by scale[2b + which]
+// (drop path: 0 or 1/keep_prob per sample and branch).
+static void scale_rows(float* y, const float* scale, int which, int B, int T, int D) {
+    #pragma omp parallel for if ((size_t)B * T * D >= 65536)
+    for (int b = 0; b < B; b++) {
+        float s = scale[2 * b + which];
+        float* p = y + (size_t)b * T * D;
+        for (size_t i = 0; i < (size_t)T * D; i++) p[i] *= s;
+    }
+}
+
 // x (B,T,D) -> a->out (B,T,D): x + attn(ln1(x)), then + mlp(ln2(.)).
+// dp (B, 2) or NULL: per-sample drop-path scales of the two branches.
 static void block_forward(mim_block_acts* a, const mim_block_w* w, const float* x,
-                          int B, int T, int D, int NH, int r) {
+                          int B, int T, int D, int NH, int r, const float* dp) {
     int N = B * T;
     size_t nd = (size_t)N * D;
     PROF(PROF_NORM, layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, N, D, LN_EPS));
     PROF(PROF_MATMUL, matmul_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, N, D, 3 * D));
     PROF(PROF_ATTENTION, attention_forward(a->atty, a->att, a->qkv, B, T, D, NH));
     PROF(PROF_MATMUL, matmul_forward(a->res1, a->atty, w->projw, w->projb, N, D, D));
+    if (dp) scale_rows(a->res1, dp, 0, B, T, D);
     add_inplace(a->res1, x, nd);
     PROF(PROF_NORM, layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2w, w->ln2b, N, D, LN_EPS));
     PROF(PROF_MATMUL, matmul_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, N, D, r * D));
     PROF(PROF_ELEMWISE, gelu_forward(a->gelu, a->fc1, (size_t)N * r * D));
     PROF(PROF_MATMUL, matmul_forward(a->out, a->gelu, w->fc2w, w->fc2b, N, r * D, D));
+    if (dp) scale_rows(a->out, dp, 1, B, T, D);
     add_inplace(a->out, a->res1, nd);
 }
 
@@ -286,15 +305,21 @@ static void block_forward(mim_block_acts* a, const mim_block_w* w, const float* 
 // output; dx (B,T,D) is OVERWRITTEN with the gradient of its input.
 static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_block_acts* a,
                            const mim_block_w* w, mim_block_w* g, const float* x,
-                           int B, int T, int D, int NH, int r) {
+                           int B, int T, int D, int NH, int r, const float* dp) {
     int N = B * T;
     size_t nd = (size_t)N * D, nh = (size_t)N * r * D;
     float *dres = m->s_dres, *dln = m->s_dln, *datty = m->s_datty, *dqkv = m->s_dqkv;
     float *dgelu = m->s_dgelu, *dfc1 = m->s_dfc1;
     // MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1))))
     memcpy(dres, dout, nd * sizeof(float));
+    const float* dbranch = dout;
+    if (dp) {   // the branch saw its output scaled per sample
+        memcpy(m->s_dscaled, dout, nd * sizeof(float));
+        scale_rows(m->s_dscaled, dp, 1, B, T, D);
+        dbranch = m->s_dscaled;
+    }
     memset(dgelu, 0, nh * sizeof(float));
-    PROF(PROF_MATMUL, matmul_backward(dgelu, g->fc2w, g->fc2b, dout, a->gelu, w->fc2w, N, r * D, D));
+    PROF(PROF_MATMUL, matmul_backward(dgelu, g->fc2w, g->fc2b, dbranch, a->gelu, w->fc2w, N, r * D, D));
     memset(dfc1, 0, nh * sizeof(float));
     PROF(PROF_ELEMWISE, gelu_backward(dfc1, a->fc1, dgelu, nh));
     memset(dln, 0, nd * sizeof(float));
@@ -302,8 +327,14 @@ static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_b
     PROF(PROF_NORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res1, w->ln2w, a->ln2_mean, a->ln2_rstd, N, D));
     // attention branch: res1 = x + proj(attn(qkv(ln1(x))))
     memcpy(dx, dres, nd * sizeof(float));
+    dbranch = dres;
+    if (dp) {
+        memcpy(m->s_dscaled, dres, nd * sizeof(float));
+        scale_rows(m->s_dscaled, dp, 0, B, T, D);
+        dbranch = m->s_dscaled;
+    }
     memset(datty, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, matmul_backward(datty, g->projw, g->projb, dres, a->atty, w->projw, N, D, D));
+    PROF(PROF_MATMUL, matmul_backward(datty, g->projw, g->projb, dbranch, a->atty, w->projw, N, D, D));
     memset(dqkv, 0, nd * 3 * sizeof(float));
     PROF(PROF_ATTENTION, attention_backward(dqkv, m->s_datt, datty, a->qkv, a->att, B, T, D, NH));
     memset(dln, 0, nd * sizeof(float));
@@ -352,10 +383,24 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
 
     const float* x = m->x0;
     for (int i = 0; i < c->depth; i++) {
-        block_forward(&m->enc[i], &w->blocks[i], x, B, T, D, c->heads, r);
+        block_forward(&m->enc[i], &w->blocks[i], x, B, T, D, c->heads, r,
+                      m->dp_active ? m->dp_scale + (size_t)i * 2 * m->max_batch : NULL);
         x = m->enc[i].out;
     }
     PROF(PROF_NORM, layernorm_forward(m->latent, m->lat_mean, m->lat_rstd, x, w->norm_w, w->norm_b, B * T, D, LN_EPS));
+}
+
+void mim_mae_drop_path(mim_mae* m, float rate, int B, mim_rng* rng) {
+    int depth = m->cfg.depth;
+    m->dp_active = rate > 0 && rng && depth > 0;
+    if (!m->dp_active) return;
+    CHECK(B <= m->max_batch);
+    for (int i = 0; i < depth; i++) {
+        float p = depth > 1 ? rate * i / (depth - 1) : rate;   // timm: linspace(0, rate, depth)
+        float keep = 1.0f - p;
+        float* s = m->dp_scale + (size_t)i * 2 * m->max_batch;
+        for (int j = 0; j < 2 * B; j++) s[j] = (p > 0 && mim_rng_uniform(rng) >= keep) ? 0.0f : (p > 0 ? 1.0f / keep : 1.0f);
+    }
 }
 
 const float* mim_mae_encode(mim_mae* m, const float* imgs, int B) {
@@ -389,7 +434,7 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
     }
     x = m->dx0;
     for (int i = 0; i < c->dec_depth; i++) {
-        block_forward(&m->dec[i], &w->dblocks[i], x, B, Td, Dd, c->dec_heads, r);
+        block_forward(&m->dec[i], &w->dblocks[i], x, B, Td, Dd, c->dec_heads, r, NULL);
         x = m->dec[i].out;
     }
     PROF(PROF_NORM, layernorm_forward(m->dnorm, m->dn_mean, m->dn_rstd, x, w->dnorm_w, w->dnorm_b, B * Td, Dd, LN_EPS));
@@ -406,6 +451,40 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
 }
 
 // ---------------------------------------------------------------- backward
+
+// d/d of forward_encoder: dlatent (B, T, D) is the gradient of the final-norm
+// output, dlast (B, T, D) that of the last block's output (before the norm);
+// either may be NULL. Accumulates into the encoder's parameter gradients.
+// Uses s_dnext and the block scratch; dlatent may live in s_dln.
+static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlast) {
+    const mim_config* c = &m->cfg;
+    int B = m->B, L = m->L, T = m->T, D = c->dim, K = m->K;
+    int keep = T - 1, r = c->mlp_ratio;
+    const mim_weights* w = &m->w;
+    mim_weights* g = &m->g;
+    float* dcur = m->s_dnext;
+    const float* xin;
+    memset(dcur, 0, (size_t)B * T * D * sizeof(float));
+    if (dlast) add_inplace(dcur, dlast, (size_t)B * T * D);
+    xin = c->depth ? m->enc[c->depth - 1].out : m->x0;
+    if (dlatent)
+        PROF(PROF_NORM, layernorm_backward(dcur, g->norm_w, g->norm_b, dlatent, xin, w->norm_w, m->lat_mean, m->lat_rstd, B * T, D));
+    for (int i = c->depth - 1; i >= 0; i--)
+        block_backward(m, dcur, dcur, &m->enc[i], &w->blocks[i], &g->blocks[i],
+                       i ? m->enc[i - 1].out : m->x0, B, T, D, c->heads, r,
+                       m->dp_active ? m->dp_scale + (size_t)i * 2 * m->max_batch : NULL);
+
+    // x0 -> cls token and the kept patch embeddings -> patch_embed weights
+    for (int b = 0; b < B; b++) add_inplace(g->cls_token, dcur + (size_t)b * T * D, D);
+    float* dpe = m->s_dqkv;   // (B, L, D); s_dqkv holds >= 3 * B * L * D floats
+    memset(dpe, 0, (size_t)B * L * D * sizeof(float));
+    #pragma omp parallel for if ((size_t)B * T * D >= 65536)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < keep; t++)
+            add_inplace(dpe + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
+                        dcur + ((size_t)b * T + 1 + t) * D, D);
+    PROF(PROF_MATMUL, matmul_backward(NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D));
+}
 
 void mim_mae_backward(mim_mae* m, float dloss_scale) {
     const mim_config* c = &m->cfg;
@@ -441,7 +520,7 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     PROF(PROF_NORM, layernorm_backward(dcur, g->dnorm_w, g->dnorm_b, dln, xin, w->dnorm_w, m->dn_mean, m->dn_rstd, B * Td, Dd));
     for (int i = c->dec_depth - 1; i >= 0; i--)
         block_backward(m, dcur, dcur, &m->dec[i], &w->dblocks[i], &g->dblocks[i],
-                       i ? m->dec[i - 1].out : m->dx0, B, Td, Dd, c->dec_heads, r);
+                       i ? m->dec[i - 1].out : m->dx0, B, Td, Dd, c->dec_heads, r, NULL);
 
     // un-unshuffle: dcur (B, Td, Dd) -> ddemb (B, T, Dd) and the mask token
     float* ddemb = m->s_datty;
@@ -461,24 +540,12 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
             if (m->ids_restore[(size_t)b * L + l] >= keep)
                 add_inplace(g->mask_token, dcur + ((size_t)b * Td + 1 + l) * Dd, Dd);
 
-    // decoder_embed, final encoder norm, encoder blocks
+    // decoder_embed -> gradient of the encoder output
     memset(dln, 0, (size_t)B * T * D * sizeof(float));
     PROF(PROF_MATMUL, matmul_backward(dln, g->de_w, g->de_b, ddemb, m->latent, w->de_w, B * T, D, Dd));
-    xin = c->depth ? m->enc[c->depth - 1].out : m->x0;
-    memset(dcur, 0, (size_t)B * T * D * sizeof(float));
-    PROF(PROF_NORM, layernorm_backward(dcur, g->norm_w, g->norm_b, dln, xin, w->norm_w, m->lat_mean, m->lat_rstd, B * T, D));
-    for (int i = c->depth - 1; i >= 0; i--)
-        block_backward(m, dcur, dcur, &m->enc[i], &w->blocks[i], &g->blocks[i],
-                       i ? m->enc[i - 1].out : m->x0, B, T, D, c->heads, r);
+    backward_encoder(m, dln, NULL);
+}
 
-    // x0 -> cls token and the kept patch embeddings -> patch_embed weights
-    for (int b = 0; b < B; b++) add_inplace(g->cls_token, dcur + (size_t)b * T * D, D);
-    float* dpe = m->s_dqkv;   // (B, L, D); s_dqkv holds >= 3 * B * L * D floats
-    memset(dpe, 0, (size_t)B * L * D * sizeof(float));
-    #pragma omp parallel for if ((size_t)B * T * D >= 65536)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < keep; t++)
-            add_inplace(dpe + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
-                        dcur + ((size_t)b * T + 1 + t) * D, D);
-    PROF(PROF_MATMUL, matmul_backward(NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D));
+void mim_mae_encode_backward(mim_mae* m, const float* dlatent, const float* dlast) {
+    backward_encoder(m, dlatent, dlast);
 }

@@ -17,6 +17,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include "core/rng.h"
 #include "model/config.h"
 
 #define MIM_MAX_PARAMS 1024
@@ -86,6 +87,8 @@ typedef struct {
     float *demb;           // (B, T, Dd)
     float *dx0;            // (B, Td, Dd) unshuffled + mask tokens + pos
     mim_block_acts* dec;   // [dec_depth]
+    float* dp_scale;       // (depth, max_batch, 2) drop-path scales per block, sample, branch
+    int dp_active;         // 1: forward/backward apply dp_scale (set by mim_mae_drop_path)
     float *dnorm, *dn_mean, *dn_rstd;      // (B,Td,Dd), (B,Td)
     float *pred_full;      // (B, Td, P)
     float *pred;           // (B, L, P) without the cls row
@@ -97,6 +100,7 @@ typedef struct {
     // backward scratch (capacity max_batch, sized for the wider of enc/dec)
     float* scratch_mem;
     float *s_dres, *s_dnext, *s_dln, *s_datty, *s_dqkv, *s_datt, *s_dfc1, *s_dgelu;
+    float *s_dscaled;      // drop path: a branch's scaled output gradient
     float *s_dpred;        // (B, Td, P)
 } mim_mae;
 
@@ -121,7 +125,18 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B);
 // Accumulates d(loss * dloss_scale)/d(params) into m->grads (scale for
 // gradient accumulation: 1/accum_iter).
 void mim_mae_backward(mim_mae* m, float dloss_scale);
-// Encoder only, on every patch (for evaluation): requires a model built with
-// mask_ratio 0 (so T = 1 + L). Returns the final-norm tokens (B, 1+L, D),
-// cls first, valid until the next call.
+// Encoder only, on every patch (evaluation, fine-tuning): requires a model
+// built with mask_ratio 0 (so T = 1 + L); dec_dim 0 builds no decoder.
+// Returns the final-norm tokens (B, 1+L, D), cls first; the last block's
+// output (before that norm) is m->enc[depth-1].out. Activations are saved
+// for mim_mae_encode_backward and valid until the next forward.
 const float* mim_mae_encode(mim_mae* m, const float* imgs, int B);
+// d/d of mim_mae_encode: dlatent (B, T, D) = gradient of the final-norm
+// tokens, dlast (B, T, D) = gradient of the last block's output; either may
+// be NULL. Accumulates into m->grads (encoder tensors).
+void mim_mae_encode_backward(mim_mae* m, const float* dlatent, const float* dlast);
+// Stochastic depth (timm drop_path) for the next forward/backward pairs:
+// block i drops each sample's residual branches with probability
+// rate * i / (depth - 1), scaling kept ones by 1 / keep. rate 0 (or rng
+// NULL) turns it off. Draws B * depth * 2 values from rng.
+void mim_mae_drop_path(mim_mae* m, float rate, int B, mim_rng* rng);
