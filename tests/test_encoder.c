@@ -71,6 +71,9 @@ int main(void) {
     tu_fill_normal(&r, G, nt, 1);
     tu_fill_normal(&r, H, nt, 0.5f);
 
+    // fine-tuning learns pos_embed (timm ViT): probe its gradient too
+    for (int k = 0; k < m.nparams; k++)
+        if (!strcmp(m.table[k].name, "pos_embed")) m.table[k].trainable = 1;
     fd_check(&m, imgs, B, G, H, "no drop path");
 
     // drop path 0.5 with fixed per-sample scales

@@ -14,7 +14,7 @@ static char tmpdir[256];
 // Writes a gzip IDX pair of n HxW images: bright squares at random places on
 // a dark background (a learnable structure), labels = square size class.
 static void write_idx(const char* dir, int n, int H, int W) {
-    char p[512];
+    char p[600];
     mim_rng r;
     mim_rng_seed(&r, 5);
     snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
@@ -46,10 +46,10 @@ static mim_pretrain_args base_args(const char* data, const char* out) {
     CHECK(mim_config_preset(&a.model, "vit_nano") == 0);
     a.model.dim = 32; a.model.depth = 2; a.model.heads = 2;
     a.model.patch = 4; a.model.dec_dim = 16; a.model.dec_depth = 1; a.model.dec_heads = 2;
-    a.model.img_h = a.model.img_w = 0;
+    a.model.img_h = a.model.img_w = 0; a.model.in_chans = 0;
     a.data = data; a.out = out;
     a.batch = 16; a.accum = 2; a.epochs = 1; a.lr = 2e-3f; a.warmup_epochs = 0.1f;
-    a.weight_decay = 0.05f; a.beta1 = 0.9f; a.beta2 = 0.95f; a.flip = 1; a.seed = 3;
+    a.weight_decay = 0.05f; a.beta1 = 0.9f; a.beta2 = 0.95f; a.augment = 1; a.seed = 3;
     a.save_every = 0; a.log_every = 1; a.keep = 2; a.quiet = 1;
     return a;
 }

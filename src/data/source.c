@@ -25,6 +25,7 @@ struct mim_source {
     int nscratch;
     // index
     mim_loader* loader;
+    mim_transform tf;           // index sources
 };
 
 static uint64_t mix(uint64_t a, uint64_t b, uint64_t c) {
@@ -72,6 +73,9 @@ static int open_index(mim_source* s) {
     lc.augment = c->augment; lc.shuffle = c->shuffle; lc.seed = c->seed;
     lc.rank = c->rank; lc.world = c->world > 0 ? c->world : 1;
     lc.n_threads = c->threads > 0 ? c->threads : 2;
+    mim_transform_default(&s->tf, s->C, s->H, s->W, c->augment);
+    if (c->crop_min_scale > 0) s->tf.scale_min = c->crop_min_scale;
+    lc.transform = &s->tf;
     s->num_classes = -1;   // counted on first request (a pass over the index)
     return mim_loader_open(&s->loader, &lc);
 }
@@ -150,7 +154,8 @@ static void idx_sample(mim_source* s, float* out, int64_t epoch, int64_t slot, u
         mim_rng r;
         mim_rng_seed(&r, mix(s->cfg.seed, 2 + (uint64_t)epoch, (uint64_t)slot));
         mim_crop cr;
-        mim_rrc_params(&r, H0, W0, 0.2f, 1.0f, 3.0f / 4.0f, 4.0f / 3.0f, &cr);
+        float smin = s->cfg.crop_min_scale > 0 ? s->cfg.crop_min_scale : 0.2f;
+        mim_rrc_params(&r, H0, W0, smin, 1.0f, 3.0f / 4.0f, 4.0f / 3.0f, &cr);
         cr.flip = (mim_rng_u64(&r) >> 11) & 1;
         mim_resample_chw(out, &im, cr.j, cr.i, cr.j + cr.w, cr.i + cr.h, cr.j, cr.j + cr.w, cr.i, cr.i + cr.h,
                          s->W, s->H, MIM_FILTER_BILINEAR, cr.flip, mean, std, scr);
@@ -195,6 +200,13 @@ int mim_source_set_position(mim_source* s, mim_source_pos pos) {
     if (s->loader) return mim_loader_set_position(s->loader, (mim_loader_pos){(uint64_t)pos.epoch, (uint64_t)pos.index});
     s->pos = pos;
     return 0;
+}
+
+void mim_source_normalization(const mim_source* s, float mean[3], float std[3]) {
+    for (int c = 0; c < 3; c++) {
+        mean[c] = s->loader ? s->tf.mean[c] : s->mean;
+        std[c] = s->loader ? s->tf.std[c] : s->std;
+    }
 }
 
 void mim_source_counters(const mim_source* s, char* out, size_t cap) {

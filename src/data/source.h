@@ -17,7 +17,8 @@ typedef struct {
     const char* subset;      // index sources: subset file or NULL
     int channels, height, width;   // output; 0 = the data's own (IDX: 1 x 28 x 28; index: required)
     int batch;
-    int augment;             // 1: RandomResizedCrop (0.2, 1) + flip; 0: eval (resize + centre crop)
+    int augment;             // 1: RandomResizedCrop (crop_min_scale, 1) + flip; 0: eval (resize + centre crop)
+    float crop_min_scale;    // RRC smallest area fraction: 0 = 0.2 (MAE pre-training); 0.08 for fine-tuning
     int shuffle;             // 1: a new permutation each epoch; 0: file order
     uint64_t seed;
     int rank, world;         // data-parallel slice (0, 1 for one process)
@@ -40,5 +41,7 @@ int mim_source_num_classes(mim_source* s);   // max label + 1 (0 if unlabelled);
 int mim_source_next(mim_source* s, float* imgs, int32_t* labels);
 mim_source_pos mim_source_get_position(const mim_source* s);
 int mim_source_set_position(mim_source* s, mim_source_pos pos);
+// The per-channel normalisation applied to the output (x/255 - mean) / std.
+void mim_source_normalization(const mim_source* s, float mean[3], float std[3]);
 // One line of skip counters for the log ("" for in-memory sources).
 void mim_source_counters(const mim_source* s, char* out, size_t cap);

@@ -484,11 +484,17 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
             add_inplace(dpe + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
                         dcur + ((size_t)b * T + 1 + t) * D, D);
     PROF(PROF_MATMUL, matmul_backward(NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D));
+    // pos_embed: fixed in pre-training (not trainable there), learned when
+    // fine-tuning (timm's ViT); its gradient is cheap, so always computed.
+    for (int b = 0; b < B; b++) {
+        add_inplace(g->pos_embed, dcur + (size_t)b * T * D, D);
+        add_inplace(g->pos_embed + D, dpe + (size_t)b * L * D, (size_t)L * D);
+    }
 }
 
 void mim_mae_backward(mim_mae* m, float dloss_scale) {
     const mim_config* c = &m->cfg;
-    int B = m->B, L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->P, K = m->K;
+    int B = m->B, L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->P;
     int keep = T - 1, r = c->mlp_ratio;
     const mim_weights* w = &m->w;
     mim_weights* g = &m->g;

@@ -20,15 +20,24 @@ void mim_adamw_free(mim_adamw* opt) {
 
 void mim_adamw_step(mim_adamw* opt, const mim_param* table, int nparams,
                     float* params, const float* grads, const mim_adamw_hparams* hp) {
+    mim_adamw_step_groups(opt, table, nparams, params, grads, hp, NULL, NULL);
+}
+
+void mim_adamw_step_groups(mim_adamw* opt, const mim_param* table, int nparams, float* params,
+                           const float* grads, const mim_adamw_hparams* hp,
+                           const float* lr_scale, const uint8_t* decay_on) {
     opt->t++;
     double bc1 = 1.0 - pow(hp->beta1, (double)opt->t);
     double bc2 = 1.0 - pow(hp->beta2, (double)opt->t);
-    float step = (float)(hp->lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     float b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
     for (int k = 0; k < nparams; k++) {
         const mim_param* p = &table[k];
         if (!p->trainable) continue;
-        float decay = p->decay ? 1.0f - hp->lr * hp->weight_decay : 1.0f;
+        float lr = hp->lr * (lr_scale ? lr_scale[k] : 1.0f);
+        float step = (float)(lr / bc1);
+        int dk = decay_on ? decay_on[k] : p->decay;
+        float decay = dk ? 1.0f - lr * hp->weight_decay : 1.0f;
         float* x = params + p->offset;
         const float* g = grads + p->offset;
         float* m = opt->m + p->offset;

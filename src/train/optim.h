@@ -21,6 +21,12 @@ void mim_adamw_free(mim_adamw* opt);
 // param->decay (no decay on biases and 1-D params, as timm/MAE).
 void mim_adamw_step(mim_adamw* opt, const mim_param* table, int nparams,
                     float* params, const float* grads, const mim_adamw_hparams* hp);
+// As mim_adamw_step with per-tensor lr multipliers lr_scale[k] (layer-wise lr
+// decay) and per-tensor decay switches decay[k] overriding table[k].decay
+// (either array may be NULL).
+void mim_adamw_step_groups(mim_adamw* opt, const mim_param* table, int nparams, float* params,
+                           const float* grads, const mim_adamw_hparams* hp,
+                           const float* lr_scale, const uint8_t* decay);
 // L2 norm over the trainable gradients (double accumulation).
 double mim_grad_norm(const mim_param* table, int nparams, const float* grads);
 // Scales the trainable gradients by max_norm / (norm + 1e-6) when norm >
