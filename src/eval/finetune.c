@@ -1,0 +1,474 @@
+// finetune.c: the fine-tuning engine (see finetune.h). The encoder is a
+// mim_mae built without decoder and without masking; the head (fc_norm +
+// linear) has its own small parameter table and AdamW state.
+#include "eval/finetune.h"
+#include "core/check.h"
+#include "core/prof.h"
+#include "core/rng.h"
+#include "data/randaug.h"
+#include "data/source.h"
+#include "model/mae.h"
+#include "ops/ops.h"
+#include "train/checkpoint.h"
+#include "train/mixup.h"
+#include "train/optim.h"
+#include "train/safetensors.h"
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+void openblas_set_num_threads(int);
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+// ---------------------------------------------------------------- pos embed
+
+// PyTorch's cubic convolution weights (A = -0.75) for fractional offset t.
+static void cubic_weights(double t, double w[4]) {
+    const double A = -0.75;
+    double x;
+    x = t + 1; w[0] = ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+    x = t;     w[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
+    x = 1 - t; w[2] = ((A + 2) * x - (A + 3)) * x * x + 1;
+    x = 2 - t; w[3] = ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+}
+
+// One axis: in (n_in rows of `stride` floats, row step `step`) -> n_out.
+static void resize_axis(double* out, const double* in, int n_in, int n_out, int inner, int outer) {
+    // in: (outer, n_in, inner) -> out: (outer, n_out, inner)
+    double scale = (double)n_in / n_out;
+    for (int o = 0; o < n_out; o++) {
+        double src = (o + 0.5) * scale - 0.5;
+        int i0 = (int)floor(src);
+        double w[4];
+        cubic_weights(src - i0, w);
+        for (int a = 0; a < outer; a++)
+            for (int k = 0; k < inner; k++) {
+                double s = 0;
+                for (int j = 0; j < 4; j++) {
+                    int idx = i0 - 1 + j;
+                    idx = idx < 0 ? 0 : (idx >= n_in ? n_in - 1 : idx);
+                    s += w[j] * in[((size_t)a * n_in + idx) * inner + k];
+                }
+                out[((size_t)a * n_out + o) * inner + k] = s;
+            }
+    }
+}
+
+void mim_pos_embed_resize(float* out, const float* in, int D, int gh, int gw, int nh, int nw) {
+    double* a = malloc(sizeof(double) * (size_t)gh * gw * D);
+    double* b = malloc(sizeof(double) * (size_t)gh * nw * D);
+    double* c = malloc(sizeof(double) * (size_t)nh * nw * D);
+    CHECK(a && b && c);
+    for (size_t i = 0; i < (size_t)gh * gw * D; i++) a[i] = in[i];
+    resize_axis(b, a, gw, nw, D, gh);        // along w: (gh, gw, D) -> (gh, nw, D)
+    resize_axis(c, b, gh, nh, nw * D, 1);    // along h: (gh, nw*D) -> (nh, nw*D)
+    for (size_t i = 0; i < (size_t)nh * nw * D; i++) out[i] = (float)c[i];
+    free(a); free(b); free(c);
+}
+
+// Loads the encoder tensors of CKPT into m (decoder tensors in the file are
+// ignored); pos_embed is interpolated when the grids differ.
+static int load_encoder(mim_mae* m, const char* path, int ck_gh, int ck_gw) {
+    mim_st* st;
+    int rc = mim_st_open(&st, path);
+    if (rc) return rc;
+    const mim_config* c = &m->cfg;
+    int gh = c->img_h / c->patch, gw = c->img_w / c->patch, D = c->dim;
+    for (int i = 0; i < m->nparams && !rc; i++) {
+        const mim_param* p = &m->table[i];
+        float* dst = m->params + p->offset;
+        if (!strcmp(p->name, "pos_embed") && (ck_gh != gh || ck_gw != gw)) {
+            float* tmp = mim_malloc(sizeof(float) * (size_t)(1 + ck_gh * ck_gw) * D);
+            if (!tmp) { rc = MIM_ENOMEM; break; }
+            rc = mim_st_read_f32(st, p->name, tmp, 3, (int64_t[]){1, 1 + ck_gh * ck_gw, D});
+            if (!rc) {
+                memcpy(dst, tmp, sizeof(float) * D);   // cls row
+                mim_pos_embed_resize(dst + D, tmp + D, D, ck_gh, ck_gw, gh, gw);
+            }
+            free(tmp);
+        } else {
+            rc = mim_st_read_f32(st, p->name, dst, p->ndim, p->shape);
+        }
+        if (rc) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", mim_err_msg());
+            rc = mim_err(rc, "%s: %s", path, why);
+        }
+    }
+    mim_st_close(st);
+    return rc;
+}
+
+// ---------------------------------------------------------------- head
+
+enum { H_NORM_W, H_NORM_B, H_W, H_B, H_N };
+
+typedef struct {
+    mim_param table[H_N];
+    float *params, *grads;
+    size_t n;
+    int D, K;
+    // activations (max_batch)
+    float *pooled, *normed, *mean, *rstd, *logits, *probs, *dlogits, *dfeat, *dpooled, *dlast, *targets;
+} head;
+
+static void head_param(head* h, int k, const char* name, int ndim, int64_t a, int64_t b, int decay) {
+    mim_param* p = &h->table[k];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim; p->shape[0] = a; p->shape[1] = b;
+    p->numel = ndim == 1 ? (size_t)a : (size_t)a * b;
+    p->offset = h->n;
+    p->trainable = 1; p->decay = decay;
+    h->n += p->numel;
+}
+
+static int head_init(head* h, int D, int K, int B, int T, mim_rng* r) {
+    memset(h, 0, sizeof *h);
+    h->D = D; h->K = K;
+    head_param(h, H_NORM_W, "fc_norm.weight", 1, D, 0, 0);
+    head_param(h, H_NORM_B, "fc_norm.bias", 1, D, 0, 0);
+    head_param(h, H_W, "head.weight", 2, K, D, 1);
+    head_param(h, H_B, "head.bias", 1, K, 0, 0);
+    h->params = mim_calloc(h->n, sizeof(float));
+    h->grads = mim_calloc(h->n, sizeof(float));
+    size_t nb = (size_t)B;
+    float* mem = mim_calloc(nb * (4 * D + 2 + 5 * K) + nb * T * D, sizeof(float));
+    if (!h->params || !h->grads || !mem) return MIM_ENOMEM;
+    h->pooled = mem; h->normed = h->pooled + nb * D; h->dfeat = h->normed + nb * D; h->dpooled = h->dfeat + nb * D;
+    h->mean = h->dpooled + nb * D; h->rstd = h->mean + nb;
+    h->logits = h->rstd + nb; h->probs = h->logits + nb * K; h->dlogits = h->probs + nb * K;
+    h->targets = h->dlogits + nb * K; h->dlast = h->targets + nb * K;
+    // fc_norm 1/0; head N(0, 2e-5) as MAE's trunc_normal_(std=2e-5); bias 0
+    for (int i = 0; i < D; i++) h->params[h->table[H_NORM_W].offset + i] = 1.0f;
+    for (size_t i = 0; i < (size_t)K * D; i++) h->params[h->table[H_W].offset + i] = 2e-5f * mim_rng_normal(r);
+    return 0;
+}
+
+static void head_free(head* h) {
+    free(h->params); free(h->grads); free(h->pooled);
+    memset(h, 0, sizeof *h);
+}
+
+// tokens: m's encoder output. Fills h->logits (B, K) and the saved features.
+static void head_forward(head* h, const mim_mae* m, const float* latent, int B, int global_pool) {
+    int D = h->D, L = m->L, T = m->T;
+    const float* p = h->params;
+    if (global_pool) {
+        const float* last = m->enc[m->cfg.depth - 1].out;   // before the encoder norm, as MAE
+        #pragma omp parallel for if (B >= 8)
+        for (int b = 0; b < B; b++) {
+            float* o = h->pooled + (size_t)b * D;
+            for (int d = 0; d < D; d++) o[d] = 0;
+            for (int t = 1; t < T; t++) add_inplace(o, last + ((size_t)b * T + t) * D, D);
+            for (int d = 0; d < D; d++) o[d] /= (float)L;
+        }
+        layernorm_forward(h->normed, h->mean, h->rstd, h->pooled, p + h->table[H_NORM_W].offset,
+                          p + h->table[H_NORM_B].offset, B, D, 1e-6f);
+    } else {
+        for (int b = 0; b < B; b++) memcpy(h->normed + (size_t)b * D, latent + (size_t)b * T * D, sizeof(float) * D);
+    }
+    matmul_forward(h->logits, h->normed, p + h->table[H_W].offset, p + h->table[H_B].offset, B, D, h->K);
+}
+
+// d/d of head_forward given h->dlogits; then the encoder's backward.
+static void head_backward(head* h, mim_mae* m, int B, int global_pool) {
+    int D = h->D, L = m->L, T = m->T;
+    const float* p = h->params;
+    float* g = h->grads;
+    memset(h->dfeat, 0, sizeof(float) * (size_t)B * D);
+    matmul_backward(h->dfeat, g + h->table[H_W].offset, g + h->table[H_B].offset, h->dlogits, h->normed,
+                    p + h->table[H_W].offset, B, D, h->K);
+    memset(h->dlast, 0, sizeof(float) * (size_t)B * T * D);
+    if (global_pool) {
+        memset(h->dpooled, 0, sizeof(float) * (size_t)B * D);
+        layernorm_backward(h->dpooled, g + h->table[H_NORM_W].offset, g + h->table[H_NORM_B].offset, h->dfeat,
+                           h->pooled, p + h->table[H_NORM_W].offset, h->mean, h->rstd, B, D);
+        #pragma omp parallel for if (B >= 8)
+        for (int b = 0; b < B; b++)
+            for (int t = 1; t < T; t++)
+                for (int d = 0; d < D; d++) h->dlast[((size_t)b * T + t) * D + d] = h->dpooled[(size_t)b * D + d] / L;
+        mim_mae_encode_backward(m, NULL, h->dlast);
+    } else {
+        for (int b = 0; b < B; b++) memcpy(h->dlast + (size_t)b * T * D, h->dfeat + (size_t)b * D, sizeof(float) * D);
+        mim_mae_encode_backward(m, h->dlast, NULL);
+    }
+}
+
+// ---------------------------------------------------------------- eval
+
+static int64_t divisor_at_most(int64_t n, int64_t want) {
+    for (int64_t b = want < n ? want : n; b >= 1; b--)
+        if (n % b == 0) return b;
+    return 1;
+}
+
+// Top-1 / top-5 over every sample of the eval split.
+static int evaluate(mim_mae* m, head* h, const mim_source_config* base, int global_pool, float* top1, float* top5) {
+    mim_source_config sc = *base;
+    sc.augment = 0; sc.shuffle = 0; sc.batch = 1;
+    mim_source* s;
+    int rc = mim_source_open(&s, &sc);   // batch 1 first, to learn the size
+    if (rc) return rc;
+    int64_t n = mim_source_size(s);
+    mim_source_close(s);
+    sc.batch = (int)divisor_at_most(n, m->max_batch);
+    if ((rc = mim_source_open(&s, &sc))) return rc;
+    int C, H, W;
+    mim_source_geometry(s, &C, &H, &W);
+    float* imgs = mim_malloc(sizeof(float) * (size_t)sc.batch * C * H * W);
+    int32_t* labels = mim_malloc(sizeof(int32_t) * (size_t)sc.batch);
+    if (!imgs || !labels) { rc = MIM_ENOMEM; goto out; }
+    int64_t c1 = 0, c5 = 0, seen = 0, K = h->K;
+    m->dp_active = 0;
+    for (int64_t i = 0; i < n / sc.batch; i++) {
+        if ((rc = mim_source_next(s, imgs, labels))) goto out;
+        const float* lat = mim_mae_encode(m, imgs, sc.batch);
+        head_forward(h, m, lat, sc.batch, global_pool);
+        for (int b = 0; b < sc.batch; b++) {
+            const float* lg = h->logits + (size_t)b * K;
+            int y = labels[b], rank = 0;
+            if (y < 0 || y >= K) continue;
+            for (int k = 0; k < K; k++) rank += lg[k] > lg[y] || (lg[k] == lg[y] && k < y);
+            c1 += rank == 0; c5 += rank < 5; seen++;
+        }
+    }
+    *top1 = seen ? 100.0f * c1 / seen : 0;
+    *top5 = seen ? 100.0f * c5 / seen : 0;
+out:
+    free(imgs); free(labels);
+    mim_source_close(s);
+    return rc;
+}
+
+// ---------------------------------------------------------------- checkpoint
+
+static int save_model(const char* path, const mim_mae* m, const head* h, int global_pool) {
+    mim_st_entry e[MIM_MAX_PARAMS + H_N];
+    int n = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const mim_param* p = &m->table[i];
+        if (global_pool && !strncmp(p->name, "norm.", 5)) continue;   // MAE drops it with global_pool
+        e[n] = (mim_st_entry){.name = p->name, .dtype = MIM_F32, .ndim = p->ndim, .data = m->params + p->offset};
+        for (int d = 0; d < p->ndim; d++) e[n].shape[d] = p->shape[d];
+        n++;
+    }
+    for (int i = 0; i < H_N; i++) {
+        const mim_param* p = &h->table[i];
+        if (!global_pool && i <= H_NORM_B) continue;
+        e[n] = (mim_st_entry){.name = p->name, .dtype = MIM_F32, .ndim = p->ndim, .data = h->params + p->offset};
+        for (int d = 0; d < p->ndim; d++) e[n].shape[d] = p->shape[d];
+        n++;
+    }
+    char kb[16], gp[4];
+    snprintf(kb, sizeof kb, "%d", h->K);
+    snprintf(gp, sizeof gp, "%d", global_pool);
+    const mim_config* c = &m->cfg;
+    char v[8][32];
+    snprintf(v[0], 32, "%d", c->img_h); snprintf(v[1], 32, "%d", c->img_w); snprintf(v[2], 32, "%d", c->in_chans);
+    snprintf(v[3], 32, "%d", c->patch); snprintf(v[4], 32, "%d", c->dim); snprintf(v[5], 32, "%d", c->depth);
+    snprintf(v[6], 32, "%d", c->heads); snprintf(v[7], 32, "%d", c->mlp_ratio);
+    const char* meta[] = {"img_h", v[0], "img_w", v[1], "in_chans", v[2], "patch", v[3], "embed_dim", v[4],
+                          "depth", v[5], "num_heads", v[6], "mlp_ratio", v[7], "decoder_embed_dim", "0",
+                          "decoder_depth", "0", "decoder_num_heads", "1", "mask_ratio", "0", "norm_pix_loss", "0",
+                          "model", c->name, "num_classes", kb, "global_pool", gp};
+    return mim_st_write(path, e, n, meta, 16);
+}
+
+// ---------------------------------------------------------------- training
+
+// Layer id as MAE's lr_decay.get_layer_id_for_vit: embeddings 0, block i ->
+// i + 1, everything after the blocks depth + 1.
+int mim_vit_layer_id(const char* name, int depth) {
+    if (!strcmp(name, "cls_token") || !strcmp(name, "pos_embed") || !strncmp(name, "patch_embed", 11)) return 0;
+    if (!strncmp(name, "blocks.", 7)) return atoi(name + 7) + 1;
+    return depth + 1;
+}
+
+int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
+    memset(res, 0, sizeof *res);
+    if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
+    double t_start = now_s();
+    mim_config c;
+    int ck_gh = 0, ck_gw = 0, rc;
+    if (a->init_random) {
+        c = a->model;
+    } else {
+        if (!a->ckpt) return mim_err(MIM_EARG, "fine-tuning needs --ckpt (or --init random)");
+        if ((rc = mim_ckpt_read_config(a->ckpt, &c))) return rc;
+        ck_gh = c.img_h / c.patch; ck_gw = c.img_w / c.patch;
+    }
+    if (a->img > 0) c.img_h = c.img_w = a->img;
+    c.mask_ratio = 0.0f;
+    c.dec_dim = 0; c.dec_depth = 0; c.dec_heads = 1;
+
+    mim_source_config sc = {.path = a->data, .split = a->data_split ? a->data_split : "train", .subset = a->subset,
+                            .channels = c.in_chans, .height = c.img_h, .width = c.img_w, .batch = a->batch,
+                            .augment = 1, .crop_min_scale = 0.08f, .shuffle = 1, .seed = a->seed,
+                            .world = 1, .threads = a->data_threads};
+    mim_source_config ec = sc;
+    ec.path = a->eval_data ? a->eval_data : a->data;
+    ec.split = a->eval_split ? a->eval_split : "t10k";
+    ec.subset = NULL;
+    mim_source* src = NULL;
+    if ((rc = mim_source_open(&src, &sc))) return rc;
+    mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);
+    sc.channels = ec.channels = c.in_chans; sc.height = ec.height = c.img_h; sc.width = ec.width = c.img_w;
+    int K = mim_source_num_classes(src);
+
+    mim_mae m = {0};
+    head h = {0};
+    mim_adamw opt = {0}, hopt = {0};
+    mim_randaug ra;
+    float *imgs = NULL, *lr_scale = NULL;
+    uint8_t *decay = NULL, *u8 = NULL;
+    int32_t* labels = NULL;
+    FILE* mf = NULL;
+    int use_ra = a->aa && a->aa[0] && strcmp(a->aa, "none") != 0;
+    if (K < 2) { rc = mim_err(MIM_EARG, "%s: fine-tuning needs labels (found %d classes)", a->data, K); goto done; }
+    if (use_ra && (rc = mim_randaug_parse(&ra, a->aa))) goto done;
+    if (use_ra) ra.interp = MIM_RA_BICUBIC;   // MAE passes interpolation='bicubic' to create_transform
+    if ((rc = mim_mae_init(&m, &c, a->batch))) goto done;
+    mim_rng r;
+    mim_rng_seed(&r, a->seed ^ 0x5eed);
+    if (a->init_random) {
+        mim_mae_init_weights(&m, a->seed);
+    } else if ((rc = load_encoder(&m, a->ckpt, ck_gh, ck_gw))) {
+        goto done;
+    }
+    if ((rc = head_init(&h, c.dim, K, a->batch, m.T, &r))) goto done;
+    // fine-tuning learns pos_embed; no decay on pos_embed / cls_token (MAE's no_weight_decay)
+    lr_scale = mim_malloc(sizeof(float) * (size_t)m.nparams);
+    decay = mim_malloc((size_t)m.nparams);
+    if (!lr_scale || !decay) { rc = MIM_ENOMEM; goto done; }
+    for (int i = 0; i < m.nparams; i++) {
+        mim_param* p = &m.table[i];
+        if (!strcmp(p->name, "pos_embed")) p->trainable = 1;
+        if (a->global_pool && !strncmp(p->name, "norm.", 5)) p->trainable = 0;   // unused
+        decay[i] = p->decay && strcmp(p->name, "cls_token") && strcmp(p->name, "pos_embed");
+        lr_scale[i] = powf(a->layer_decay, (float)(c.depth + 1 - mim_vit_layer_id(p->name, c.depth)));
+    }
+    if ((rc = mim_adamw_init(&opt, m.num_floats)) || (rc = mim_adamw_init(&hopt, h.n))) goto done;
+    size_t per = (size_t)c.in_chans * c.img_h * c.img_w;
+    imgs = mim_malloc(sizeof(float) * per * a->batch);
+    labels = mim_malloc(sizeof(int32_t) * a->batch);
+    u8 = mim_malloc(per * 3 * (size_t)omp_get_max_threads());
+    if (!imgs || !labels || !u8) { rc = MIM_ENOMEM; goto done; }
+    if (mkdir(a->out, 0755) != 0 && errno != EEXIST) { rc = mim_err(MIM_EIO, "cannot create %s: %s", a->out, strerror(errno)); goto done; }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", a->out);
+    if (!(mf = fopen(path, "w"))) { rc = mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); goto done; }
+
+    int64_t spe = mim_source_batches_per_epoch(src) / a->accum;
+    if (spe < 1) { rc = mim_err(MIM_EARG, "batch %d x accum %d is larger than the data set", a->batch, a->accum); goto done; }
+    int64_t total = a->steps > 0 ? a->steps : (int64_t)ceil(a->epochs * spe);
+    int64_t warmup = (int64_t)(a->warmup_epochs * spe);
+    if (warmup > total) warmup = total;
+    float lr = a->lr > 0 ? a->lr : a->blr * a->batch * a->accum / 256.0f;
+    float mean[3], stdv[3];
+    mim_source_normalization(src, mean, stdv);
+    mim_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = a->weight_decay};
+    mim_mixup mx;
+    mim_mixup_default(&mx, K);
+    mx.mixup_alpha = a->mixup; mx.cutmix_alpha = a->cutmix; mx.label_smoothing = a->smoothing;
+    if (!a->quiet)
+        fprintf(stderr, "finetune %s%s: %dx%dx%d, %d classes, %lld steps (%lld/epoch), batch %d x %d, lr %.3g, "
+                "layer decay %.2f, drop path %.2f, mixup %.2f cutmix %.2f, %s, %d threads\n",
+                c.name, a->init_random ? " (from scratch)" : "", c.img_h, c.img_w, c.in_chans, K, (long long)total,
+                (long long)spe, a->batch, a->accum, lr, a->layer_decay, a->drop_path, a->mixup, a->cutmix,
+                use_ra ? a->aa : "no RandAugment", omp_get_max_threads());
+    double t0 = now_s(), loss_acc = 0;
+    int nloss = 0;
+    char best_path[4200], last_path[4200];
+    snprintf(best_path, sizeof best_path, "%s/checkpoint-best.safetensors", a->out);
+    snprintf(last_path, sizeof last_path, "%s/checkpoint-last.safetensors", a->out);
+    res->best_top1 = -1;
+    for (int64_t step = 0; step < total; step++) {
+        hp.lr = mim_lr_at(step, total, warmup, lr, a->min_lr);
+        mim_mae_zero_grad(&m);
+        memset(h.grads, 0, sizeof(float) * h.n);
+        for (int k = 0; k < a->accum; k++) {
+            if ((rc = mim_source_next(src, imgs, labels))) goto done;
+            uint64_t sseed = a->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)(step * a->accum + k);
+            // RandAugment (on uint8 pixels) and random erasing, per sample
+            #pragma omp parallel for schedule(static)
+            for (int b = 0; b < a->batch; b++) {
+                mim_rng rs;
+                mim_rng_seed(&rs, sseed ^ ((uint64_t)b * 0xd1b54a32d192ed03ULL));
+                float* x = imgs + (size_t)b * per;
+                if (use_ra) {
+                    uint8_t* px = u8 + per * 3 * (size_t)omp_get_thread_num();
+                    int HW = c.img_h * c.img_w, C = c.in_chans;
+                    for (int ch = 0; ch < C; ch++)
+                        for (int i = 0; i < HW; i++) {
+                            float v = (x[(size_t)ch * HW + i] * stdv[ch] + mean[ch]) * 255.0f + 0.5f;
+                            px[(size_t)i * C + ch] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                        }
+                    mim_randaug_apply(&ra, &rs, px, c.img_h, c.img_w, C, px + per);
+                    for (int ch = 0; ch < C; ch++)
+                        for (int i = 0; i < HW; i++)
+                            x[(size_t)ch * HW + i] = (px[(size_t)i * C + ch] / 255.0f - mean[ch]) / stdv[ch];
+                }
+                if (a->reprob > 0) mim_random_erase(x, c.in_chans, c.img_h, c.img_w, a->reprob, &rs);
+            }
+            mim_rng rb;
+            mim_rng_seed(&rb, sseed ^ 0xabcdef);
+            mim_mixup_batch(&mx, &rb, imgs, h.targets, labels, a->batch, c.in_chans, c.img_h, c.img_w);
+            mim_mae_drop_path(&m, a->drop_path, a->batch, &rb);
+            const float* lat = mim_mae_encode(&m, imgs, a->batch);
+            head_forward(&h, &m, lat, a->batch, a->global_pool);
+            float loss = mim_soft_ce_forward(h.logits, h.targets, h.probs, a->batch, K);
+            if (!isfinite(loss)) {
+                rc = mim_err(MIM_EARG, "loss is %f at step %lld; stopping", loss, (long long)step);
+                goto done;
+            }
+            loss_acc += loss; nloss++;
+            memset(h.dlogits, 0, sizeof(float) * (size_t)a->batch * K);
+            mim_soft_ce_backward(h.dlogits, h.probs, h.targets, 1.0f / a->accum, a->batch, K);
+            head_backward(&h, &m, a->batch, a->global_pool);
+        }
+        mim_adamw_step_groups(&opt, m.table, m.nparams, m.params, m.grads, &hp, lr_scale, decay);
+        mim_adamw_step(&hopt, h.table, H_N, h.params, h.grads, &hp);
+        int end_of_epoch = (step + 1) % spe == 0 || step + 1 == total;
+        if (!a->quiet && ((step + 1) % 10 == 0 || end_of_epoch)) {
+            double t = now_s();
+            fprintf(stderr, "\rstep %lld/%lld | loss %.4f | lr %.3g | %.1f img/s   ", (long long)(step + 1),
+                    (long long)total, loss_acc / (nloss ? nloss : 1), hp.lr,
+                    (double)(step + 1) * a->batch * a->accum / (t - t0));
+        }
+        if (end_of_epoch) {
+            float t1, t5;
+            if ((rc = evaluate(&m, &h, &ec, a->global_pool, &t1, &t5))) goto done;
+            int best = t1 > res->best_top1;
+            if (best) { res->best_top1 = t1; if ((rc = save_model(best_path, &m, &h, a->global_pool))) goto done; }
+            if ((rc = save_model(last_path, &m, &h, a->global_pool))) goto done;
+            res->top1 = t1; res->top5 = t5;
+            fprintf(mf, "{\"epoch\": %.3f, \"step\": %lld, \"train_loss\": %.5f, \"lr\": %.4g, \"top1\": %.2f, "
+                        "\"top5\": %.2f, \"best_top1\": %.2f, \"time_s\": %.1f}\n",
+                    (double)(step + 1) / spe, (long long)(step + 1), loss_acc / (nloss ? nloss : 1), hp.lr, t1, t5,
+                    res->best_top1, now_s() - t0);
+            fflush(mf);
+            if (!a->quiet)
+                fprintf(stderr, "\nepoch %.2f: top-1 %.2f%% top-5 %.2f%% (best %.2f%%)\n", (double)(step + 1) / spe,
+                        t1, t5, res->best_top1);
+            loss_acc = 0; nloss = 0;
+        }
+        res->steps = step + 1;
+    }
+done:
+    res->seconds = now_s() - t_start;
+    if (mf) fclose(mf);
+    free(imgs); free(labels); free(u8); free(lr_scale); free(decay);
+    mim_adamw_free(&opt); mim_adamw_free(&hopt);
+    head_free(&h);
+    if (m.params) mim_mae_free(&m);
+    mim_source_close(src);
+    return rc;
+}

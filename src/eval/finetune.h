@@ -1,0 +1,54 @@
+// finetune.h: end-to-end fine-tuning of the ViT encoder with a linear head,
+// the MAE recipe (main_finetune.py): global average pool + fc_norm (or the
+// cls token after the encoder norm), head init N(0, 2e-5), layer-wise lr
+// decay, drop path, RandAugment, random erasing, mixup / cutmix with label
+// smoothing (soft-target cross-entropy), AdamW (0.9, 0.999), warm-up + cosine,
+// learned position embeddings (bicubically interpolated when the resolution
+// differs from the checkpoint's), top-1 / top-5 each epoch, best and last
+// checkpoints. With init_random the same ViT is trained from scratch: the
+// baseline that shows what MIM pre-training adds.
+#pragma once
+#include <stdint.h>
+#include "model/config.h"
+
+typedef struct {
+    const char* ckpt;          // model.safetensors (MAE / mimscale names); NULL with init_random
+    int init_random;           // train from random init (the scratch baseline)
+    mim_config model;          // init_random: the architecture; img/chans 0 = the data's
+    const char* data, *data_split, *subset;
+    const char* eval_data, *eval_split;
+    int img;                   // fine-tuning resolution (0: the checkpoint's / the data's)
+    int batch, accum;
+    float epochs;
+    int64_t steps;             // overrides epochs when > 0
+    float blr, lr, min_lr, warmup_epochs;
+    float weight_decay, layer_decay, drop_path;
+    float smoothing, mixup, cutmix, reprob;
+    const char* aa;            // RandAugment spec ("rand-m9-mstd0.5-inc1"); "" or "none" = off
+    int global_pool;           // 1: mean of patch tokens + fc_norm (MAE default); 0: cls token
+    uint64_t seed;
+    int threads, data_threads;
+    const char* out;           // run folder: metrics.jsonl, checkpoint-{best,last}.safetensors
+    int quiet;
+} mim_finetune_args;
+
+typedef struct {
+    float top1, top5;          // at the end
+    float best_top1;
+    int64_t steps;
+    double seconds;
+} mim_finetune_result;
+
+int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res);
+
+// Bicubic resize of a position-embedding grid, as torch.nn.functional.
+// interpolate(mode='bicubic', align_corners=False) (MAE interpolate_pos_embed):
+// in (gh*gw, D) patch rows -> out (nh*nw, D). Used when the fine-tuning
+// resolution differs from pre-training.
+void mim_pos_embed_resize(float* out, const float* in, int D, int gh, int gw, int nh, int nw);
+
+// Layer id for layer-wise lr decay (MAE util/lr_decay.py get_layer_id_for_vit):
+// cls_token, pos_embed, patch_embed.* -> 0; blocks.i.* -> i + 1; everything
+// else (norm, fc_norm, head) -> depth + 1. A tensor's lr scale is
+// layer_decay^(depth + 1 - id).
+int mim_vit_layer_id(const char* name, int depth);
