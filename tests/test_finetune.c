@@ -9,6 +9,8 @@
 //    checkpoints with timm names (fc_norm, head).
 #include "testutil.h"
 #include "eval/finetune.h"
+#include "eval/reconstruct.h"
+#include <png.h>
 #include "train/pretrain.h"
 #include <sys/stat.h>
 #include <zlib.h>
@@ -96,6 +98,21 @@ int main(void) {
     int rc = mim_pretrain_run(&a);
     TU_CHECK(rc == 0, "pretrain 10 steps: %s", rc ? mim_err_msg() : "ok");
 
+    // reconstruction picture from the MAE checkpoint; refused for one without decoder
+    char png[600], ck[600];
+    snprintf(ck, sizeof ck, "%s/ckpt-000000010/model.safetensors", pre);
+    snprintf(png, sizeof png, "%s/rec.png", tmpdir);
+    mim_reconstruct_args ra = {.ckpt = ck, .data = data, .split = "t10k", .out = png, .n = 3, .mask_ratio = -1, .seed = 1};
+    float rl = 0;
+    rc = mim_reconstruct_run(&ra, &rl);
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    int ok = rc == 0 && png_image_begin_read_from_file(&pi, png);
+    TU_CHECK(ok && pi.width == 4 * 96 + 5 * 2 && pi.height == 3 * 96 + 4 * 2 && isfinite(rl),
+             "reconstruction PNG written and decodes: %ux%u, masked loss %.3f", pi.width, pi.height, rl);
+    png_image_free(&pi);
+
     // fine-tune from it at 20x20 (5x5 grid: pos_embed interpolated)
     mim_finetune_args f = {0};
     snprintf(p, sizeof p, "%s/ckpt-000000010/model.safetensors", pre);
@@ -120,6 +137,9 @@ int main(void) {
         TU_CHECK(pe && pe->shape[1] == 1 + 25, "pos_embed at the new resolution (1 + 5x5 rows)");
         mim_st_close(s);
     }
+    ra.ckpt = p;
+    rc = mim_reconstruct_run(&ra, &rl);
+    TU_CHECK(rc == MIM_EARG && strstr(mim_err_msg(), "no decoder"), "reconstruct on a fine-tuned checkpoint: \"%s\"", mim_err_msg());
     // the same ViT from scratch, no RandAugment / mixup (the baseline path)
     snprintf(sc, sizeof sc, "%s/scratch", tmpdir);
     mim_finetune_args g = f;

@@ -81,7 +81,8 @@ static double metric_at(const char* run, int64_t step, const char* key) {
     while (fgets(line, sizeof line, f)) {
         cJSON* j = cJSON_Parse(line);
         cJSON* s = j ? cJSON_GetObjectItem(j, "step") : NULL;
-        if (s && (int64_t)s->valuedouble == step) v = cJSON_GetObjectItem(j, key)->valuedouble;
+        cJSON* k = j ? cJSON_GetObjectItem(j, key) : NULL;
+        if (s && k && (int64_t)s->valuedouble == step) v = k->valuedouble;
         cJSON_Delete(j);
     }
     fclose(f);
@@ -104,6 +105,16 @@ int main(void) {
     TU_CHECK(rc == 0, "uninterrupted run: %s", rc ? mim_err_msg() : "ok");
     double l0 = metric_at(ra, 1, "loss"), l1 = metric_at(ra, 40, "loss");
     TU_CHECK(l1 < 0.8 * l0, "loss falls over 40 steps: %.4f -> %.4f", l0, l1);
+
+    // validation loss on a held-out split, fixed masks, every 10 steps
+    char rv[512];
+    snprintf(rv, sizeof rv, "%s/v", tmpdir);
+    mim_pretrain_args v = base_args(data, rv);
+    v.epochs = 1; v.val_data = data; v.val_split = "train"; v.val_every = 10; v.val_samples = 64;
+    rc = mim_pretrain_run(&v);
+    double v10 = metric_at(rv, 10, "val_loss"), v20 = metric_at(rv, 20, "val_loss");
+    TU_CHECK(rc == 0 && isfinite(v10) && isfinite(v20) && v20 < v10,
+             "validation loss logged every 10 steps and falls: %.4f -> %.4f", v10, v20);
 
     // stopped at 13 (mid-epoch), then resumed to the end
     snprintf(rb, sizeof rb, "%s/b", tmpdir);

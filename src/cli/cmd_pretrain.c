@@ -26,6 +26,10 @@ int cmd_pretrain(int argc, char** argv) {
         {"img", FLAG_INT, &img, "0", 0, 1 << 14, "square input size (0: the data's own; required for index data)"},
         {"in-chans", FLAG_INT, &chans, "0", 0, 64, "input channels (0: 1 for IDX, 3 for index data)"},
         {"data-threads", FLAG_INT, &a.data_threads, "2", 1, 256, "decode workers for index data"},
+        {"val-data", FLAG_STR, &a.val_data, "", 0, 0, "held-out data for the validation reconstruction loss (fixed masks)"},
+        {"val-split", FLAG_STR, &a.val_split, "t10k", 0, 0, "IDX split of --val-data"},
+        {"val-every", FLAG_INT, &a.val_every, "0", 0, 1 << 30, "steps between validation losses (0: only at the end)"},
+        {"val-samples", FLAG_INT, &a.val_samples, "1024", 1, 1 << 30, "images per validation"},
         {"out", FLAG_STR, &a.out, "runs/pretrain", 0, 0, "run folder: checkpoints, metrics.jsonl"},
         {"batch", FLAG_INT, &a.batch, "256", 1, 1 << 20, "images per step"},
         {"accum", FLAG_INT, &a.accum, "1", 1, 1 << 16, "gradient accumulation steps (effective batch = batch x accum)"},
@@ -66,6 +70,7 @@ int cmd_pretrain(int argc, char** argv) {
     a.model.img_h = a.model.img_w = img;   // 0: from the data
     a.model.in_chans = chans;
     if (a.subset && !a.subset[0]) a.subset = NULL;
+    if (a.val_data && !a.val_data[0]) a.val_data = NULL;
     if (chans == 0 && a.data && strstr(a.data, ".idx")) a.model.in_chans = 3;
     a.seed = (uint64_t)seed;
     rc = mim_pretrain_run(&a);

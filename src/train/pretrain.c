@@ -71,6 +71,24 @@ static void metrics_truncate(const char* path, int64_t step) {
     if (fclose(o) == 0) rename(tmp, path);
 }
 
+// Mean masked loss over the first nb batches of vs (file order, eval
+// transform) with fixed masks: noise of batch i from (seed, i), the same at
+// every validation, so the curve compares like with like.
+static int validation_loss(mim_mae* m, mim_source* vs, int nb, uint64_t seed, float* imgs, float* noise, double* out) {
+    int rc = mim_source_set_position(vs, (mim_source_pos){0, 0});
+    double sum = 0;
+    int B = m->max_batch;
+    for (int i = 0; i < nb && !rc; i++) {
+        if ((rc = mim_source_next(vs, imgs, NULL))) break;
+        mim_rng r;
+        mim_rng_seed(&r, stream_seed(seed, 3, (uint64_t)i));
+        for (size_t k = 0; k < (size_t)B * m->L; k++) noise[k] = mim_rng_uniform(&r);
+        sum += mim_mae_forward(m, imgs, noise, B);
+    }
+    *out = sum / nb;
+    return rc;
+}
+
 static void fmt_eta(char* buf, size_t n, double s) {
     if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
     int h = (int)(s / 3600), m = (int)(fmod(s, 3600) / 60), sec = (int)fmod(s, 60);
@@ -84,10 +102,22 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                             .channels = c.in_chans, .height = c.img_h, .width = c.img_w,
                             .batch = a->batch, .augment = a->augment, .shuffle = 1, .seed = a->seed,
                             .rank = 0, .world = 1, .threads = a->data_threads};
-    mim_source* src = NULL;
+    mim_source* src = NULL, *vsrc = NULL;
     int rc = mim_source_open(&src, &sc);
     if (rc) return rc;
     mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);
+    int val_batches = 0;
+    if (a->val_data) {
+        mim_source_config vc = sc;
+        vc.path = a->val_data; vc.split = a->val_split ? a->val_split : "t10k"; vc.subset = NULL;
+        vc.channels = c.in_chans; vc.height = c.img_h; vc.width = c.img_w;
+        vc.augment = 0; vc.shuffle = 0;
+        if ((rc = mim_source_open(&vsrc, &vc))) { mim_source_close(src); return rc; }
+        int64_t avail = mim_source_batches_per_epoch(vsrc);
+        val_batches = a->val_samples / a->batch;
+        if (val_batches < 1) val_batches = 1;
+        if (val_batches > avail) val_batches = (int)avail;
+    }
 
     int64_t per_step = (int64_t)a->batch * a->accum;
     int64_t steps_per_epoch = mim_source_batches_per_epoch(src) / a->accum;
@@ -201,6 +231,15 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             }
             tlast = t; last_logged = step;
         }
+        if (vsrc && ((a->val_every > 0 && step % a->val_every == 0) || step == end)) {
+            double vl;
+            if ((rc = validation_loss(&m, vsrc, val_batches, a->seed, imgs, noise, &vl))) goto done;
+            fprintf(mf, "{\"step\": %lld, \"val_loss\": %.6f, \"val_images\": %d}\n", (long long)step, vl,
+                    val_batches * a->batch);
+            fflush(mf);
+            if (!a->quiet) fprintf(stderr, "\nstep %lld: validation loss %.4f on %d images\n", (long long)step, vl,
+                                   val_batches * a->batch);
+        }
         if ((a->save_every > 0 && step % a->save_every == 0) || step == end) {
             mim_source_pos pos = mim_source_get_position(src);
             st.step = step;
@@ -230,5 +269,6 @@ done:
     mim_adamw_free(&opt);
     if (m.params) mim_mae_free(&m);
     mim_source_close(src);
+    mim_source_close(vsrc);
     return rc;
 }

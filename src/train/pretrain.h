@@ -12,6 +12,10 @@ typedef struct {
     const char* data;      // IDX folder (Fashion-MNIST layout) or a sample index file
     const char* subset;    // subset file for index sources, or NULL
     int data_threads;      // decode workers for index sources
+    const char* val_data;  // held-out set for the validation reconstruction loss (NULL: none)
+    const char* val_split; // IDX split of val_data ("t10k")
+    int val_every;         // steps between validation losses (0: only at the end)
+    int val_samples;       // images per validation (rounded down to whole batches, >= 1 batch)
     const char* out;       // run folder (checkpoints, metrics.jsonl)
     int batch, accum;      // per-step batch and gradient accumulation
     float epochs;          // training length in epochs ...
