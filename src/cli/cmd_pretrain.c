@@ -4,12 +4,13 @@
 #include "core/check.h"
 #include "data/idx.h"
 #include "train/pretrain.h"
+#include "train/signals.h"
 #include <stdio.h>
 #include <string.h>
 
 int cmd_pretrain(int argc, char** argv) {
     mim_pretrain_args a = {0};
-    const char *model = NULL;
+    const char *model = NULL, *on_nan = NULL;
     int patch, dec_dim, dec_depth, dec_heads, norm_pix, img, chans;
     float mask_ratio;
     int64_t seed;
@@ -52,6 +53,8 @@ int cmd_pretrain(int argc, char** argv) {
         {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint"},
         {"stop-at", FLAG_I64, &a.stop_at, "0", 0, 1e15, "stop after this step with a checkpoint (0: run to the end)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
+        {"on-nan", FLAG_STR, &on_nan, "stop", 0, 0, "non-finite loss/gradient: stop (keep the last checkpoint) or skip the step"},
+        {"debug-nan-at", FLAG_I64, &a.debug_nan_at, "0", 0, 1e15, "testing: put a NaN into the batch of this step"},
         {"profile", FLAG_BOOL, &a.profile, "0", 0, 1, "print time per op class per step (matmul, attention, ..., data wait)"},
     };
     const char* pos[1];
@@ -73,7 +76,11 @@ int cmd_pretrain(int argc, char** argv) {
     if (a.val_data && !a.val_data[0]) a.val_data = NULL;
     if (chans == 0 && a.data && strstr(a.data, ".idx")) a.model.in_chans = 3;
     a.seed = (uint64_t)seed;
+    if (!strcmp(on_nan, "skip")) a.on_nan = 1;
+    else if (strcmp(on_nan, "stop") != 0) { fprintf(stderr, "error: --on-nan must be stop or skip, got '%s'\n", on_nan); return 2; }
+    mim_signals_install();
     rc = mim_pretrain_run(&a);
+    if (rc == MIM_PRETRAIN_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }
     if (rc) {
         fprintf(stderr, "\nerror: %s\n", mim_err_msg());
         return rc == MIM_PRETRAIN_NAN ? 3 : 1;

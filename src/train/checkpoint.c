@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 #define NMETA 14
@@ -151,6 +152,32 @@ static void prune(const char* run_dir, int keep) {
         free(names[i]);
     }
 }
+
+// Unlinks DIR/NAME.tmp.PID files whose writer is gone; recurses one level
+// into ckpt-* folders.
+static int clean_dir(const char* dir, int depth) {
+    DIR* d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent* e;
+    while ((e = readdir(d))) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        const char* t = strstr(e->d_name, ".tmp.");
+        if (t) {
+            char* end;
+            long pid = strtol(t + 5, &end, 10);
+            if (*end == 0 && pid > 0 && pid != getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+                n += unlink(p) == 0;
+        } else if (depth == 0 && !strncmp(e->d_name, "ckpt-", 5)) {
+            n += clean_dir(p, 1);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int mim_ckpt_clean_stale(const char* run_dir) { return clean_dir(run_dir, 0); }
 
 int mim_ckpt_save_run(const char* run_dir, const mim_mae* m, const mim_adamw* opt,
                       const mim_train_state* st, int keep) {

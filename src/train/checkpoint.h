@@ -42,5 +42,9 @@ typedef struct {
 // keep > 0 prunes older ckpt-* folders beyond the newest `keep`.
 int mim_ckpt_save_run(const char* run_dir, const mim_mae* m, const mim_adamw* opt,
                       const mim_train_state* st, int keep);
+// Removes temp files (NAME.tmp.PID) that writers killed mid-write left in RUN
+// and its ckpt-* folders, when process PID no longer exists. Returns how
+// many were removed.
+int mim_ckpt_clean_stale(const char* run_dir);
 // Loads RUN/latest into m, opt and st. MIM_ENOTFOUND if RUN has none.
 int mim_ckpt_load_run(const char* run_dir, mim_mae* m, mim_adamw* opt, mim_train_state* st);

@@ -7,6 +7,7 @@
 #include "model/mae.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
+#include "train/signals.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -47,6 +48,7 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON_AddNumberToObject(j, "weight_decay", a->weight_decay);
     cJSON_AddNumberToObject(j, "clip_grad", a->clip_grad); cJSON_AddNumberToObject(j, "augment", a->augment);
     cJSON_AddNumberToObject(j, "seed", (double)a->seed);
+    cJSON_AddNumberToObject(j, "on_nan", a->on_nan);
     char* s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -87,6 +89,17 @@ static int validation_loss(mim_mae* m, mim_source* vs, int nb, uint64_t seed, fl
     }
     *out = sum / nb;
     return rc;
+}
+
+// The first tensor of the table whose values (buf = params or grads) are
+// not all finite, or NULL.
+static const char* first_nonfinite(const mim_mae* m, const float* buf) {
+    for (int k = 0; k < m->nparams; k++) {
+        const float* x = buf + m->table[k].offset;
+        for (size_t i = 0; i < m->table[k].numel; i++)
+            if (!isfinite(x[i])) return m->table[k].name;
+    }
+    return NULL;
 }
 
 static void fmt_eta(char* buf, size_t n, double s) {
@@ -152,6 +165,8 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     char mpath[4096];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", a->out);
     if (a->resume) {
+        int stale = mim_ckpt_clean_stale(a->out);
+        if (stale && !a->quiet) fprintf(stderr, "resume: removed %d temp file(s) of an interrupted checkpoint write\n", stale);
         rc = mim_ckpt_load_run(a->out, &m, &opt, &st);
         if (rc == MIM_ENOTFOUND) {
             if (!a->quiet) fprintf(stderr, "resume: %s has no checkpoint yet, starting fresh\n", a->out);
@@ -186,7 +201,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     mim_adamw_hparams hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay};
     int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;
     double t0 = now_s(), tlast = t0;
-    int64_t step0 = step, last_logged = step;
+    int64_t step0 = step, last_logged = step, nan_skipped = 0;
     mim_prof_on = a->profile;
     mim_prof_reset();
     while (step < end) {
@@ -195,26 +210,39 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         mim_rng_seed(&r, stream_seed(a->seed, 2, (uint64_t)step));
         mim_mae_zero_grad(&m);
         double loss_sum = 0;
-        for (int k = 0; k < a->accum; k++) {
+        const char* bad = NULL;   // what went non-finite this step
+        for (int k = 0; k < a->accum && !bad; k++) {
             PROF(PROF_DATA, rc = mim_source_next(src, imgs, NULL));
             if (rc) goto done;
+            if (a->debug_nan_at == step + 1) imgs[0] = NAN;
             for (size_t i = 0; i < (size_t)a->batch * m.L; i++) noise[i] = mim_rng_uniform(&r);
             float loss = mim_mae_forward(&m, imgs, noise, a->batch);
-            if (!isfinite(loss)) {
-                rc = mim_err(MIM_PRETRAIN_NAN, "loss is %f at step %lld; stopping (last checkpoint kept)",
-                             loss, (long long)step);
-                goto done;
-            }
+            if (!isfinite(loss)) { bad = "loss"; break; }
             loss_sum += loss;
             mim_mae_backward(&m, 1.0f / a->accum);
         }
-        double gnorm = mim_clip_grad_norm(m.table, m.nparams, m.grads, a->clip_grad);
-        if (!isfinite(gnorm)) {
-            rc = mim_err(MIM_PRETRAIN_NAN, "gradient norm is %f at step %lld; stopping (last checkpoint kept)",
-                         gnorm, (long long)step);
-            goto done;
+        double gnorm = bad ? NAN : mim_clip_grad_norm(m.table, m.nparams, m.grads, a->clip_grad);
+        if (!bad && !isfinite(gnorm)) bad = "gradient";
+        if (bad) {
+            const char* t = first_nonfinite(&m, m.params);
+            const char* g = t ? NULL : first_nonfinite(&m, m.grads);
+            char what[160];
+            if (t) snprintf(what, sizeof what, "parameter %s is not finite", t);
+            else if (g) snprintf(what, sizeof what, "first non-finite gradient: %s", g);
+            else snprintf(what, sizeof what, "parameters finite (non-finite input data or activations)");
+            if (!a->on_nan) {
+                rc = mim_err(MIM_PRETRAIN_NAN, "non-finite %s at step %lld (%s); stopping, last checkpoint kept "
+                             "(--on-nan skip to skip such steps)", bad, (long long)step + 1, what);
+                goto done;
+            }
+            nan_skipped++;
+            fprintf(mf, "{\"step\": %lld, \"skipped_nonfinite\": \"%s\", \"detail\": \"%s\"}\n",
+                    (long long)step + 1, bad, what);
+            fflush(mf);
+            if (!a->quiet) fprintf(stderr, "\nstep %lld: non-finite %s (%s), step skipped\n", (long long)step + 1, bad, what);
+        } else {
+            PROF(PROF_OPTIM, mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp));
         }
-        PROF(PROF_OPTIM, mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp));
         step++;
         double loss = loss_sum / a->accum, t = now_s();
         if (step % a->log_every == 0 || step == end) {
@@ -240,18 +268,25 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             if (!a->quiet) fprintf(stderr, "\nstep %lld: validation loss %.4f on %d images\n", (long long)step, vl,
                                    val_batches * a->batch);
         }
-        if ((a->save_every > 0 && step % a->save_every == 0) || step == end) {
+        int stop = mim_signals_stop_requested() != 0;
+        if ((a->save_every > 0 && step % a->save_every == 0) || step == end || stop || mim_signals_take_checkpoint()) {
             mim_source_pos pos = mim_source_get_position(src);
             st.step = step;
             st.data_epoch = pos.epoch;
             st.data_index = pos.index;
             if ((rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep))) goto done;
         }
+        if (stop) {
+            rc = mim_err(MIM_PRETRAIN_STOPPED, "stopped by signal %d after step %lld; checkpoint written, "
+                         "continue with --resume", mim_signals_stop_requested(), (long long)step);
+            goto done;
+        }
     }
     if (!a->quiet) {
         char cnt[512];
         mim_source_counters(src, cnt, sizeof cnt);
-        fprintf(stderr, "\ndone: %lld steps, metrics in %s%s%s\n", (long long)step, mpath, cnt[0] ? "\n" : "", cnt);
+        fprintf(stderr, "\ndone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", (long long)step,
+                (long long)nan_skipped, mpath, cnt[0] ? "\n" : "", cnt);
     }
     if (a->profile && step > step0) {
         double tot = now_s() - t0, acc = 0;

@@ -25,6 +25,8 @@ typedef struct {
     float weight_decay, beta1, beta2, clip_grad;
     int augment;           // RandomResizedCrop (0.2, 1) + flip, as MAE
     int profile;           // print time per op class per step at the end
+    int on_nan;            // non-finite loss or gradient: 0 stop (keep the last checkpoint), 1 skip the step
+    int64_t debug_nan_at;  // fault injection for tests: poison the batch of this step (1-based; 0: off)
     uint64_t seed;
     int threads;
     int save_every;        // steps between checkpoints (0: only at the end)
@@ -36,6 +38,10 @@ typedef struct {
 } mim_pretrain_args;
 
 // Runs pre-training. Returns 0, or a negative MIM_E* code with mim_err_msg()
-// set (the caller prints it), or MIM_PRETRAIN_NAN when the loss went non-finite.
+// set (the caller prints it), MIM_PRETRAIN_NAN when the loss or a gradient
+// went non-finite (with on_nan = stop), or MIM_PRETRAIN_STOPPED when SIGTERM/
+// SIGINT stopped it after a checkpoint (see train/signals.h; the CLI installs
+// the handlers).
 #define MIM_PRETRAIN_NAN 3
+#define MIM_PRETRAIN_STOPPED 4
 int mim_pretrain_run(const mim_pretrain_args* a);
