@@ -1,5 +1,7 @@
 // fuzz_decode.c: libFuzzer target for the decode + augment path (JPEG, PNG,
-// sniffing, DCT-scaled and row-range decoding, RandomResizedCrop, resample).
+// WebP, sniffing, DCT-scaled and row-range decoding, RandomResizedCrop,
+// resample). WebP goes through the system libwebp (opened at run time, not
+// instrumented): what is fuzzed there is our side of the calls.
 //   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
 //     fuzz/fuzz_decode.c src/data/decode.c src/data/augment.c src/core/rng.c \
 //     src/core/check.c -o build/fuzz_decode -ljpeg -lpng -lm

@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs="build-essential make pkg-config libopenblas-dev libopenblas0-openmp libcjson-dev
       libjpeg62-turbo-dev libpng-dev zlib1g-dev dataset-fashion-mnist
-      python3-torch python3-numpy python3-pil python3-torchvision clang"
+      libwebp7 python3-torch python3-numpy python3-pil python3-torchvision clang"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

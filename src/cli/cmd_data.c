@@ -38,13 +38,20 @@ int cmd_index(int argc, char** argv) {
     mim_index_build_opts o = { threads, quiet ? 0 : -1 };
     mim_index_stats st;
     int rc = mim_index_build(out, l.paths, l.n, &o, &st);
+    size_t n_shards = l.n;
     mim_shards_free(&l);
+    if (rc == MIM_ENOTFOUND) {   // nothing indexed: no file was written
+        fprintf(stderr, "error: %s\n  hint: the shards must be webdataset tars whose samples have a .jpg/.jpeg/.png/.webp member\n",
+                mim_err_msg());
+        return 1;
+    }
     if (rc < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
     char line[512];
     mim_index_stats_format(&st, line, sizeof line);
-    printf("index %s: %s (%.1f MB/s, %.1f bytes/sample)\n", out, line, st.bytes / 1e6 / (st.seconds + 1e-9),
-           st.n_samples ? (double)(sizeof(mim_index_header) + st.n_samples * sizeof(mim_index_record)) / (double)st.n_samples : 0.0);
-    if (st.n_samples == 0) { fprintf(stderr, "error: no samples found in the shards\n"); return 1; }
+    double bytes_per = (double)(sizeof(mim_index_record) + (st.n_json ? sizeof(mim_index_json) : 0)) +
+                       (double)sizeof(mim_index_header) / (double)st.n_samples;
+    printf("index %s: %zu shards, %s (%.1f MB/s, %.1f bytes/sample)\n", out, n_shards, line,
+           st.bytes / 1e6 / (st.seconds + 1e-9), bytes_per);
     return 0;
 }
 
@@ -67,15 +74,44 @@ static int parse_sizes(const char* s, uint64_t* out, int max) {
     return n;
 }
 
+// File-name form of a metadata spec: "width>=256,height>=256" -> "width-ge256-height-ge256".
+static void spec_slug(const mim_meta_spec* m, char* out, size_t cap) {
+    static const char* ops[] = { "ge", "le", "gt", "lt", "eq", "ne" };
+    size_t k = 0;
+    out[0] = 0;
+    for (int i = 0; i < m->n_cond && k < cap; i++) {
+        int w = snprintf(out + k, cap - k, "%s%s-%s%g", i ? "-" : "", m->cond[i].field, ops[m->cond[i].op], m->cond[i].value);
+        if (w > 0) k += (size_t)w;
+    }
+    if (m->bucket_field[0] && k < cap) {
+        int w = snprintf(out + k, cap - k, "%sby-%s", k ? "-" : "", m->bucket_field);
+        if (w > 0) k += (size_t)w;
+        for (int i = 0; i < m->n_edges && k < cap; i++) {
+            w = snprintf(out + k, cap - k, "%s%g", i ? "_" : "-", m->edges[i]);
+            if (w > 0) k += (size_t)w;
+        }
+    }
+    for (char* c = out; *c; c++) if (*c == '/' || *c == ' ') *c = '_';
+}
+
 int cmd_subset(int argc, char** argv) {
-    const char *sizes_s, *strategy_s, *prefix; int64_t seed;
+    const char *sizes_s, *strategy_s, *prefix, *filter, *bfield, *bedges; int64_t seed; int threads, quiet;
     flag f[] = {
         { "sizes", FLAG_STR, &sizes_s, "", 0, 0, "comma-separated subset sizes, e.g. 500000,1M,5M (required)", 0 },
-        { "strategy", FLAG_STR, &strategy_s, "random", 0, 0, "random (nested), first (shard prefix), stratified (per label)", 0 },
-        { "seed", FLAG_I64, &seed, "0", 0, 9.2e18, "seed of the random and stratified orders", 0 },
-        { "out", FLAG_STR, &prefix, "", 0, 0, "output prefix (default: INDEX without .idx); files PREFIX-STRATEGY-sSEED-SIZE.sub", 0 },
+        { "strategy", FLAG_STR, &strategy_s, "random", 0, 0,
+          "random (nested), first (shard prefix), stratified (per label or --bucket-field), filter (random among --filter passes)", 0 },
+        { "seed", FLAG_I64, &seed, "0", 0, 9.2e18, "seed of the random, stratified and filter orders", 0 },
+        { "filter", FLAG_STR, &filter, "", 0, 0, "key.json conditions, all must hold: 'width>=256,height>=256' (>= <= > < == !=)", 0 },
+        { "bucket-field", FLAG_STR, &bfield, "", 0, 0, "stratified: numeric key.json field to bucket by, e.g. width", 0 },
+        { "bucket-edges", FLAG_STR, &bedges, "", 0, 0, "stratified: ascending edges, e.g. 128,256,512 (4 buckets: <128 .. >=512)", 0 },
+        { "threads", FLAG_INT, &threads, "0", 0, 1024, "threads reading key.json (0: all cores)", 0 },
+        { "quiet", FLAG_BOOL, &quiet, "0", 0, 1, "no progress line", 0 },
+        { "out", FLAG_STR, &prefix, "", 0, 0, "output prefix (default: INDEX without .idx); files PREFIX-STRATEGY[-SPEC]-sSEED-SIZE.sub", 0 },
     };
-    const char* usage = "usage: mimscale subset data.idx --sizes 500000,1000000 [--strategy random] [--seed 0]";
+    const char* usage =
+        "usage: mimscale subset data.idx --sizes 500000,1000000 [--strategy random] [--seed 0]\n"
+        "       mimscale subset data.idx --sizes 1M --strategy filter --filter 'width>=256,height>=256'\n"
+        "       mimscale subset data.idx --sizes 1M --strategy stratified --bucket-field width --bucket-edges 128,256,512";
     const char* pos[1]; int np;
     int r = flags_parse(f, (int)(sizeof f / sizeof *f), argc, argv, usage, pos, 1, &np);
     if (r) return r > 0 ? 0 : 2;
@@ -86,6 +122,15 @@ int cmd_subset(int argc, char** argv) {
     if (ns <= 0) { fprintf(stderr, "error: --sizes expects positive integers separated by commas, got '%s'\n", sizes_s); return 2; }
     mim_subset_strategy strat;
     if (mim_subset_strategy_parse(strategy_s, &strat) < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 2; }
+    mim_meta_spec meta;
+    mim_meta_spec_init(&meta);
+    if (filter && mim_meta_parse_filter(&meta, filter) < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 2; }
+    if (!bfield != !bedges) { fprintf(stderr, "error: --bucket-field and --bucket-edges go together (see --help)\n"); return 2; }
+    if (bfield && mim_meta_parse_buckets(&meta, bfield, bedges) < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 2; }
+    if (strat == MIM_SUBSET_FILTER && !filter) { fprintf(stderr, "error: --strategy filter needs --filter, e.g. --filter 'width>=256'\n"); return 2; }
+    if (bfield && strat != MIM_SUBSET_STRATIFIED) { fprintf(stderr, "error: --bucket-field applies to --strategy stratified only\n"); return 2; }
+    char slug[1024];
+    spec_slug(&meta, slug, sizeof slug);
     mim_index* ix;
     if (mim_index_open(&ix, pos[0]) < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
     char base[4096];
@@ -94,13 +139,27 @@ int cmd_subset(int argc, char** argv) {
     if (!prefix && bl > 4 && !strcmp(base + bl - 4, ".idx")) base[bl - 4] = 0;
     char* paths[64];
     for (int i = 0; i < ns; i++) {
-        paths[i] = malloc(4200);
-        snprintf(paths[i], 4200, "%s-%s-s%lld-%llu.sub", base, mim_subset_strategy_name(strat), (long long)seed,
-                 (unsigned long long)sizes[i]);
+        size_t L = strlen(base) + strlen(slug) + 96;
+        paths[i] = malloc(L);
+        if (!paths[i]) {
+            fprintf(stderr, "error: out of memory\n");
+            while (i-- > 0) free(paths[i]);
+            mim_index_close(ix);
+            return 1;
+        }
+        snprintf(paths[i], L, "%s-%s%s%s-s%lld-%llu.sub", base, mim_subset_strategy_name(strat), slug[0] ? "-" : "", slug,
+                 (long long)seed, (unsigned long long)sizes[i]);
     }
-    int rc = mim_subset_make(ix, strat, (uint64_t)seed, sizes, (size_t)ns, paths);
+    mim_subset_opts so = { &meta, threads, quiet ? 0 : -1 };
+    mim_subset_stats sst;
+    int rc = mim_subset_make_ex(ix, strat, (uint64_t)seed, sizes, (size_t)ns, paths, &so, &sst);
     if (rc < 0) fprintf(stderr, "error: %s\n", mim_err_msg());
-    else for (int i = 0; i < ns; i++) printf("%s: %llu samples\n", paths[i], (unsigned long long)sizes[i]);
+    else {
+        char line[1024];
+        mim_subset_stats_format(&sst, mim_index_count(ix), line, sizeof line);
+        printf("subset: %s\n", line);
+        for (int i = 0; i < ns; i++) printf("%s: %llu samples\n", paths[i], (unsigned long long)sizes[i]);
+    }
     for (int i = 0; i < ns; i++) free(paths[i]);
     mim_index_close(ix);
     return rc < 0 ? 1 : 0;

@@ -129,6 +129,11 @@ static int coeffs(int f, double in0, double in1, int lo, int hi, int n, float** 
     return kmax;
 }
 
+// PIL stores each pass in 8 bits, so bicubic overshoot is clipped after the
+// horizontal pass too, not only at the end (bilinear weights are positive
+// and sum to 1: nothing to clip, and the loop stays as it was).
+static inline float clip255(float v) { return v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v; }
+
 void mim_resample_chw(float* out, const mim_image* img, double x0, double y0, double x1, double y1,
                       int lo_x, int hi_x, int lo_y, int hi_y, int out_w, int out_h, int filter, int flip,
                       const float* mean, const float* std, mim_aug_scratch* s) {
@@ -149,6 +154,7 @@ void mim_resample_chw(float* out, const mim_image* img, double x0, double y0, do
     }
     size_t rw = (size_t)out_w * C;
     grow((void**)&s->tmp, &s->tmp_cap, (size_t)(r1 - r0) * rw * sizeof(float));
+    const int clip = filter == MIM_FILTER_BICUBIC;
     // horizontal pass: rows [r0, r1) -> tmp (rows, out_w, C)
     for (int r = r0; r < r1; r++) {
         int sr = r - img->row0;
@@ -163,12 +169,13 @@ void mim_resample_chw(float* out, const mim_image* img, double x0, double y0, do
             if (C == 3) {
                 float a0 = 0, a1 = 0, a2 = 0;
                 for (int t = 0; t < nt; t++) { a0 += k[t] * p[3 * t]; a1 += k[t] * p[3 * t + 1]; a2 += k[t] * p[3 * t + 2]; }
+                if (clip) { a0 = clip255(a0); a1 = clip255(a1); a2 = clip255(a2); }
                 dst[3 * x] = a0; dst[3 * x + 1] = a1; dst[3 * x + 2] = a2;
             } else {
                 for (int c = 0; c < C; c++) {
                     float a = 0;
                     for (int t = 0; t < nt; t++) a += k[t] * p[C * t + c];
-                    dst[C * x + c] = a;
+                    dst[C * x + c] = clip ? clip255(a) : a;
                 }
             }
         }

@@ -1,8 +1,11 @@
-// decode.c: JPEG (libjpeg-turbo) and PNG (libpng simplified API) decoding
-// with error recovery and a pixel cap (see decode.h).
+// decode.c: JPEG (libjpeg-turbo), PNG (libpng simplified API) and WebP
+// (libwebp, loaded at run time) decoding with error recovery and a pixel cap
+// (see decode.h).
 #include "data/decode.h"
 #include "core/check.h"
+#include <dlfcn.h>
 #include <png.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@ struct mim_decoder {
     jerr_mgr jerr;
     int jpeg_active;   // header read, decompress not finished
     int png_active;
+    int webp_active;   // header read (nothing held: the decode is one call)
     png_image png;
     const uint8_t* buf;
     size_t n;
@@ -61,6 +65,7 @@ int mim_decoder_init(mim_decoder** out, int64_t max_pixels) {
 void mim_decode_abort(mim_decoder* d) {
     if (d->jpeg_active) { jpeg_abort_decompress(&d->cinfo); d->jpeg_active = 0; }
     if (d->png_active) { png_image_free(&d->png); d->png_active = 0; }
+    d->webp_active = 0;
 }
 
 void mim_decoder_free(mim_decoder* d) {
@@ -72,6 +77,35 @@ void mim_decoder_free(mim_decoder* d) {
 }
 
 void mim_image_free(mim_image* img) { free(img->px); memset(img, 0, sizeof *img); }
+
+// ---- WebP through libwebp, opened with dlopen -----------------------------
+// Two entry points of libwebp's stable simple API (unchanged since 0.1),
+// declared here so that neither the header nor a link flag is needed: a
+// build without libwebp-dev still compiles and links, and WebP decodes
+// wherever the runtime library (Debian libwebp7, which PIL also uses) exists.
+typedef int (*webp_info_fn)(const uint8_t* data, size_t size, int* w, int* h);
+typedef uint8_t* (*webp_rgb_fn)(const uint8_t* data, size_t size, uint8_t* out, size_t out_size, int stride);
+typedef int (*webp_version_fn)(void);
+static struct { webp_info_fn info; webp_rgb_fn rgb; int version; } webp;
+static pthread_once_t webp_once = PTHREAD_ONCE_INIT;
+
+static void webp_load(void) {
+    static const char* names[] = { "libwebp.so.7", "libwebp.so" };
+    for (size_t i = 0; i < sizeof names / sizeof *names && !webp.rgb; i++) {
+        void* h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (!h) continue;
+        webp_info_fn info = (webp_info_fn)dlsym(h, "WebPGetInfo");
+        webp_rgb_fn rgb = (webp_rgb_fn)dlsym(h, "WebPDecodeRGBInto");
+        webp_version_fn ver = (webp_version_fn)dlsym(h, "WebPGetDecoderVersion");
+        if (info && rgb) { webp.info = info; webp.rgb = rgb; webp.version = ver ? ver() : 0; }
+        else dlclose(h);   // kept open on success: the pointers live as long as the process
+    }
+}
+
+int mim_webp_version(void) {
+    pthread_once(&webp_once, webp_load);
+    return webp.rgb ? (webp.version ? webp.version : 1) : 0;
+}
 
 int mim_image_sniff(const uint8_t* b, size_t n) {
     if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return MIM_FMT_JPEG;
@@ -92,10 +126,21 @@ int mim_decode_begin(mim_decoder* d, const uint8_t* buf, size_t n, mim_image_inf
     memset(&d->info, 0, sizeof d->info);
     d->buf = buf; d->n = n;
     int fmt = mim_image_sniff(buf, n);
-    if (fmt == MIM_FMT_WEBP) return mim_err(MIM_EUNSUPPORTED, "WebP is not supported (build without libwebp)");
+    if (fmt == MIM_FMT_WEBP && !mim_webp_version())
+        return mim_err(MIM_EUNSUPPORTED, "WebP needs libwebp.so.7 at run time (Debian package libwebp7), not found");
     if (fmt == MIM_FMT_UNKNOWN) return mim_err(MIM_EFORMAT, "not a JPEG/PNG/WebP image (bad magic)");
     if (n > (size_t)0x7fffffff) return mim_err(MIM_ETOOBIG, "image file over 2 GiB");
     d->info.format = fmt;
+    if (fmt == MIM_FMT_WEBP) {
+        int w = 0, h = 0;
+        if (!webp.info(buf, n, &w, &h)) return mim_err(MIM_EFORMAT, "webp: bad header");
+        int rc = check_dims(d, w, h);
+        if (rc < 0) return rc;
+        d->info.w = w; d->info.h = h; d->info.channels = 3;
+        d->webp_active = 1;
+        *info = d->info;
+        return MIM_OK;
+    }
     if (fmt == MIM_FMT_PNG) {
         memset(&d->png, 0, sizeof d->png);
         d->png.version = PNG_IMAGE_VERSION;
@@ -169,16 +214,30 @@ static void cmyk_row(uint8_t* dst, const uint8_t* src, int w, int channels, int 
     }
 }
 
+// PIL's RGB -> L (ITU-R 601-2 luma, the fixed-point form PIL uses).
+static inline uint8_t luma(const uint8_t* p) { return (uint8_t)((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 32768) >> 16); }
+
+// Decoded in the file's own layout (gray or RGB, with alpha if it has any;
+// palettes expanded), then alpha dropped and channels converted as PIL's
+// convert('RGB') / convert('L') do: gray replicated, RGB to luma. libpng's
+// own alpha removal would composite on a background instead. 16-bit files go
+// through libpng's sRGB reduction, not PIL's top-byte truncation: a small
+// difference, on files that web crawls rarely hold.
 static int finish_png(mim_decoder* d, int channels, int num, int row0, int row1, mim_image* out) {
     if (num != 8) { mim_decode_abort(d); return mim_err(MIM_EARG, "png has no scaled decode"); }
-    d->png.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-    size_t w = d->png.width, h = d->png.height, bytes;
-    if (!mim_mul_ok(w * h, (size_t)channels, &bytes) || !ensure(&out->px, &out->cap, bytes)) {
+    uint32_t ff = d->png.format;
+    uint32_t fmt = (ff & PNG_FORMAT_FLAG_COLOR) | (ff & PNG_FORMAT_FLAG_ALPHA);   // 8-bit, not color-mapped
+    int nc = (int)PNG_IMAGE_SAMPLE_CHANNELS(fmt);
+    d->png.format = fmt;
+    size_t w = d->png.width, h = d->png.height, bytes, native;
+    int direct = nc == channels;
+    if (!mim_mul_ok(w * h, (size_t)channels, &bytes) || !mim_mul_ok(w * h, (size_t)nc, &native) ||
+        !ensure(&out->px, &out->cap, bytes) || (!direct && !ensure(&d->row, &d->row_cap, native))) {
         mim_decode_abort(d);
         return mim_err(MIM_ENOMEM, "png: out of memory for %zux%zu", w, h);
     }
-    png_color black = { 0, 0, 0 };
-    int ok = png_image_finish_read(&d->png, &black, out->px, (png_int_32)(w * (size_t)channels), NULL);
+    uint8_t* dst = direct ? out->px : d->row;
+    int ok = png_image_finish_read(&d->png, NULL, dst, (png_int_32)(w * (size_t)nc), NULL);
     if (!ok) {
         int rc = mim_err(MIM_EFORMAT, "png: %s", d->png.message);
         mim_decode_abort(d);
@@ -186,10 +245,43 @@ static int finish_png(mim_decoder* d, int channels, int num, int row0, int row1,
     }
     d->png_active = 0;
     png_image_free(&d->png);
+    if (!direct) {
+        int color = (fmt & PNG_FORMAT_FLAG_COLOR) != 0;
+        for (size_t i = 0; i < w * h; i++) {
+            const uint8_t* q = d->row + i * (size_t)nc;
+            uint8_t* o = out->px + i * (size_t)channels;
+            if (channels == 3) { if (color) { o[0] = q[0]; o[1] = q[1]; o[2] = q[2]; } else o[0] = o[1] = o[2] = q[0]; }
+            else o[0] = color ? luma(q) : q[0];
+        }
+    }
     if (row1 <= 0 || row1 > (int)h) row1 = (int)h;
     if (row0 < 0) row0 = 0;
     if (row0 > row1) row0 = row1;
     if (row0 > 0) memmove(out->px, out->px + (size_t)row0 * w * (size_t)channels, (size_t)(row1 - row0) * w * (size_t)channels);
+    out->w = (int)w; out->h = row1 - row0; out->c = channels; out->row0 = row0; out->full_h = (int)h;
+    return MIM_OK;
+}
+
+// Whole image as RGB (alpha dropped, as PIL's convert('RGB') does), then the
+// row range is kept; gray output by PIL's ITU-R 601-2 luma.
+static int finish_webp(mim_decoder* d, int channels, int num, int row0, int row1, mim_image* out) {
+    d->webp_active = 0;
+    if (num != 8) return mim_err(MIM_EARG, "webp has no scaled decode");
+    size_t w = (size_t)d->info.w, h = (size_t)d->info.h, bytes;
+    if (!mim_mul_ok(w * h, 3, &bytes)) return mim_err(MIM_ENOMEM, "webp: %zux%zu too big", w, h);
+    uint8_t** dst = channels == 3 ? &out->px : &d->row;
+    size_t* cap = channels == 3 ? &out->cap : &d->row_cap;
+    if (!ensure(dst, cap, bytes) || (channels == 1 && !ensure(&out->px, &out->cap, w * h)))
+        return mim_err(MIM_ENOMEM, "webp: out of memory for %zux%zu", w, h);
+    if (!webp.rgb(d->buf, d->n, *dst, bytes, (int)(w * 3)))
+        return mim_err(MIM_EFORMAT, "webp: decode failed (corrupt, truncated or animated)");
+    if (channels == 1)
+        for (size_t i = 0; i < w * h; i++) out->px[i] = luma(d->row + 3 * i);
+    if (row1 <= 0 || row1 > (int)h) row1 = (int)h;
+    if (row0 < 0) row0 = 0;
+    if (row0 > row1) row0 = row1;
+    size_t rowb = w * (size_t)channels;
+    if (row0 > 0) memmove(out->px, out->px + (size_t)row0 * rowb, (size_t)(row1 - row0) * rowb);
     out->w = (int)w; out->h = row1 - row0; out->c = channels; out->row0 = row0; out->full_h = (int)h;
     return MIM_OK;
 }
@@ -210,6 +302,7 @@ int mim_decode_finish(mim_decoder* d, int channels, int num, int row0, int row1,
     CHECK(channels == 1 || channels == 3);
     CHECK(num >= 1 && num <= 8);
     if (d->png_active) return finish_png(d, channels, num, row0, row1, out);
+    if (d->webp_active) return finish_webp(d, channels, num, row0, row1, out);
     if (!d->jpeg_active) return mim_err(MIM_EARG, "decode_finish without a successful decode_begin");
     return jpeg_guarded(d, channels, num, row0, row1, out);
 }

@@ -1,9 +1,11 @@
 // decode.h: image decoding from memory for the loader. JPEG through
 // libjpeg-turbo (setjmp error recovery, optional DCT scaling and row-range
-// decoding), PNG through libpng's simplified API. WebP is recognised and
-// refused (MIM_EUNSUPPORTED: counted, not fatal). Output is 8-bit
+// decoding), PNG through libpng's simplified API, WebP (still images) through
+// libwebp's simple API. libwebp is opened at run time (dlopen of
+// libwebp.so.7), so it is neither a build nor a link dependency; without it
+// WebP is refused with MIM_EUNSUPPORTED (counted, not fatal). Output is 8-bit
 // interleaved (H, W, C) with C = 1 or 3, whatever the file holds (gray, RGB,
-// CMYK/YCCK, palette, alpha dropped by compositing on black).
+// CMYK/YCCK, palette; alpha is dropped, as PIL's convert("RGB") does).
 //
 // Two-step use so that the crop can be chosen from the header before any
 // pixel is decoded (this is how DCT scaling pays off):
@@ -22,7 +24,7 @@
 // Per-sample error codes beyond core/check.h (the loader counts each kind).
 enum {
     MIM_ETOOBIG = -20,       // header declares more pixels than the cap (decompression bomb)
-    MIM_EUNSUPPORTED = -21,  // recognised but unsupported format (WebP) or unknown bytes
+    MIM_EUNSUPPORTED = -21,  // recognised but unsupported format (WebP without libwebp)
 };
 
 #define MIM_DECODE_MAX_PIXELS ((int64_t)64 * 1024 * 1024)  // 64 MPix default cap
@@ -48,6 +50,10 @@ typedef struct mim_decoder mim_decoder;
 int mim_decoder_init(mim_decoder** out, int64_t max_pixels);
 void mim_decoder_free(mim_decoder* d);
 
+// libwebp's decoder version (0x010204 for 1.2.4), or 0 when libwebp is not
+// available (WebP then decodes as MIM_EUNSUPPORTED). Thread-safe.
+int mim_webp_version(void);
+
 // Sniff the format from magic bytes (not the file extension).
 int mim_image_sniff(const uint8_t* buf, size_t n);
 
@@ -65,10 +71,10 @@ int mim_jpeg_pick_scale(const mim_image_info* info, double crop_w, double crop_h
 // Size of the image decoded at scale num/8 (libjpeg rounds up).
 void mim_jpeg_scaled_size(const mim_image_info* info, int num, int* w, int* h);
 
-// Decode the image begun with mim_decode_begin at scale num/8 (PNG: num must
-// be 8) into out with `channels` (1 or 3), keeping only rows [row0, row1) of
+// Decode the image begun with mim_decode_begin at scale num/8 (PNG, WebP: num
+// must be 8) into out with `channels` (1 or 3), keeping only rows [row0, row1) of
 // the scaled image (row1 <= 0 means all rows; JPEG skips and stops early,
-// PNG decodes all then keeps the range). Truncated JPEG data is an error
+// PNG and WebP decode all then keep the range). Truncated JPEG data is an error
 // (MIM_EFORMAT), not grey fill.
 int mim_decode_finish(mim_decoder* d, int channels, int num, int row0, int row1, mim_image* out);
 // Abandon a begun decode (also done implicitly by the next begin).

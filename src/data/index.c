@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,11 @@
 
 _Static_assert(sizeof(mim_index_record) == 32, "record is 32 bytes");
 _Static_assert(sizeof(mim_index_header) == 256, "header is 256 bytes");
+_Static_assert(sizeof(mim_index_json) == 8, "json entry is 8 bytes");
+// format 1 field positions kept: its files open with this header
+_Static_assert(offsetof(mim_index_header, stats) == 56 && offsetof(mim_index_header, stats.n_labels) == 120 &&
+               offsetof(mim_index_header, stats.bytes) == 128 && offsetof(mim_index_header, stats.seconds) == 136 &&
+               offsetof(mim_index_header, json_table_off) >= 144, "format 1 field positions kept");
 
 static double now_s(void) {
     struct timespec ts;
@@ -35,7 +41,19 @@ struct mim_index_writer {
     uint64_t n_shards;
     uint64_t* first;     // (n_shards + 1) per-shard first sample
     uint64_t last_shard; // shard of the last record added
+    FILE* jf;            // json table, written to a side file and appended at
+    char* jtmp;          // close; opened at the first record with a json
 };
+
+int mim_index_json_pack(uint64_t img_off, uint64_t json_off, uint64_t json_size, mim_index_json* out) {
+    if (json_size == 0 || json_size > UINT32_MAX) return 0;
+    uint64_t d = json_off >= img_off ? json_off - img_off : img_off - json_off;
+    if (d % 512 || d / 512 > INT32_MAX) return 0;
+    int64_t b = (int64_t)(d / 512);
+    out->rel_blocks = (int32_t)(json_off >= img_off ? b : -b);
+    out->size = (uint32_t)json_size;
+    return 1;
+}
 
 static int write_all(FILE* f, const void* p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
@@ -92,30 +110,96 @@ done:
 }
 
 int mim_index_writer_add(mim_index_writer* w, const mim_index_record* r, size_t n) {
+    return mim_index_writer_add_json(w, r, NULL, n);
+}
+
+// Open the json side file and zero-fill the entries of the records so far.
+static int json_start(mim_index_writer* w) {
+    size_t L = strlen(w->tmp) + 8;
+    w->jtmp = malloc(L);
+    if (!w->jtmp) return mim_err(MIM_ENOMEM, "out of memory");
+    snprintf(w->jtmp, L, "%s.json", w->tmp);
+    w->jf = fopen(w->jtmp, "w+b");
+    if (!w->jf) return mim_err(MIM_EIO, "cannot create %s: %s", w->jtmp, strerror(errno));
+    static const mim_index_json z[512];
+    for (uint64_t k = 0; k < w->h.n_samples;) {
+        size_t m = w->h.n_samples - k < 512 ? (size_t)(w->h.n_samples - k) : 512;
+        if (write_all(w->jf, z, m * sizeof *z)) return mim_err(MIM_EIO, "write %s failed", w->jtmp);
+        k += m;
+    }
+    return MIM_OK;
+}
+
+int mim_index_writer_add_json(mim_index_writer* w, const mim_index_record* r, const mim_index_json* json, size_t n) {
+    int any = 0;
     for (size_t i = 0; i < n; i++) {
         CHECK(r[i].shard < w->n_shards && r[i].shard >= w->last_shard);  // shard order
         w->last_shard = r[i].shard;
         w->first[r[i].shard + 1]++;
+        if (r[i].flags & MIM_REC_HAS_JSON) { CHECK(json); any = 1; w->h.stats.n_json++; }
     }
     if (n && write_all(w->f, r, n * sizeof *r)) return mim_err(MIM_EIO, "write %s failed: %s", w->tmp, strerror(errno));
+    if (any && !w->jf) { int rc = json_start(w); if (rc < 0) return rc; }
+    if (w->jf) {
+        static const mim_index_json z;
+        for (size_t i = 0; i < n; i++) {
+            const mim_index_json* e = (r[i].flags & MIM_REC_HAS_JSON) ? &json[i] : &z;
+            if (write_all(w->jf, e, sizeof *e)) return mim_err(MIM_EIO, "write %s failed: %s", w->jtmp, strerror(errno));
+        }
+    }
     w->h.n_samples += n;
     return MIM_OK;
+}
+
+static void json_drop(mim_index_writer* w) {
+    if (w->jf) { fclose(w->jf); unlink(w->jtmp); }
+    w->jf = NULL;
+    free(w->jtmp);
+    w->jtmp = NULL;
 }
 
 void mim_index_writer_abort(mim_index_writer* w) {
     if (!w) return;
     if (w->f) { fclose(w->f); unlink(w->tmp); }
+    json_drop(w);
     free(w->path); free(w->tmp); free(w->first); free(w);
+}
+
+// Append the json side file to the index at json_table_off.
+static int json_append(mim_index_writer* w, uint64_t at) {
+    if (fflush(w->jf) || fseeko(w->jf, 0, SEEK_SET)) return mim_err(MIM_EIO, "read back %s failed", w->jtmp);
+    if (fseeko(w->f, 0, SEEK_END) || write_pad(w->f, w->h.records_off + w->h.n_samples * sizeof(mim_index_record), at))
+        return mim_err(MIM_EIO, "write %s failed", w->tmp);
+    const size_t B = 1 << 20;
+    uint8_t* buf = malloc(B);
+    if (!buf) return mim_err(MIM_ENOMEM, "out of memory");
+    int rc = MIM_OK;
+    for (uint64_t left = w->h.n_samples * sizeof(mim_index_json); left && rc == MIM_OK;) {
+        size_t m = left < B ? (size_t)left : B;
+        if (fread(buf, 1, m, w->jf) != m) rc = mim_err(MIM_EIO, "read back %s failed", w->jtmp);
+        else if (write_all(w->f, buf, m)) rc = mim_err(MIM_EIO, "write %s failed: %s", w->tmp, strerror(errno));
+        left -= m;
+    }
+    free(buf);
+    return rc;
 }
 
 int mim_index_writer_close(mim_index_writer* w, const mim_index_stats* stats) {
     int rc = MIM_OK;
     for (uint64_t s = 0; s < w->n_shards; s++) w->first[s + 1] += w->first[s];  // counts -> prefix sums
+    uint64_t n_json = w->h.stats.n_json;
     if (stats) w->h.stats = *stats;
     w->h.stats.n_samples = w->h.n_samples;
+    w->h.stats.n_json = n_json;   // what was written, whatever the caller counted
     w->h.file_size = w->h.records_off + w->h.n_samples * sizeof(mim_index_record);
-    if (fseeko(w->f, 0, SEEK_SET) || write_all(w->f, &w->h, sizeof w->h) ||
-        write_all(w->f, w->first, (w->n_shards + 1) * 8) || fflush(w->f) || fsync(fileno(w->f))) {
+    if (w->jf) {
+        w->h.json_table_off = align32(w->h.file_size);
+        w->h.file_size = w->h.json_table_off + w->h.n_samples * sizeof(mim_index_json);
+        rc = json_append(w, w->h.json_table_off);
+    }
+    json_drop(w);
+    if (rc == MIM_OK && (fseeko(w->f, 0, SEEK_SET) || write_all(w->f, &w->h, sizeof w->h) ||
+        write_all(w->f, w->first, (w->n_shards + 1) * 8) || fflush(w->f) || fsync(fileno(w->f)))) {
         rc = mim_err(MIM_EIO, "write %s failed: %s", w->tmp, strerror(errno));
     }
     if (fclose(w->f) && rc == MIM_OK) rc = mim_err(MIM_EIO, "close %s failed", w->tmp);
@@ -131,6 +215,7 @@ int mim_index_writer_close(mim_index_writer* w, const mim_index_stats* stats) {
 
 typedef struct {
     mim_index_record* r;
+    mim_index_json* j;   // parallel to r
     size_t n, cap;
     mim_index_stats st;
 } shard_scan;
@@ -151,14 +236,21 @@ static void scan_shard(const char* path, uint32_t shard_id, shard_scan* out) {
         if (out->n == out->cap) {
             size_t nc = out->cap ? 2 * out->cap : 1024;
             mim_index_record* nr = realloc(out->r, nc * sizeof *nr);
-            if (!nr) { rc = MIM_ENOMEM; break; }
-            out->r = nr; out->cap = nc;
+            if (nr) out->r = nr;
+            mim_index_json* nj = realloc(out->j, nc * sizeof *nj);
+            if (nj) out->j = nj;
+            if (!nr || !nj) { rc = MIM_ENOMEM; break; }
+            out->cap = nc;
         }
+        mim_index_json* j = &out->j[out->n];
         mim_index_record* r = &out->r[out->n++];
         memset(r, 0, sizeof *r);
+        memset(j, 0, sizeof *j);
         r->offset = s->img_off; r->size = (uint32_t)s->img_size; r->key_hash = s->key_hash;
         r->shard = shard_id; r->label = s->label; r->format = (uint8_t)s->img_format;
-        r->flags = (uint8_t)((s->has_json ? MIM_REC_HAS_JSON : 0) | (s->has_txt ? MIM_REC_HAS_TXT : 0));
+        int has_json = s->has_json && mim_index_json_pack(s->img_off, s->json_off, s->json_size, j);
+        r->flags = (uint8_t)((has_json ? MIM_REC_HAS_JSON : 0) | (s->has_txt ? MIM_REC_HAS_TXT : 0));
+        if (has_json) out->st.n_json++;
         if (s->label >= 0) {
             out->st.n_labelled++;
             if ((int64_t)s->label + 1 > out->st.n_labels) out->st.n_labels = (int64_t)s->label + 1;
@@ -173,15 +265,16 @@ static void scan_shard(const char* path, uint32_t shard_id, shard_scan* out) {
 static void stats_add(mim_index_stats* a, const mim_index_stats* b) {
     a->n_members += b->n_members; a->n_no_image += b->n_no_image; a->n_empty += b->n_empty;
     a->n_oversize += b->n_oversize; a->n_bad_shards += b->n_bad_shards; a->n_unreadable += b->n_unreadable;
-    a->n_labelled += b->n_labelled; a->bytes += b->bytes;
+    a->n_labelled += b->n_labelled; a->bytes += b->bytes; a->n_json += b->n_json;
     if (b->n_labels > a->n_labels) a->n_labels = b->n_labels;
 }
 
 void mim_index_stats_format(const mim_index_stats* s, char* out, size_t cap) {
     snprintf(out, cap,
-             "%llu samples (%llu labelled, %lld classes); skipped: %llu without image, %llu empty, "
+             "%llu samples (%llu labelled, %lld classes, %llu with key.json); skipped: %llu without image, %llu empty, "
              "%llu oversize; %llu corrupt/truncated shards, %llu unreadable shards; %.1f MB in %.2f s",
              (unsigned long long)s->n_samples, (unsigned long long)s->n_labelled, (long long)s->n_labels,
+             (unsigned long long)s->n_json,
              (unsigned long long)s->n_no_image, (unsigned long long)s->n_empty, (unsigned long long)s->n_oversize,
              (unsigned long long)s->n_bad_shards, (unsigned long long)s->n_unreadable, (double)s->bytes / 1e6,
              s->seconds);
@@ -207,14 +300,14 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
         #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
         for (size_t k = 0; k < m; k++) scan_shard(shards[base + k], (uint32_t)(base + k), &sc[k]);
         for (size_t k = 0; k < m; k++) {
-            if (rc == MIM_OK) rc = mim_index_writer_add(w, sc[k].r, sc[k].n);
+            if (rc == MIM_OK) rc = mim_index_writer_add_json(w, sc[k].r, sc[k].j, sc[k].n);
             stats_add(&tot, &sc[k].st);
             tot.n_samples += sc[k].n;
             if (sc[k].st.n_unreadable) fprintf(stderr, "%sindex: skipped unreadable shard %s\n", show ? "\n" : "", shards[base + k]);
             else if (sc[k].st.n_bad_shards) fprintf(stderr, "%sindex: shard %s is corrupt or truncated after %llu bytes (kept %zu samples before it)\n",
                                                     show ? "\n" : "", shards[base + k], (unsigned long long)sc[k].st.bytes, sc[k].n);
-            free(sc[k].r);
-            sc[k].r = NULL;
+            free(sc[k].r); free(sc[k].j);
+            sc[k].r = NULL; sc[k].j = NULL;
         }
         double t = now_s();
         if (show && (t - last > 0.5 || base + m == n_shards)) {
@@ -226,9 +319,15 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
     if (show) fprintf(stderr, "\n");
     free(sc);
     tot.seconds = now_s() - t0;
-    if (rc < 0) { mim_index_writer_abort(w); return rc; }
-    rc = mim_index_writer_close(w, &tot);
     if (stats) *stats = tot;
+    if (rc < 0) { mim_index_writer_abort(w); return rc; }
+    if (tot.n_samples == 0) {
+        mim_index_writer_abort(w);
+        return mim_err(MIM_ENOTFOUND, "no samples in the %zu shard(s) (%llu unreadable, %llu corrupt, %llu groups without an image member): "
+                       "%s not written", n_shards, (unsigned long long)tot.n_unreadable, (unsigned long long)tot.n_bad_shards,
+                       (unsigned long long)tot.n_no_image, out_path);
+    }
+    rc = mim_index_writer_close(w, &tot);
     return rc;
 }
 
@@ -243,6 +342,7 @@ struct mim_index {
     const char* blob;
     uint64_t blob_len;
     const mim_index_record* rec;
+    const mim_index_json* json;   // NULL: no json table
     char** resolved;   // per shard, lazily NULL = use stored path
     char* dir;         // directory of the index file
 };
@@ -261,13 +361,26 @@ int mim_index_open(mim_index** out, const char* path) {
     const char* why = NULL;
     uint64_t ns = h->n_shards, n = h->n_samples, tbl, rec_bytes;
     if (memcmp(h->magic, MIM_INDEX_MAGIC, 8)) why = "bad magic (not a mimscale index)";
-    else if (h->version != MIM_INDEX_VERSION) why = "unsupported version";
+    else if (h->version < 1 || h->version > MIM_INDEX_VERSION) {
+        uint32_t v = h->version;
+        munmap(map, (size_t)st.st_size);
+        return mim_err(MIM_EFORMAT, "%s: index format %u, this mimscale reads formats 1 to %d (built by a newer mimscale? "
+                       "rebuild it with `mimscale index`)", path, v, MIM_INDEX_VERSION);
+    }
     else if (h->record_size != sizeof(mim_index_record)) why = "bad record size";
     else if (h->file_size != fs) why = "file size does not match header (truncated?)";
     else if (ns >= UINT32_MAX || h->shard_table_off != sizeof *h) why = "bad shard table";
     else if (__builtin_mul_overflow(2 * (ns + 1), 8, &tbl) || tbl > fs - h->shard_table_off) why = "shard table out of bounds";
     else if (h->records_off < h->shard_table_off + tbl || h->records_off > fs || h->records_off % 32) why = "bad records offset";
-    else if (__builtin_mul_overflow(n, sizeof(mim_index_record), &rec_bytes) || rec_bytes != fs - h->records_off) why = "record count does not match file size";
+    else if (__builtin_mul_overflow(n, sizeof(mim_index_record), &rec_bytes) || rec_bytes > fs - h->records_off) why = "record count does not match file size";
+    if (!why) {
+        // records end the file, or the json table (n entries, 32-aligned) does
+        uint64_t rec_end = h->records_off + rec_bytes, jo = h->json_table_off;
+        if (jo == 0 && rec_end != fs) why = "record count does not match file size";
+        else if (jo != 0 && (h->version < 2 || jo % 32 || jo < rec_end || jo > fs ||
+                             (fs - jo) % sizeof(mim_index_json) || (fs - jo) / sizeof(mim_index_json) != n))
+            why = "json table does not match the record count";
+    }
     if (why) { munmap(map, (size_t)st.st_size); return mim_err(MIM_EFORMAT, "%s: %s", path, why); }
     const uint64_t* first = (const uint64_t*)((const uint8_t*)map + h->shard_table_off);
     const uint64_t* name_off = first + ns + 1;
@@ -288,6 +401,7 @@ int mim_index_open(mim_index** out, const char* path) {
     ix->map = map; ix->map_len = (size_t)st.st_size; ix->h = h; ix->first = first; ix->name_off = name_off;
     ix->blob = blob; ix->blob_len = blob_len;
     ix->rec = (const mim_index_record*)((const uint8_t*)map + h->records_off);
+    ix->json = h->json_table_off ? (const mim_index_json*)((const uint8_t*)map + h->json_table_off) : NULL;
     ix->resolved = resolved; ix->dir = dir;
     // moved data: fall back to <index dir>/<basename>
     for (uint64_t s = 0; s < ns; s++) {
@@ -333,6 +447,19 @@ uint64_t mim_index_shard_first(const mim_index* ix, uint32_t s) {
     return ix->first[s];
 }
 
+int mim_index_has_json(const mim_index* ix) { return ix->json != NULL; }
+
+int mim_index_json_get(const mim_index* ix, uint64_t i, uint64_t* off, uint32_t* size) {
+    const mim_index_record* r = mim_index_get(ix, i);
+    if (!ix->json || !(r->flags & MIM_REC_HAS_JSON)) return 0;
+    const mim_index_json* j = &ix->json[i];
+    int64_t d = (int64_t)j->rel_blocks * 512;
+    if (j->size == 0 || (d < 0 && (uint64_t)-d > r->offset)) return 0;   // corrupt entry: as if absent
+    *off = r->offset + (uint64_t)d;
+    *size = j->size;
+    return 1;
+}
+
 void mim_sample_reader_init(mim_sample_reader* rd, const mim_index* ix) {
     memset(rd, 0, sizeof *rd);
     rd->ix = ix;
@@ -344,7 +471,8 @@ void mim_sample_reader_free(mim_sample_reader* rd) {
     for (int k = 0; k < MIM_READER_FDS; k++) rd->fd[k] = -1;
 }
 
-int mim_sample_reader_read(mim_sample_reader* rd, uint64_t i, uint8_t** buf, size_t* cap, size_t* n) {
+// Read size bytes at off of sample i's shard through the fd cache.
+static int read_at(mim_sample_reader* rd, uint64_t i, uint64_t off, uint32_t size, uint8_t** buf, size_t* cap, size_t* n) {
     const mim_index_record* r = mim_index_get(rd->ix, i);
     if (r->shard >= rd->ix->h->n_shards) return mim_err(MIM_EFORMAT, "sample %llu: bad shard id", (unsigned long long)i);
     int slot = -1, victim = 0;
@@ -361,20 +489,32 @@ int mim_sample_reader_read(mim_sample_reader* rd, uint64_t i, uint8_t** buf, siz
         slot = victim;
     }
     rd->used[slot] = ++rd->tick;
-    if (*cap < r->size || !*buf) {
-        size_t nc = r->size ? r->size : 1;
+    if (*cap < size || !*buf) {
+        size_t nc = size ? size : 1;
         uint8_t* nb = realloc(*buf, nc);
-        if (!nb) return mim_err(MIM_ENOMEM, "out of memory for a %u-byte sample", r->size);
+        if (!nb) return mim_err(MIM_ENOMEM, "out of memory for a %u-byte sample", size);
         *buf = nb; *cap = nc;
     }
+    if (off > (uint64_t)INT64_MAX - size) return mim_err(MIM_EFORMAT, "sample %llu: offset out of range", (unsigned long long)i);
     size_t got = 0;
-    while (got < r->size) {
-        ssize_t k = pread(rd->fd[slot], *buf + got, r->size - got, (off_t)(r->offset + got));
+    while (got < size) {
+        ssize_t k = pread(rd->fd[slot], *buf + got, size - got, (off_t)(off + got));
         if (k < 0) { if (errno == EINTR) continue; return mim_err(MIM_EIO, "read sample %llu: %s", (unsigned long long)i, strerror(errno)); }
         if (k == 0) return mim_err(MIM_EIO, "sample %llu: shard %s shorter than the index says", (unsigned long long)i,
                                    mim_index_shard_path(rd->ix, r->shard));
         got += (size_t)k;
     }
-    *n = r->size;
+    *n = size;
     return MIM_OK;
+}
+
+int mim_sample_reader_read(mim_sample_reader* rd, uint64_t i, uint8_t** buf, size_t* cap, size_t* n) {
+    const mim_index_record* r = mim_index_get(rd->ix, i);
+    return read_at(rd, i, r->offset, r->size, buf, cap, n);
+}
+
+int mim_sample_reader_read_json(mim_sample_reader* rd, uint64_t i, uint8_t** buf, size_t* cap, size_t* n) {
+    uint64_t off; uint32_t size;
+    if (!mim_index_json_get(rd->ix, i, &off, &size)) return mim_err(MIM_ENOTFOUND, "sample %llu has no key.json", (unsigned long long)i);
+    return read_at(rd, i, off, size, buf, cap, n);
 }

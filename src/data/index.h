@@ -19,8 +19,17 @@
 //       uint64 name_off[n_shards + 1] offsets into the string blob
 //       char   blob[]                NUL-terminated shard paths
 //   records at records_off: n_samples x mim_index_record (32 bytes each)
-// So a 700M-sample index is 700M x 32 B = 22.4 GB plus the shard table; it is
-// mapped, never read whole. All counts are 64-bit.
+//   json table at json_table_off (format 2, optional: only when some sample
+//       has a key.json member): n_samples x mim_index_json (8 bytes each),
+//       where sample i's img2dataset metadata lies in its shard. Entries of
+//       samples without the MIM_REC_HAS_JSON flag are zero.
+// So a 700M-sample index is 700M x 32 B = 22.4 GB plus the shard table, and
+// 700M x 8 B = 5.6 GB more when the shards carry key.json; it is mapped,
+// never read whole. All counts are 64-bit.
+//
+// Versions: format 1 had no json table (its header bytes where
+// json_table_off now lies were zero); it still opens, and only the
+// metadata-driven subset strategies refuse it, asking for a rebuild.
 //
 // Shard paths are stored as absolute paths (realpath at build time) so the
 // index can be used from any working directory; if a stored path does not
@@ -31,7 +40,7 @@
 #include <stdint.h>
 
 #define MIM_INDEX_MAGIC "MIMIDX\0\1"
-#define MIM_INDEX_VERSION 1
+#define MIM_INDEX_VERSION 2       // written; 1 and 2 are read
 
 typedef struct {
     uint64_t offset;    // byte offset of the image data in its shard
@@ -40,11 +49,24 @@ typedef struct {
     uint32_t size;      // image bytes (members >= 4 GiB are refused at build)
     int32_t label;      // from key.cls, or -1
     uint8_t format;     // MIM_IMG_JPEG / PNG / WEBP
-    uint8_t flags;      // MIM_REC_HAS_JSON | MIM_REC_HAS_TXT
+    uint8_t flags;      // MIM_REC_HAS_JSON (located in the json table) | MIM_REC_HAS_TXT
     uint16_t reserved;  // 0
 } mim_index_record;     // 32 bytes
 
 enum { MIM_REC_HAS_JSON = 1, MIM_REC_HAS_TXT = 2 };
+
+// Where a sample's key.json member lies, relative to its image: tar member
+// data starts on 512-byte blocks, so the distance is a whole number of
+// blocks and fits 32 bits for any sane shard (+-1 TiB).
+typedef struct {
+    int32_t rel_blocks; // json offset = image offset + 512 * rel_blocks
+    uint32_t size;      // json bytes
+} mim_index_json;       // 8 bytes
+
+// Pack a json member location; 0 when it cannot be represented (not on a
+// block boundary relative to the image, too far, empty, or >= 4 GiB): the
+// sample is then indexed without metadata.
+int mim_index_json_pack(uint64_t img_off, uint64_t json_off, uint64_t json_size, mim_index_json* out);
 
 // What a build saw. Skipped samples are counted, never fatal.
 typedef struct {
@@ -59,7 +81,8 @@ typedef struct {
     int64_t n_labels;       // max label + 1 (0: unlabelled)
     uint64_t bytes;         // shard bytes scanned
     double seconds;         // wall time of the build
-} mim_index_stats;
+    uint64_t n_json;        // samples whose key.json is in the json table (format 2; reads 0 in format 1)
+} mim_index_stats;          // fields only ever appended: format 1 headers keep their meaning
 
 typedef struct {
     char magic[8];
@@ -67,7 +90,8 @@ typedef struct {
     uint64_t n_samples, n_shards;
     uint64_t shard_table_off, records_off, file_size;
     mim_index_stats stats;             // as built
-    uint8_t reserved[256 - 56 - sizeof(mim_index_stats)];
+    uint64_t json_table_off;           // 0: no json table (always 0 in format 1)
+    uint8_t reserved[256 - 64 - sizeof(mim_index_stats)];
 } mim_index_header;
 
 typedef struct {
@@ -78,6 +102,9 @@ typedef struct {
 // Scan the shards (no decoding) and write the index atomically (tmp + rename).
 // Unreadable or corrupt shards are counted in *stats, not fatal; I/O errors on
 // the output are. stats may be NULL; opts NULL means defaults (progress -1).
+// When the shards hold no sample at all, no file is written (nothing to map,
+// and an empty index only fails later, far from the cause) and the call
+// returns MIM_ENOTFOUND with *stats filled, so the caller can say why.
 int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
                     const mim_index_build_opts* opts, mim_index_stats* stats);
 
@@ -86,6 +113,11 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
 typedef struct mim_index_writer mim_index_writer;
 int mim_index_writer_open(mim_index_writer** out, const char* path, char* const* shards, size_t n_shards);
 int mim_index_writer_add(mim_index_writer* w, const mim_index_record* r, size_t n);
+// As mim_index_writer_add, with json[k] the location of r[k]'s key.json
+// (read only where r[k].flags has MIM_REC_HAS_JSON; json may be NULL when no
+// record of the call has it). The json table is written only if some record
+// of the whole index has the flag.
+int mim_index_writer_add_json(mim_index_writer* w, const mim_index_record* r, const mim_index_json* json, size_t n);
 // Finalise (header, fsync, rename) and free. stats may be NULL.
 int mim_index_writer_close(mim_index_writer* w, const mim_index_stats* stats);
 void mim_index_writer_abort(mim_index_writer* w);
@@ -93,6 +125,7 @@ void mim_index_writer_abort(mim_index_writer* w);
 typedef struct mim_index mim_index;
 
 // Map and validate an index file (magic, version, every section in bounds).
+// Formats 1 and 2 are read; a newer one is refused, naming both versions.
 int mim_index_open(mim_index** out, const char* path);
 void mim_index_close(mim_index* ix);
 
@@ -105,6 +138,11 @@ const mim_index_record* mim_index_get(const mim_index* ix, uint64_t i);
 const char* mim_index_shard_path(const mim_index* ix, uint32_t s);
 // Shard s holds samples [first(s), first(s+1)).
 uint64_t mim_index_shard_first(const mim_index* ix, uint32_t s);
+// 1 if the index has a json table (format 2, and some sample has key.json).
+int mim_index_has_json(const mim_index* ix);
+// Location of sample i's key.json in its shard: 1 with *off, *size set; 0 if
+// the sample has none (or the index has no json table).
+int mim_index_json_get(const mim_index* ix, uint64_t i, uint64_t* off, uint32_t* size);
 
 // Reads sample bytes with a small per-reader cache of open shard files. One
 // reader per thread; not thread-safe itself.
@@ -123,6 +161,8 @@ void mim_sample_reader_free(mim_sample_reader* rd);
 // capacity), *n its size. Returns MIM_OK, MIM_EIO (shard unreadable or
 // short: a per-sample error to skip and count) or MIM_ENOMEM.
 int mim_sample_reader_read(mim_sample_reader* rd, uint64_t i, uint8_t** buf, size_t* cap, size_t* n);
+// Read sample i's key.json the same way. MIM_ENOTFOUND when it has none.
+int mim_sample_reader_read_json(mim_sample_reader* rd, uint64_t i, uint8_t** buf, size_t* cap, size_t* n);
 
 // One-line summary of stats ("50000 samples, 0 without image, ...").
 void mim_index_stats_format(const mim_index_stats* s, char* out, size_t cap);

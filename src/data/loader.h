@@ -68,7 +68,7 @@ typedef struct {
     uint64_t read_errors;   // shard unreadable / shorter than the index says
     uint64_t decode_errors; // corrupt or truncated image
     uint64_t too_big;       // over the pixel cap
-    uint64_t unsupported;   // WebP, unknown bytes
+    uint64_t unsupported;   // WebP without libwebp at run time
     uint64_t replaced;      // slots that needed a replacement sample
     uint64_t unfilled;      // slots left zero after 8 failed replacements
 } mim_loader_counters;
