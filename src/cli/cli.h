@@ -6,3 +6,7 @@ int cmd_models(int argc, char** argv);
 int cmd_index(int argc, char** argv);
 int cmd_subset(int argc, char** argv);
 int cmd_pack(int argc, char** argv);
+int cmd_knn(int argc, char** argv);
+int cmd_linprobe(int argc, char** argv);
+int cmd_finetune(int argc, char** argv);
+int cmd_reconstruct(int argc, char** argv);

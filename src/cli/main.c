@@ -11,12 +11,16 @@ static const command commands[] = {
     {"index", cmd_index, "scan webdataset shards into a sample index"},
     {"subset", cmd_subset, "write nested random / first / stratified subset files"},
     {"pack", cmd_pack, "ImageFolder or IDX -> webdataset shards"},
+    {"knn", cmd_knn, "weighted kNN accuracy of frozen encoder features"},
+    {"linprobe", cmd_linprobe, "linear probe (BatchNorm + linear head, LARS) on frozen features"},
+    {"finetune", cmd_finetune, "fine-tune the encoder with a linear head (MAE recipe), or train from scratch"},
+    {"reconstruct", cmd_reconstruct, "PNG grid of MAE reconstructions (original | masked | output | output + visible)"},
 };
 
 static void usage(void) {
     printf("usage: mimscale <command> [flags]   (mimscale <command> --help for its flags)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        printf("  %-10s %s\n", commands[i].name, commands[i].help);
+        printf("  %-12s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char** argv) {

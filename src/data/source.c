@@ -40,12 +40,19 @@ static int open_idx(mim_source* s) {
     s->H = c->height ? c->height : s->idx.h;
     s->W = c->width ? c->width : s->idx.w;
     if (s->C != 1) return mim_err(MIM_EARG, "%s: IDX images are grayscale; the model asks for %d channels", c->path, s->C);
-    // normalisation statistics of this split
+    // normalisation statistics of the TRAINING split, whichever split this
+    // is, so that train and eval images are normalised alike
+    mim_idx tr = {0};
+    const mim_idx* st = &s->idx;
+    if (strcmp(c->split ? c->split : "train", "train") != 0 && mim_idx_load_dir(&tr, c->path, "train") == 0 &&
+        tr.h == s->idx.h && tr.w == s->idx.w)
+        st = &tr;
     double s1 = 0, s2 = 0;
-    size_t np = (size_t)s->idx.n * s->idx.h * s->idx.w;
-    for (size_t i = 0; i < np; i++) { double v = s->idx.pixels[i] / 255.0; s1 += v; s2 += v * v; }
+    size_t np = (size_t)st->n * st->h * st->w;
+    for (size_t i = 0; i < np; i++) { double v = st->pixels[i] / 255.0; s1 += v; s2 += v * v; }
     s->mean = (float)(s1 / np);
     s->std = (float)sqrt(fmax(s2 / np - (s1 / np) * (s1 / np), 1e-12));
+    mim_idx_free(&tr);
     for (int64_t i = 0; i < s->idx.n; i++)
         if (s->idx.labels && s->idx.labels[i] + 1 > s->num_classes) s->num_classes = s->idx.labels[i] + 1;
     s->order = mim_malloc(sizeof(uint32_t) * (size_t)s->idx.n);

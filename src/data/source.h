@@ -1,7 +1,8 @@
 // source.h: one interface over the data sets a run can read, so pretrain and
 // the evaluations need not care where images come from:
 //   - an IDX folder (Fashion-MNIST layout, Debian's dataset-fashion-mnist),
-//     split "train" or "t10k", held in memory (small);
+//     split "train" or "t10k", held in memory (small), normalised with the
+//     training split's mean and std;
 //   - a sample index written by `mimscale index` (webdataset shards), with an
 //     optional subset file, streamed by the threaded loader (never in memory).
 // Batches are (B, C, H, W) floats, normalised, plus labels (-1 if none).

@@ -1,0 +1,222 @@
+// features.c: frozen-encoder feature extraction (see features.h).
+#include "eval/features.h"
+#include "core/check.h"
+#include "ops/ops.h"
+#include "train/checkpoint.h"
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void openblas_set_num_threads(int);
+
+int mim_pool_parse(const char* s, mim_pool* pool) {
+    if (s && !strcmp(s, "cls")) { *pool = MIM_POOL_CLS; return 0; }
+    if (s && !strcmp(s, "mean")) { *pool = MIM_POOL_MEAN; return 0; }
+    return mim_err(MIM_EARG, "unknown pooling '%s' (known: cls, mean)", s ? s : "(null)");
+}
+
+const char* mim_pool_name(mim_pool pool) { return pool == MIM_POOL_MEAN ? "mean" : "cls"; }
+
+void mim_features_pool(float* out, float* scratch, const mim_mae* m, const float* tokens, int B, mim_pool pool) {
+    const int D = m->cfg.dim, T = m->T, L = m->L;
+    CHECK(T == 1 + L);   // mask_ratio 0
+    if (pool == MIM_POOL_CLS) {
+        for (int b = 0; b < B; b++) memcpy(out + (size_t)b * D, tokens + (size_t)b * T * D, sizeof(float) * D);
+        return;
+    }
+    // global pool: fc_norm(mean of patch tokens) on the pre-norm last block output
+    const float* x = m->cfg.depth > 0 ? m->enc[m->cfg.depth - 1].out : m->x0;
+    #pragma omp parallel for if ((size_t)B * T * D >= 65536)
+    for (int b = 0; b < B; b++) {
+        float* y = scratch + (size_t)b * D;
+        const float* xb = x + (size_t)b * T * D;
+        for (int d = 0; d < D; d++) {
+            double s = 0.0;
+            for (int l = 1; l < T; l++) s += xb[(size_t)l * D + d];
+            y[d] = (float)(s / L);
+        }
+        double mu = 0.0, var = 0.0;
+        for (int d = 0; d < D; d++) mu += y[d];
+        mu /= D;
+        for (int d = 0; d < D; d++) var += (y[d] - mu) * (y[d] - mu);
+        double r = 1.0 / sqrt(var / D + 1e-6);
+        for (int d = 0; d < D; d++) out[(size_t)b * D + d] = (float)((y[d] - mu) * r);
+    }
+}
+
+void mim_l2_normalize_rows(float* x, int64_t n, int D) {
+    #pragma omp parallel for if (n * D >= 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float* r = x + (size_t)i * D;
+        double s = 0.0;
+        for (int d = 0; d < D; d++) s += (double)r[d] * r[d];
+        if (s > 0.0) {
+            float inv = (float)(1.0 / sqrt(s));
+            for (int d = 0; d < D; d++) r[d] *= inv;
+        }
+    }
+}
+
+void mim_features_free(mim_features* f) {
+    free(f->x);
+    free(f->labels);
+    memset(f, 0, sizeof *f);
+}
+
+static void fmt_secs(char* buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
+    int t = (int)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%d:%02d", t / 60, t % 60);
+}
+
+// "\rfeatures train: 12000/60000 (20%) | 3456 img/s | ETA 0:11", at most
+// every half second (on a terminal) or every 10% (otherwise), and at the end.
+typedef struct { const char* what; int64_t total; double t0, last; int tty, last_pct; } progress;
+
+static void progress_show(progress* p, int64_t done) {
+    double t = omp_get_wtime(), el = t - p->t0;
+    int pct = p->total ? (int)(100 * done / p->total) : 100;
+    int end = done >= p->total;
+    if (!end && (p->tty ? t - p->last < 0.5 : pct / 10 == p->last_pct / 10)) return;
+    p->last = t; p->last_pct = pct;
+    double ips = el > 0 ? done / el : 0;
+    char eta[32], tot[32];
+    fmt_secs(eta, sizeof eta, ips > 0 ? (p->total - done) / ips : -1);
+    fmt_secs(tot, sizeof tot, el);
+    fprintf(stderr, "%sfeatures %s: %lld/%lld (%d%%) | %.0f img/s | %s %s   %s", p->tty ? "\r" : "", p->what,
+            (long long)done, (long long)p->total, pct, ips, end ? "took" : "ETA", end ? tot : eta,
+            p->tty && !end ? "" : "\n");
+    fflush(stderr);
+}
+
+// Encodes n images of imgs (n <= max_batch) and writes their pooled features.
+static void encode_pool(mim_mae* m, const float* imgs, int n, mim_pool pool, float* out, float* scratch) {
+    const float* tok = mim_mae_encode(m, imgs, n);
+    mim_features_pool(out, scratch, m, tok, n, pool);
+}
+
+int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config* src, mim_pool pool,
+                         double max_feature_gb, const char* what, int quiet) {
+    memset(out, 0, sizeof *out);
+    const mim_config* c = &m->cfg;
+    if (m->T != 1 + m->L) return mim_err(MIM_EARG, "feature extraction needs a model built with mask_ratio 0");
+    int B = src->batch;
+    if (B < 1 || B > m->max_batch) return mim_err(MIM_EARG, "batch %d outside [1, %d] (the model's capacity)", B, m->max_batch);
+    const int D = c->dim;
+    mim_source_config sc = *src;
+    sc.augment = 0; sc.shuffle = 0; sc.rank = 0; sc.world = 1;
+    sc.channels = c->in_chans; sc.height = c->img_h; sc.width = c->img_w;
+
+    // the batch-1 source gives the size and, later, the remainder
+    mim_source *s1 = NULL, *sb = NULL;
+    float *imgs = NULL, *scratch = NULL;
+    int32_t* lab = NULL;
+    sc.batch = 1;
+    int rc = mim_source_open(&s1, &sc);
+    if (rc) return rc;
+    int64_t N = mim_source_size(s1);
+    int cc, hh, ww;
+    mim_source_geometry(s1, &cc, &hh, &ww);
+    if (cc != c->in_chans || hh != c->img_h || ww != c->img_w) {
+        rc = mim_err(MIM_EARG, "%s: images are %dx%dx%d, the model takes %dx%dx%d", src->path, cc, hh, ww,
+                     c->in_chans, c->img_h, c->img_w);
+        goto done;
+    }
+    double gb = (double)N * D * sizeof(float) / (1u << 30);
+    if (gb > max_feature_gb) {
+        rc = mim_err(MIM_ENOMEM, "%s: %lld samples x %d features need %.3g GiB, above the cap of %.3g GiB "
+                     "(evaluate on a --subset, or raise --max-feature-gb)", src->path, (long long)N, D, gb, max_feature_gb);
+        goto done;
+    }
+    if (N < 1) { rc = mim_err(MIM_EARG, "%s: no samples", src->path); goto done; }
+    if (B > N) B = (int)N;
+    size_t per = (size_t)cc * hh * ww;
+    out->n = N; out->dim = D;
+    out->x = mim_malloc((size_t)N * D * sizeof(float));
+    out->labels = mim_malloc((size_t)N * sizeof(int32_t));
+    imgs = mim_malloc((size_t)B * per * sizeof(float));
+    scratch = mim_malloc((size_t)B * D * sizeof(float));
+    lab = mim_malloc((size_t)B * sizeof(int32_t));
+    if (!out->x || !out->labels || !imgs || !scratch || !lab) { rc = MIM_ENOMEM; goto done; }
+
+    progress pr = {.what = what ? what : "", .total = N, .t0 = omp_get_wtime(), .tty = isatty(2), .last_pct = -1};
+    int64_t nfull = N / B, done_n = 0;
+    int r = 0;
+    if (nfull > 0 && B > 1) {
+        sc.batch = B;
+        if ((rc = mim_source_open(&sb, &sc))) goto done;
+        for (int64_t i = 0; i < nfull; i++) {
+            if ((rc = mim_source_next(sb, imgs, out->labels + done_n))) goto done;
+            encode_pool(m, imgs, B, pool, out->x + (size_t)done_n * D, scratch);
+            done_n += B;
+            if (!quiet) progress_show(&pr, done_n);
+        }
+    }
+    // the remainder one sample at a time, encoded together
+    r = (int)(N - done_n);
+    if (r > 0) {
+        if ((rc = mim_source_set_position(s1, (mim_source_pos){0, done_n}))) goto done;
+        for (int i = 0; i < r; i++)
+            if ((rc = mim_source_next(s1, imgs + (size_t)i * per, out->labels + done_n + i))) goto done;
+        encode_pool(m, imgs, r, pool, out->x + (size_t)done_n * D, scratch);
+        done_n += r;
+        if (!quiet) progress_show(&pr, done_n);
+    }
+    for (int64_t i = 0; i < N; i++) {
+        if (out->labels[i] < 0) {
+            rc = mim_err(MIM_EFORMAT, "%s: sample %lld has no label (kNN and the linear probe need labelled data)",
+                         src->path, (long long)i);
+            goto done;
+        }
+        if (out->labels[i] + 1 > out->num_classes) out->num_classes = out->labels[i] + 1;
+    }
+    for (size_t i = 0; i < (size_t)N * D; i++)
+        if (!isfinite(out->x[i])) { rc = mim_err(MIM_EFORMAT, "%s: non-finite feature (sample %zu)", src->path, i / D); goto done; }
+    for (int i = 0; i < 2 && !quiet; i++) {   // skip counters of index sources: full batches, then the remainder
+        char cnt[512];
+        mim_source* s = i ? s1 : sb;
+        if (!s || (i && r == 0)) continue;
+        mim_source_counters(s, cnt, sizeof cnt);
+        if (cnt[0]) fprintf(stderr, "%s (%s)\n", cnt, i ? "last partial batch" : "full batches");
+    }
+done:
+    mim_source_close(sb);
+    mim_source_close(s1);
+    free(imgs); free(scratch); free(lab);
+    if (rc) mim_features_free(out);
+    return rc;
+}
+
+int mim_eval_features(const mim_eval_common* a, mim_features* train, mim_features* eval, mim_config* cfg_out) {
+    memset(train, 0, sizeof *train);
+    memset(eval, 0, sizeof *eval);
+    if (!a->ckpt || !*a->ckpt) return mim_err(MIM_EARG, "no checkpoint given (--ckpt model.safetensors)");
+    if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
+    mim_config cfg;
+    int rc = mim_ckpt_read_config(a->ckpt, &cfg);
+    if (rc) return rc;
+    cfg.mask_ratio = 0.0f;
+    cfg.dec_depth = 0;   // the decoder is not needed; its blocks are not loaded
+    if ((rc = mim_config_validate(&cfg))) return rc;
+    mim_mae m;
+    int batch = a->batch > 0 ? a->batch : 256;
+    if ((rc = mim_mae_init(&m, &cfg, batch))) return rc;
+    if ((rc = mim_ckpt_load_model(a->ckpt, &m, 1))) { mim_mae_free(&m); return rc; }
+    if (cfg_out) *cfg_out = cfg;
+    int lt = a->threads > 0 ? a->threads : 2;
+    mim_source_config tr = {.path = a->data, .split = a->data_split ? a->data_split : "train", .subset = a->subset,
+                            .batch = batch, .seed = 0, .threads = lt};
+    mim_source_config ev = {.path = a->eval_data ? a->eval_data : a->data,
+                            .split = a->eval_split ? a->eval_split : "t10k", .subset = a->eval_subset,
+                            .batch = batch, .seed = 0, .threads = lt};
+    double cap = a->max_feature_gb > 0 ? a->max_feature_gb : 8.0;
+    rc = mim_features_extract(train, &m, &tr, a->pool, cap, "train", a->quiet);
+    if (!rc) rc = mim_features_extract(eval, &m, &ev, a->pool, cap, "eval", a->quiet);
+    mim_mae_free(&m);
+    if (!rc && train->dim != eval->dim) rc = mim_err(MIM_ESHAPE, "train and eval feature widths differ");
+    if (rc) { mim_features_free(train); mim_features_free(eval); }
+    return rc;
+}
