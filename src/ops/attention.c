@@ -4,6 +4,7 @@
 // in MAE (the encoder sees 1 + 25% of the patches), so the T x T matrix is
 // materialised and saved for backward.
 #include "ops/ops.h"
+#include <cblas.h>
 #include <math.h>
 
 // One head: q, k, v rows of length hs with row stride ld; out row stride ldo.
@@ -37,6 +38,17 @@ static void attn_head_forward(float* out, int ldo, float* att, const float* q, c
     }
 }
 
+// Long sequences (the decoder sees every patch) go through sgemm per head:
+// inside the OpenMP loop OpenBLAS runs single-threaded on each call.
+#define ATTN_GEMM_T 32
+
+static void attn_head_forward_gemm(float* out, int ldo, float* att, const float* q, const float* k,
+                                   const float* v, int ld, int T, int hs, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld, 0.0f, att, T);
+    softmax_forward(att, att, T, T);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, att, T, v, ld, 0.0f, out, ldo);
+}
+
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -44,9 +56,9 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const float* base = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
-            attn_head_forward(out + (size_t)b * T * C + (size_t)h * hs, C,
-                              att + ((size_t)b * NH + h) * T * T,
-                              base, base + C, base + 2 * C, 3 * C, T, hs, scale);
+            (T >= ATTN_GEMM_T ? attn_head_forward_gemm : attn_head_forward)(
+                out + (size_t)b * T * C + (size_t)h * hs, C, att + ((size_t)b * NH + h) * T * T,
+                base, base + C, base + 2 * C, 3 * C, T, hs, scale);
         }
 }
 
@@ -82,6 +94,27 @@ static void attn_head_backward(float* dq, float* dk, float* dv, int ld, float* d
     }
 }
 
+static void attn_head_backward_gemm(float* dq, float* dk, float* dv, int ld, float* datt,
+                                    const float* dout, int ldo, const float* q, const float* k,
+                                    const float* v, const float* att, int T, int hs, float scale) {
+    // datt = dout v^T; dv += att^T dout
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout, ldo, v, ld, 0.0f, datt, T);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, att, T, dout, ldo, 1.0f, dv, ld);
+    // softmax backward in place: ds = att * (datt - rowsum(datt * att)) * scale
+    for (int i = 0; i < T; i++) {
+        float* d = datt + (size_t)i * T;
+        const float* a = att + (size_t)i * T;
+        float dot = 0.0f;
+        #pragma omp simd reduction(+:dot)
+        for (int j = 0; j < T; j++) dot += d[j] * a[j];
+        #pragma omp simd
+        for (int j = 0; j < T; j++) d[j] = a[j] * (d[j] - dot) * scale;
+    }
+    // dq += ds k; dk += ds^T q
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, datt, T, k, ld, 1.0f, dq, ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, datt, T, q, ld, 1.0f, dk, ld);
+}
+
 void attention_backward(float* dqkv, float* datt, const float* dout,
                         const float* qkv, const float* att, int B, int T, int C, int NH) {
     int hs = C / NH;
@@ -92,7 +125,7 @@ void attention_backward(float* dqkv, float* datt, const float* dout,
             size_t off = (size_t)b * T * 3 * C + (size_t)h * hs;
             const float* base = qkv + off;
             float* dbase = dqkv + off;
-            attn_head_backward(dbase, dbase + C, dbase + 2 * C, 3 * C,
+            (T >= ATTN_GEMM_T ? attn_head_backward_gemm : attn_head_backward)(dbase, dbase + C, dbase + 2 * C, 3 * C,
                                datt + ((size_t)b * NH + h) * T * T,
                                dout + (size_t)b * T * C + (size_t)h * hs, C,
                                base, base + C, base + 2 * C,
