@@ -19,6 +19,17 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missi
 LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lcjson -ljpeg -lpng -lz -lm -lpthread
 LDFLAGS := $(OPT) -fopenmp
 
+# MPI (data-parallel training) when mpicc is found; off under sanitizers
+# (OpenMPI's own allocations would drown LeakSanitizer's report).
+MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(SAN),1)
+MPI := 0
+endif
+ifeq ($(MPI),1)
+CFLAGS  += -DMIM_MPI $(shell mpicc --showme:compile)
+LDLIBS  += $(shell mpicc --showme:link)
+endif
+
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)

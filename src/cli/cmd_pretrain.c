@@ -54,6 +54,7 @@ int cmd_pretrain(int argc, char** argv) {
         {"stop-at", FLAG_I64, &a.stop_at, "0", 0, 1e15, "stop after this step with a checkpoint (0: run to the end)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
         {"on-nan", FLAG_STR, &on_nan, "stop", 0, 0, "non-finite loss/gradient: stop (keep the last checkpoint) or skip the step"},
+        {"dist-check-every", FLAG_INT, &a.dist_check_every, "0", 0, 1 << 30, "MPI runs: check every N steps that all ranks hold the same weights"},
         {"debug-nan-at", FLAG_I64, &a.debug_nan_at, "0", 0, 1e15, "testing: put a NaN into the batch of this step"},
         {"profile", FLAG_BOOL, &a.profile, "0", 0, 1, "print time per op class per step (matmul, attention, ..., data wait)"},
     };

@@ -1,5 +1,6 @@
 // main.c: `mimscale <command> ...`, dispatching to one file per subcommand.
 #include "cli/cli.h"
+#include "train/dist.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -29,7 +30,12 @@ int main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            mim_dist_init(&argc, &argv);   // MPI, when started by mpirun / srun
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            mim_dist_finalize();
+            return rc;
+        }
     fprintf(stderr, "error: unknown command '%s' (see mimscale --help)\n", argv[1]);
     return 2;
 }

@@ -342,6 +342,13 @@ static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_b
     PROF(PROF_NORM, layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D));
 }
 
+// Announces block b's gradient range (its 12 tensors are contiguous).
+static void block_grads_ready(const mim_mae* m, const mim_block_w* g, int D) {
+    if (!m->grad_ready) return;
+    size_t off = (size_t)(g->ln1w - m->grads), end = (size_t)(g->fc2b + D - m->grads);
+    m->grad_ready(off, end - off);
+}
+
 // ---------------------------------------------------------------- forward
 
 // Patch embedding, masking (noise NULL: keep every patch in order) and the
@@ -469,10 +476,12 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
     xin = c->depth ? m->enc[c->depth - 1].out : m->x0;
     if (dlatent)
         PROF(PROF_NORM, layernorm_backward(dcur, g->norm_w, g->norm_b, dlatent, xin, w->norm_w, m->lat_mean, m->lat_rstd, B * T, D));
-    for (int i = c->depth - 1; i >= 0; i--)
+    for (int i = c->depth - 1; i >= 0; i--) {
         block_backward(m, dcur, dcur, &m->enc[i], &w->blocks[i], &g->blocks[i],
                        i ? m->enc[i - 1].out : m->x0, B, T, D, c->heads, r,
                        m->dp_active ? m->dp_scale + (size_t)i * 2 * m->max_batch : NULL);
+        block_grads_ready(m, &g->blocks[i], D);
+    }
 
     // x0 -> cls token and the kept patch embeddings -> patch_embed weights
     for (int b = 0; b < B; b++) add_inplace(g->cls_token, dcur + (size_t)b * T * D, D);
@@ -524,9 +533,11 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     const float* xin = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->dx0;
     memset(dcur, 0, (size_t)B * Td * Dd * sizeof(float));
     PROF(PROF_NORM, layernorm_backward(dcur, g->dnorm_w, g->dnorm_b, dln, xin, w->dnorm_w, m->dn_mean, m->dn_rstd, B * Td, Dd));
-    for (int i = c->dec_depth - 1; i >= 0; i--)
+    for (int i = c->dec_depth - 1; i >= 0; i--) {
         block_backward(m, dcur, dcur, &m->dec[i], &w->dblocks[i], &g->dblocks[i],
                        i ? m->dec[i - 1].out : m->dx0, B, Td, Dd, c->dec_heads, r, NULL);
+        block_grads_ready(m, &g->dblocks[i], Dd);
+    }
 
     // un-unshuffle: dcur (B, Td, Dd) -> ddemb (B, T, Dd) and the mask token
     float* ddemb = m->s_datty;

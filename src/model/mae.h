@@ -100,6 +100,10 @@ typedef struct {
     // backward scratch (capacity max_batch, sized for the wider of enc/dec)
     float* scratch_mem;
     float *s_dres, *s_dnext, *s_dln, *s_datty, *s_dqkv, *s_datt, *s_dfc1, *s_dgelu;
+    // Called during backward when a block's gradients are final (offset and
+    // count in floats of m->grads), so data-parallel training can start
+    // reducing them while the backward goes on. NULL: not called.
+    void (*grad_ready)(size_t offset, size_t count);
     float *s_dscaled;      // drop path: a branch's scaled output gradient
     float *s_dpred;        // (B, Td, P)
 } mim_mae;

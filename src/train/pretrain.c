@@ -8,6 +8,7 @@
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "train/signals.h"
+#include "train/dist.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -41,7 +42,8 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON_AddNumberToObject(j, "mask_ratio", c->mask_ratio); cJSON_AddNumberToObject(j, "norm_pix", c->norm_pix);
     cJSON_AddStringToObject(j, "data", a->data);
     cJSON_AddStringToObject(j, "subset", a->subset ? a->subset : "");
-    cJSON_AddNumberToObject(j, "batch", a->batch); cJSON_AddNumberToObject(j, "accum", a->accum);
+    // the global batch, so a run can resume on another number of ranks
+    cJSON_AddNumberToObject(j, "global_batch", (double)a->batch * a->accum * mim_dist_get()->world);
     cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
     cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
     cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
@@ -87,7 +89,7 @@ static int validation_loss(mim_mae* m, mim_source* vs, int nb, uint64_t seed, fl
         for (size_t k = 0; k < (size_t)B * m->L; k++) noise[k] = mim_rng_uniform(&r);
         sum += mim_mae_forward(m, imgs, noise, B);
     }
-    *out = sum / nb;
+    *out = mim_dist_allreduce_sum_d(sum / nb) / mim_dist_get()->world;
     return rc;
 }
 
@@ -108,13 +110,27 @@ static void fmt_eta(char* buf, size_t n, double s) {
     if (h) snprintf(buf, n, "%dh%02dm", h, m); else snprintf(buf, n, "%dm%02ds", m, sec);
 }
 
+// Fills noise (B, L) for the local micro-batch k of a step: each sample's
+// masking noise comes from (seed, step, its position in the global batch),
+// so 1 rank x batch B and N ranks x batch B/N mask the same images alike.
+static void step_noise(float* noise, int B, int L, int k, uint64_t seed, int64_t step, const mim_dist* d) {
+    for (int b = 0; b < B; b++) {
+        uint64_t gpos = ((uint64_t)k * B + (uint64_t)b) * d->world + (uint64_t)d->rank;
+        mim_rng r;
+        mim_rng_seed(&r, stream_seed(seed, 2, (uint64_t)step) ^ (gpos * 0xbf58476d1ce4e5b9ULL + 1));
+        for (int l = 0; l < L; l++) noise[(size_t)b * L + l] = mim_rng_uniform(&r);
+    }
+}
+
 int mim_pretrain_run(const mim_pretrain_args* a) {
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
+    const mim_dist* d = mim_dist_get();
+    int loud = !a->quiet && d->rank == 0;   // one progress line per job
     mim_config c = a->model;
     mim_source_config sc = {.path = a->data, .split = "train", .subset = a->subset,
                             .channels = c.in_chans, .height = c.img_h, .width = c.img_w,
                             .batch = a->batch, .augment = a->augment, .shuffle = 1, .seed = a->seed,
-                            .rank = 0, .world = 1, .threads = a->data_threads};
+                            .rank = d->rank, .world = d->world, .threads = a->data_threads};
     mim_source* src = NULL, *vsrc = NULL;
     int rc = mim_source_open(&src, &sc);
     if (rc) return rc;
@@ -132,7 +148,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         if (val_batches > avail) val_batches = (int)avail;
     }
 
-    int64_t per_step = (int64_t)a->batch * a->accum;
+    int64_t per_step = (int64_t)a->batch * a->accum * d->world;   // images per optimizer step, all ranks
     int64_t steps_per_epoch = mim_source_batches_per_epoch(src) / a->accum;
     mim_mae m = {0};
     mim_adamw opt = {0};
@@ -166,10 +182,10 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", a->out);
     if (a->resume) {
         int stale = mim_ckpt_clean_stale(a->out);
-        if (stale && !a->quiet) fprintf(stderr, "resume: removed %d temp file(s) of an interrupted checkpoint write\n", stale);
+        if (stale && loud) fprintf(stderr, "resume: removed %d temp file(s) of an interrupted checkpoint write\n", stale);
         rc = mim_ckpt_load_run(a->out, &m, &opt, &st);
         if (rc == MIM_ENOTFOUND) {
-            if (!a->quiet) fprintf(stderr, "resume: %s has no checkpoint yet, starting fresh\n", a->out);
+            if (loud) fprintf(stderr, "resume: %s has no checkpoint yet, starting fresh\n", a->out);
             mim_mae_init_weights(&m, a->seed);
             rc = 0;
         } else if (rc) {
@@ -181,22 +197,26 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                 goto done;
             }
             step = st.step;
-            if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index}))) goto done;
-            metrics_truncate(mpath, step);
-            if (!a->quiet) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step);
+            // the checkpoint holds the global position; this rank's share of it
+            if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index / d->world}))) goto done;
+            if (d->rank == 0) metrics_truncate(mpath, step);
+            if (loud) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step);
         }
     } else {
         mim_mae_init_weights(&m, a->seed);
     }
     snprintf(st.args_json, sizeof st.args_json, "%s", aj);
-    mf = fopen(mpath, a->resume ? "a" : "w");
-    if (!mf) { rc = mim_err(MIM_EIO, "cannot write %s: %s", mpath, strerror(errno)); goto done; }
-    if (!a->quiet)
+    mim_dist_bcast(m.params, m.num_floats, 0);   // identical start on every rank, whatever happened
+    if (d->rank == 0) {
+        mf = fopen(mpath, a->resume ? "a" : "w");
+        if (!mf) { rc = mim_err(MIM_EIO, "cannot write %s: %s", mpath, strerror(errno)); goto done; }
+    }
+    if (loud)
         fprintf(stderr, "pretrain %s: %dx%dx%d patch %d, %.2fM params, %lld images, %lld steps (%lld/epoch), "
-                "batch %d x %d, lr %.3g, %d threads, fp32\n",
+                "batch %d x %d x %d ranks, lr %.3g, %d threads, fp32\n",
                 c.name, c.img_h, c.img_w, c.in_chans, c.patch, mim_config_params_total(&c) / 1e6,
-                (long long)mim_source_size(src), (long long)total, (long long)steps_per_epoch, a->batch, a->accum, lr,
-                omp_get_max_threads());
+                (long long)mim_source_size(src) * d->world, (long long)total, (long long)steps_per_epoch, a->batch,
+                a->accum, d->world, lr, omp_get_max_threads());
 
     mim_adamw_hparams hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay};
     int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;
@@ -206,21 +226,32 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     mim_prof_reset();
     while (step < end) {
         hp.lr = mim_lr_at(step, total, warmup, lr, a->min_lr);
-        mim_rng r;
-        mim_rng_seed(&r, stream_seed(a->seed, 2, (uint64_t)step));
         mim_mae_zero_grad(&m);
         double loss_sum = 0;
         const char* bad = NULL;   // what went non-finite this step
-        for (int k = 0; k < a->accum && !bad; k++) {
+        for (int k = 0; k < a->accum; k++) {
             PROF(PROF_DATA, rc = mim_source_next(src, imgs, NULL));
+            if (rc && d->world > 1) {   // the other ranks wait in a collective: end the job
+                fprintf(stderr, "rank %d: error: %s\n", d->rank, mim_err_msg());
+                mim_dist_abort(1);
+            }
             if (rc) goto done;
             if (a->debug_nan_at == step + 1) imgs[0] = NAN;
-            for (size_t i = 0; i < (size_t)a->batch * m.L; i++) noise[i] = mim_rng_uniform(&r);
+            step_noise(noise, a->batch, m.L, k, a->seed, step, d);
             float loss = mim_mae_forward(&m, imgs, noise, a->batch);
-            if (!isfinite(loss)) { bad = "loss"; break; }
             loss_sum += loss;
+            // the last micro-batch's backward hands finished blocks to MPI
+            int last = k == a->accum - 1 && d->world > 1;
+            if (last) mim_dist_grads_begin(m.grads, m.num_floats);
+            m.grad_ready = last ? mim_dist_grads_ready : NULL;
             mim_mae_backward(&m, 1.0f / a->accum);
+            m.grad_ready = NULL;
         }
+        if (d->world > 1) {
+            mim_dist_grads_finish(1.0f / d->world);   // mean over ranks
+            loss_sum = mim_dist_allreduce_sum_d(loss_sum) / d->world;
+        }
+        if (!isfinite(loss_sum)) bad = "loss";
         double gnorm = bad ? NAN : mim_clip_grad_norm(m.table, m.nparams, m.grads, a->clip_grad);
         if (!bad && !isfinite(gnorm)) bad = "gradient";
         if (bad) {
@@ -236,22 +267,26 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                 goto done;
             }
             nan_skipped++;
-            fprintf(mf, "{\"step\": %lld, \"skipped_nonfinite\": \"%s\", \"detail\": \"%s\"}\n",
+            if (mf) fprintf(mf, "{\"step\": %lld, \"skipped_nonfinite\": \"%s\", \"detail\": \"%s\"}\n",
                     (long long)step + 1, bad, what);
-            fflush(mf);
-            if (!a->quiet) fprintf(stderr, "\nstep %lld: non-finite %s (%s), step skipped\n", (long long)step + 1, bad, what);
+            if (mf) fflush(mf);
+            if (loud) fprintf(stderr, "\nstep %lld: non-finite %s (%s), step skipped\n", (long long)step + 1, bad, what);
         } else {
             PROF(PROF_OPTIM, mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp));
         }
         step++;
         double loss = loss_sum / a->accum, t = now_s();
-        if (step % a->log_every == 0 || step == end) {
+        if (a->dist_check_every > 0 && step % a->dist_check_every == 0 && !mim_dist_same_everywhere(m.params, m.num_floats)) {
+            rc = mim_err(MIM_EARG, "parameters differ between ranks after step %lld", (long long)step);
+            goto done;
+        }
+        if (mf && (step % a->log_every == 0 || step == end)) {
             double ips = (double)(step - last_logged) * per_step / (t - tlast);
             fprintf(mf, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
                         "\"img_per_s\": %.2f, \"time_s\": %.3f}\n",
                     (long long)step, (double)step / steps_per_epoch, loss, hp.lr, gnorm, ips, t - t0);
             fflush(mf);
-            if (!a->quiet) {
+            if (loud) {
                 char eta[32];
                 fmt_eta(eta, sizeof eta, (t - t0) / (step - step0) * (end - step));
                 fprintf(stderr, "\rstep %lld/%lld | loss %.4f | lr %.3g | gnorm %.3f | %.1f img/s | ETA %s   ",
@@ -262,19 +297,27 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         if (vsrc && ((a->val_every > 0 && step % a->val_every == 0) || step == end)) {
             double vl;
             if ((rc = validation_loss(&m, vsrc, val_batches, a->seed, imgs, noise, &vl))) goto done;
-            fprintf(mf, "{\"step\": %lld, \"val_loss\": %.6f, \"val_images\": %d}\n", (long long)step, vl,
-                    val_batches * a->batch);
-            fflush(mf);
-            if (!a->quiet) fprintf(stderr, "\nstep %lld: validation loss %.4f on %d images\n", (long long)step, vl,
-                                   val_batches * a->batch);
+            if (mf) {
+                fprintf(mf, "{\"step\": %lld, \"val_loss\": %.6f, \"val_images\": %d}\n", (long long)step, vl,
+                        val_batches * a->batch * d->world);
+                fflush(mf);
+            }
+            if (loud) fprintf(stderr, "\nstep %lld: validation loss %.4f on %d images\n", (long long)step, vl,
+                              val_batches * a->batch * d->world);
         }
-        int stop = mim_signals_stop_requested() != 0;
-        if ((a->save_every > 0 && step % a->save_every == 0) || step == end || stop || mim_signals_take_checkpoint()) {
+        // signals may reach ranks at different steps: decide together
+        int stop = (int)mim_dist_allreduce_max_i64(mim_signals_stop_requested());
+        int want_ckpt = (int)mim_dist_allreduce_max_i64(mim_signals_take_checkpoint());
+        if ((a->save_every > 0 && step % a->save_every == 0) || step == end || stop || want_ckpt) {
             mim_source_pos pos = mim_source_get_position(src);
             st.step = step;
             st.data_epoch = pos.epoch;
-            st.data_index = pos.index;
-            if ((rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep))) goto done;
+            st.data_index = pos.index * d->world;   // global samples into the epoch
+            if (d->rank == 0) rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep);
+            if (d->world > 1 && mim_dist_allreduce_max_i64(rc != 0)) {   // rank 0's write failed: all stop
+                if (!rc) rc = mim_err(MIM_EIO, "rank 0 could not write the checkpoint");
+            }
+            if (rc) goto done;
         }
         if (stop) {
             rc = mim_err(MIM_PRETRAIN_STOPPED, "stopped by signal %d after step %lld; checkpoint written, "
@@ -282,13 +325,19 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             goto done;
         }
     }
-    if (!a->quiet) {
+    if (loud) {
         char cnt[512];
         mim_source_counters(src, cnt, sizeof cnt);
         fprintf(stderr, "\ndone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", (long long)step,
                 (long long)nan_skipped, mpath, cnt[0] ? "\n" : "", cnt);
     }
-    if (a->profile && step > step0) {
+    if (a->profile && step > step0 && d->world > 1 && loud) {
+        double bytes, wait;
+        mim_dist_grads_stats(&bytes, &wait);
+        fprintf(stderr, "all-reduce: %.1f MB of gradients per step, last step waited %.1f ms after its backward\n",
+                bytes / 1e6, wait * 1e3);
+    }
+    if (a->profile && step > step0 && d->rank == 0) {
         double tot = now_s() - t0, acc = 0;
         fprintf(stderr, "profile (ms per step over %lld steps):", (long long)(step - step0));
         for (int k = 0; k < PROF_NCLASS; k++) {

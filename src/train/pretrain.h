@@ -17,7 +17,7 @@ typedef struct {
     int val_every;         // steps between validation losses (0: only at the end)
     int val_samples;       // images per validation (rounded down to whole batches, >= 1 batch)
     const char* out;       // run folder (checkpoints, metrics.jsonl)
-    int batch, accum;      // per-step batch and gradient accumulation
+    int batch, accum;      // per-rank batch and gradient accumulation (global batch = batch x accum x ranks)
     float epochs;          // training length in epochs ...
     int64_t steps;         // ... or in optimizer steps (overrides epochs if > 0)
     float blr, lr, min_lr; // lr = blr * batch * accum / 256 unless lr > 0
@@ -26,6 +26,7 @@ typedef struct {
     int augment;           // RandomResizedCrop (0.2, 1) + flip, as MAE
     int profile;           // print time per op class per step at the end
     int on_nan;            // non-finite loss or gradient: 0 stop (keep the last checkpoint), 1 skip the step
+    int dist_check_every;  // data-parallel: verify every N steps that all ranks hold the same weights (0: off)
     int64_t debug_nan_at;  // fault injection for tests: poison the batch of this step (1-based; 0: off)
     uint64_t seed;
     int threads;
