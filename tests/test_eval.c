@@ -250,17 +250,12 @@ static char tmpdir[256];
 // n HxW images; class c in 0..3 is the brightness level: pixels 25 + 60 c
 // plus uniform noise in [0, 50), with a random dark square for some texture.
 static void write_split(const char* dir, const char* split, int n, int H, int W, uint64_t seed, int32_t* labels_out) {
-    char p[512];
     mim_rng r;
     mim_rng_seed(&r, seed);
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", dir, split);
-    gzFile f = gzopen(p, "wb");
-    uint8_t hdr[16] = {0, 0, 8, 3, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n,
-                       0, 0, 0, (uint8_t)H, 0, 0, 0, (uint8_t)W};
-    gzwrite(f, hdr, 16);
-    uint8_t* img = tu_alloc_bytes((size_t)H * W);
+    uint8_t* px = tu_alloc_bytes((size_t)n * H * W);
     uint8_t* lab = tu_alloc_bytes((size_t)n);
     for (int i = 0; i < n; i++) {
+        uint8_t* img = px + (size_t)i * H * W;
         int c = (int)mim_rng_below(&r, 4);
         for (int k = 0; k < H * W; k++) img[k] = (uint8_t)(25 + 60 * c + mim_rng_below(&r, 50));
         int s = 3 + (int)mim_rng_below(&r, 4), y = (int)mim_rng_below(&r, H - s), x = (int)mim_rng_below(&r, W - s);
@@ -268,15 +263,8 @@ static void write_split(const char* dir, const char* split, int n, int H, int W,
             for (int b = x; b < x + s; b++) img[a * W + b] = (uint8_t)mim_rng_below(&r, 20);
         lab[i] = (uint8_t)c;
         if (labels_out) labels_out[i] = c;
-        gzwrite(f, img, (unsigned)(H * W));
     }
-    gzclose(f);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte.gz", dir, split);
-    f = gzopen(p, "wb");
-    uint8_t lh[8] = {0, 0, 8, 1, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    gzwrite(f, lh, 8);
-    gzwrite(f, lab, (unsigned)n);
-    gzclose(f);
+    tu_write_idx(dir, split, n, H, W, px, lab);
 }
 
 static void test_end_to_end(void) {

@@ -18,32 +18,20 @@
 static char tmpdir[256];
 
 static void write_split(const char* dir, const char* split, int n, int H, int W, uint64_t seed) {
-    char p[600];
     mim_rng r;
     mim_rng_seed(&r, seed);
-    uint8_t* img = tu_alloc_bytes((size_t)H * W);
+    uint8_t* px = tu_alloc_bytes((size_t)n * H * W);
     uint8_t* lab = tu_alloc_bytes((size_t)n);
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", dir, split);
-    gzFile f = gzopen(p, "wb");
-    uint8_t hdr[16] = {0, 0, 8, 3, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n,
-                       0, 0, 0, (uint8_t)H, 0, 0, 0, (uint8_t)W};
-    gzwrite(f, hdr, 16);
     for (int i = 0; i < n; i++) {
+        uint8_t* img = px + (size_t)i * H * W;
         int cls = (int)mim_rng_below(&r, 2), s = 6 + (int)mim_rng_below(&r, 4);
         int y = (int)mim_rng_below(&r, H - s), x = (int)mim_rng_below(&r, W - s);
         for (int k = 0; k < H * W; k++) img[k] = 100 + (uint8_t)mim_rng_below(&r, 20);
         for (int a = y; a < y + s; a++)
             for (int b = x; b < x + s; b++) img[a * W + b] = cls ? 240 : 10;
         lab[i] = (uint8_t)cls;
-        gzwrite(f, img, (unsigned)(H * W));
     }
-    gzclose(f);
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte.gz", dir, split);
-    f = gzopen(p, "wb");
-    uint8_t lh[8] = {0, 0, 8, 1, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    gzwrite(f, lh, 8);
-    gzwrite(f, lab, (unsigned)n);
-    gzclose(f);
+    tu_write_idx(dir, split, n, H, W, px, lab);
 }
 
 static void check_reference(void) {

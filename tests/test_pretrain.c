@@ -14,31 +14,19 @@ static char tmpdir[256];
 // Writes a gzip IDX pair of n HxW images: bright squares at random places on
 // a dark background (a learnable structure), labels = square size class.
 static void write_idx(const char* dir, int n, int H, int W) {
-    char p[600];
     mim_rng r;
     mim_rng_seed(&r, 5);
-    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
-    gzFile f = gzopen(p, "wb");
-    uint8_t hdr[16] = {0, 0, 8, 3, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n,
-                       0, 0, 0, (uint8_t)H, 0, 0, 0, (uint8_t)W};
-    gzwrite(f, hdr, 16);
-    uint8_t* img = tu_alloc_bytes((size_t)H * W);
+    uint8_t* px = tu_alloc_bytes((size_t)n * H * W);
     uint8_t* lab = tu_alloc_bytes((size_t)n);
     for (int i = 0; i < n; i++) {
+        uint8_t* img = px + (size_t)i * H * W;
         int s = 3 + (int)mim_rng_below(&r, 6), y = (int)mim_rng_below(&r, H - s), x = (int)mim_rng_below(&r, W - s);
         for (int k = 0; k < H * W; k++) img[k] = (uint8_t)mim_rng_below(&r, 30);
         for (int a = y; a < y + s; a++)
             for (int b = x; b < x + s; b++) img[a * W + b] = 200 + (uint8_t)mim_rng_below(&r, 50);
         lab[i] = (uint8_t)(s - 3);
-        gzwrite(f, img, (unsigned)(H * W));
     }
-    gzclose(f);
-    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte.gz", dir);
-    f = gzopen(p, "wb");
-    uint8_t lh[8] = {0, 0, 8, 1, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    gzwrite(f, lh, 8);
-    gzwrite(f, lab, (unsigned)n);
-    gzclose(f);
+    tu_write_idx(dir, "train", n, H, W, px, lab);
 }
 
 static mim_pretrain_args base_args(const char* data, const char* out) {

@@ -21,26 +21,13 @@
 static char tmpdir[256], data[512], bin[512];
 
 static void write_idx(const char* dir, int n, int H, int W) {
-    char p[600];
     mim_rng r;
     mim_rng_seed(&r, 9);
-    uint8_t* img = tu_alloc_bytes((size_t)H * W);
-    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
-    gzFile f = gzopen(p, "wb");
-    uint8_t hdr[16] = {0, 0, 8, 3, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n,
-                       0, 0, 0, (uint8_t)H, 0, 0, 0, (uint8_t)W};
-    gzwrite(f, hdr, 16);
-    for (int i = 0; i < n; i++) {
-        for (int k = 0; k < H * W; k++) img[k] = (uint8_t)mim_rng_below(&r, 256);
-        gzwrite(f, img, (unsigned)(H * W));
-    }
-    gzclose(f);
-    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte.gz", dir);
-    f = gzopen(p, "wb");
-    uint8_t lh[8] = {0, 0, 8, 1, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    gzwrite(f, lh, 8);
-    for (int i = 0; i < n; i++) { uint8_t l = (uint8_t)(i % 10); gzwrite(f, &l, 1); }
-    gzclose(f);
+    uint8_t* px = tu_alloc_bytes((size_t)n * H * W);
+    uint8_t* lab = tu_alloc_bytes((size_t)n);
+    for (size_t k = 0; k < (size_t)n * H * W; k++) px[k] = (uint8_t)mim_rng_below(&r, 256);
+    for (int i = 0; i < n; i++) lab[i] = (uint8_t)(i % 10);
+    tu_write_idx(dir, "train", n, H, W, px, lab);
 }
 
 // Starts `mimscale pretrain` with the common tiny config plus extra flags;

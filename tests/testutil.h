@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/check.h"
 #include "core/rng.h"
@@ -204,4 +205,29 @@ static int tu_run_torch_ref(const char* script, char* out_path, size_t n) {
     if (code == TU_SKIP || code == 126 || code == 127) return 1;
     fprintf(stderr, "reference script failed (status %d): %s\n", code, cmd);
     return -1;
+}
+
+// ---------------------------------------------------------------- data sets
+// Writes DIR/SPLIT-images-idx3-ubyte.gz and DIR/SPLIT-labels-idx1-ubyte.gz
+// (the Fashion-MNIST layout the IDX source reads) from pixels (n, H, W) and
+// labels (n). H and W must be < 256.
+__attribute__((unused))
+static void tu_write_idx(const char* dir, const char* split, int n, int H, int W,
+                         const uint8_t* pixels, const uint8_t* labels) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", dir, split);
+    gzFile f = gzopen(p, "wb");
+    CHECK(f != NULL);
+    uint8_t hdr[16] = {0, 0, 8, 3, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n,
+                       0, 0, 0, (uint8_t)H, 0, 0, 0, (uint8_t)W};
+    gzwrite(f, hdr, 16);
+    gzwrite(f, pixels, (unsigned)((size_t)n * H * W));
+    gzclose(f);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte.gz", dir, split);
+    f = gzopen(p, "wb");
+    CHECK(f != NULL);
+    uint8_t lh[8] = {0, 0, 8, 1, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    gzwrite(f, lh, 8);
+    gzwrite(f, labels, (unsigned)n);
+    gzclose(f);
 }
