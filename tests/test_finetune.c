@@ -113,8 +113,8 @@ int main(void) {
     mim_finetune_result r;
     rc = mim_finetune_run(&f, &r);
     TU_CHECK(rc == 0, "fine-tune from the checkpoint at 20x20: %s", rc ? mim_err_msg() : "ok");
-    printf("fine-tuned: top-1 %.1f%%, best %.1f%%, %lld steps, %.1f s\n", r.top1, r.best_top1, (long long)r.steps, r.seconds);
-    TU_CHECK(r.best_top1 > 80.0f && r.top5 == 100.0f, "fine-tuning learns the easy task: best top-1 %.1f%% (> 80)", r.best_top1);
+    printf("fine-tuned: top-1 %.3f, best %.3f, %lld steps, %.1f s\n", r.top1, r.best_top1, (long long)r.steps, r.seconds);
+    TU_CHECK(r.best_top1 > 0.8f && r.top5 == 1.0f, "fine-tuning learns the easy task: best top-1 %.3f (> 0.8)", r.best_top1);
     snprintf(p, sizeof p, "%s/checkpoint-best.safetensors", ft);
     mim_st* s;
     if (TU_CHECK(mim_st_open(&s, p) == 0, "best checkpoint written")) {
@@ -135,7 +135,7 @@ int main(void) {
     g.aa = "none"; g.mixup = 0; g.cutmix = 0; g.reprob = 0; g.out = sc;
     rc = mim_finetune_run(&g, &r);
     TU_CHECK(rc == 0, "train from scratch: %s", rc ? mim_err_msg() : "ok");
-    TU_CHECK(r.best_top1 > 80.0f, "scratch baseline learns too: best top-1 %.1f%%", r.best_top1);
+    TU_CHECK(r.best_top1 > 0.8f, "scratch baseline learns too: best top-1 %.3f", r.best_top1);
     // bad input
     f.ckpt = "/nonexistent/model.safetensors";
     rc = mim_finetune_run(&f, &r);

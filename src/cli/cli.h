@@ -9,4 +9,5 @@ int cmd_pack(int argc, char** argv);
 int cmd_knn(int argc, char** argv);
 int cmd_linprobe(int argc, char** argv);
 int cmd_finetune(int argc, char** argv);
+int cmd_study(int argc, char** argv);
 int cmd_reconstruct(int argc, char** argv);

@@ -71,7 +71,7 @@ int cmd_finetune(int argc, char** argv) {
     mim_finetune_result res;
     rc = mim_finetune_run(&a, &res);
     if (rc) { fprintf(stderr, "\nerror: %s\n", mim_err_msg()); return 1; }
-    printf("{\"top1\": %.2f, \"top5\": %.2f, \"best_top1\": %.2f, \"steps\": %lld, \"seconds\": %.1f}\n", res.top1,
+    printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"steps\": %lld, \"seconds\": %.1f}\n", res.top1,
            res.top5, res.best_top1, (long long)res.steps, res.seconds);
     return 0;
 }

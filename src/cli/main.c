@@ -16,6 +16,7 @@ static const command commands[] = {
     {"linprobe", cmd_linprobe, "linear probe (BatchNorm + linear head, LARS) on frozen features"},
     {"finetune", cmd_finetune, "fine-tune the encoder with a linear head (MAE recipe), or train from scratch"},
     {"reconstruct", cmd_reconstruct, "PNG grid of MAE reconstructions (original | masked | output | output + visible)"},
+    {"study", cmd_study, "scaling studies: run a grid, report curves and fits"},
 };
 
 static void usage(void) {

@@ -240,8 +240,8 @@ static int evaluate(mim_mae* m, head* h, const mim_source_config* base, int glob
             c1 += rank == 0; c5 += rank < 5; seen++;
         }
     }
-    *top1 = seen ? 100.0f * c1 / seen : 0;
-    *top5 = seen ? 100.0f * c5 / seen : 0;
+    *top1 = seen ? (float)c1 / seen : 0;
+    *top5 = seen ? (float)c5 / seen : 0;
 out:
     free(imgs); free(labels);
     mim_source_close(s);
@@ -450,14 +450,14 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             if (best) { res->best_top1 = t1; if ((rc = save_model(best_path, &m, &h, a->global_pool))) goto done; }
             if ((rc = save_model(last_path, &m, &h, a->global_pool))) goto done;
             res->top1 = t1; res->top5 = t5;
-            fprintf(mf, "{\"epoch\": %.3f, \"step\": %lld, \"train_loss\": %.5f, \"lr\": %.4g, \"top1\": %.2f, "
-                        "\"top5\": %.2f, \"best_top1\": %.2f, \"time_s\": %.1f}\n",
+            fprintf(mf, "{\"epoch\": %.3f, \"step\": %lld, \"train_loss\": %.5f, \"lr\": %.4g, \"top1\": %.4f, "
+                        "\"top5\": %.4f, \"best_top1\": %.4f, \"time_s\": %.1f}\n",
                     (double)(step + 1) / spe, (long long)(step + 1), loss_acc / (nloss ? nloss : 1), hp.lr, t1, t5,
                     res->best_top1, now_s() - t0);
             fflush(mf);
             if (!a->quiet)
                 fprintf(stderr, "\nepoch %.2f: top-1 %.2f%% top-5 %.2f%% (best %.2f%%)\n", (double)(step + 1) / spe,
-                        t1, t5, res->best_top1);
+                        100 * t1, 100 * t5, 100 * res->best_top1);
             loss_acc = 0; nloss = 0;
         }
         res->steps = step + 1;

@@ -33,7 +33,7 @@ typedef struct {
 } mim_finetune_args;
 
 typedef struct {
-    float top1, top5;          // at the end
+    float top1, top5;          // at the end, as fractions in [0, 1] (like knn and linprobe)
     float best_top1;
     int64_t steps;
     double seconds;

@@ -1,0 +1,648 @@
+// runner.c: `mimscale study run`: prepares the data (pack, index, subset
+// files), then runs each grid point that has no results row yet as
+// subprocesses of the mimscale binary (pretrain --resume, then the
+// evaluations), appending one row per run to results.jsonl.
+//
+// Crash safety: pretrain resumes from its last checkpoint (--resume);
+// pretrain.done marks a finished pre-training; a finished evaluation leaves
+// <eval>.json (written by rename), anything else is re-run. The row is the
+// last thing written for a run, in one append, so a killed study either has
+// the row (the run is skipped) or not (the run continues from its files).
+// Children get SIGKILL when the runner dies (PR_SET_PDEATHSIG), so a re-run
+// never races an orphan writing into the same run folder; a lock file keeps
+// two runners off one study folder.
+#include "study/study.h"
+#include "study/results.h"
+#include "core/check.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+// snprintf for paths and arguments; truncation is checked where it matters
+// (paths are bounded by the study folder, itself bounded at resolve time).
+static void pathf(char* buf, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+static void pathf(char* buf, size_t cap, const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int exists(const char* p) { struct stat st; return stat(p, &st) == 0; }
+
+static int mkdir_p(const char* path) {
+    char buf[4096];
+    pathf(buf, sizeof buf, "%s", path);
+    for (char* p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) && errno != EEXIST) return mim_err(MIM_EIO, "cannot create %s: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) && errno != EEXIST) return mim_err(MIM_EIO, "cannot create %s: %s", buf, strerror(errno));
+    return 0;
+}
+
+// Writes text to path atomically (tmp + fsync + rename).
+static int write_atomic(const char* path, const char* text) {
+    char tmp[4200];
+    pathf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE* f = fopen(tmp, "w");
+    if (!f) return mim_err(MIM_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    int ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path)) { unlink(tmp); return mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); }
+    return 0;
+}
+
+static char* read_text(const char* path, off_t from) {
+    FILE* f = fopen(path, "rb");
+    if (!f) return NULL;
+    if (from > 0 && fseeko(f, from, SEEK_SET)) { fclose(f); return NULL; }
+    size_t cap = 4096, n = 0;
+    char* b = malloc(cap);
+    while (b) {
+        if (n + 4096 + 1 > cap) { char* nb = realloc(b, cap *= 2); if (!nb) { free(b); b = NULL; break; } b = nb; }
+        size_t r = fread(b + n, 1, 4096, f);
+        n += r;
+        if (r < 4096) break;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    return b;
+}
+
+void mim_study_opts_resolve(const mim_study* s, const mim_study_opts* o, mim_study_opts* res, char* outbuf,
+                            size_t outcap, char* binbuf, size_t bincap) {
+    *res = *o;
+    if (!o->out || !o->out[0]) { pathf(outbuf, outcap, "runs/study-%s", s->name); res->out = outbuf; }
+    if (!o->bin || !o->bin[0]) {
+        const char* env = getenv("MIMSCALE_BIN");
+        if (env && env[0]) pathf(binbuf, bincap, "%s", env);
+        else {
+            ssize_t n = readlink("/proc/self/exe", binbuf, bincap - 1);
+            if (n < 0) n = 0;
+            binbuf[n] = 0;
+            if (!n) pathf(binbuf, bincap, "mimscale");
+        }
+        res->bin = binbuf;
+    }
+}
+
+// ---------------------------------------------------------------- subprocess
+static void log_cmd(int fd, char** argv) {
+    time_t t = time(NULL);
+    char ts[64];
+    strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", localtime(&t));
+    dprintf(fd, "\n[%s] $", ts);
+    for (char** a = argv; *a; a++) dprintf(fd, " %s", *a);
+    dprintf(fd, "\n");
+}
+
+// Runs argv with stdout and stderr appended to log_path; *log_off gets the
+// log's size before the command. Returns the exit status (128 + signal when
+// killed), or a negative code when it could not be started.
+static int run_cmd(char** argv, const char* log_path, off_t* log_off) {
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return mim_err(MIM_EIO, "cannot open log %s: %s", log_path, strerror(errno));
+    log_cmd(fd, argv);
+    if (log_off) *log_off = lseek(fd, 0, SEEK_END);
+    fflush(stdout); fflush(stderr);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) { close(fd); return mim_err(MIM_EIO, "fork failed: %s", strerror(errno)); }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        dup2(fd, 1); dup2(fd, 2);
+        execvp(argv[0], argv);
+        dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return mim_err(MIM_EIO, "waitpid failed: %s", strerror(errno));
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// The last non-empty line of the log from off (for failure reasons).
+static void last_line(const char* log_path, off_t off, char* out, size_t cap) {
+    out[0] = 0;
+    char* t = read_text(log_path, off);
+    if (!t) return;
+    char* end = t + strlen(t);
+    while (end > t && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ')) *--end = 0;
+    char* beg = end;
+    while (beg > t && beg[-1] != '\n' && beg[-1] != '\r') beg--;
+    pathf(out, cap, "%s", beg);
+    free(t);
+}
+
+// The last line of the log (from off) that parses as a JSON object with "top1".
+static cJSON* final_json(const char* log_path, off_t off) {
+    char* t = read_text(log_path, off);
+    if (!t) return NULL;
+    cJSON* best = NULL;
+    for (char* line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+        while (*line == ' ' || *line == '\r') line++;
+        if (*line != '{') continue;
+        cJSON* j = cJSON_Parse(line);
+        if (j && cJSON_IsObject(j) && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "top1"))) { cJSON_Delete(best); best = j; }
+        else cJSON_Delete(j);
+    }
+    free(t);
+    return best;
+}
+
+// --------------------------------------------------------------- data setup
+static int prep_cmd(char** argv, const char* log, const char* what) {
+    int rc = run_cmd(argv, log, NULL);
+    if (rc < 0) return rc;
+    if (rc) {
+        char ll[512];
+        last_line(log, 0, ll, sizeof ll);
+        return mim_err(MIM_EIO, "%s failed (exit %d, log %s): %s", what, rc, log, ll);
+    }
+    return 0;
+}
+
+static const char* idx_file(const char* dir, const char* stem, char* buf, size_t cap) {
+    pathf(buf, cap, "%s/%s.gz", dir, stem);
+    if (exists(buf)) return buf;
+    pathf(buf, cap, "%s/%s", dir, stem);
+    return buf;
+}
+
+static int prepare_data(const mim_study* s, const mim_study_opts* o, const mim_study_paths* p, int quiet) {
+    char dir[4096], log[4200], buf[4200], a1[4200], a2[4200];
+    pathf(dir, sizeof dir, "%s/data", o->out);
+    int rc = mkdir_p(p->subset_dir);
+    if (rc) return rc;
+    pathf(log, sizeof log, "%s/prepare.log", dir);
+    if (s->idx_dir) {
+        pathf(buf, sizeof buf, "%s/.packed", dir);
+        if (!exists(buf)) {
+            if (!quiet) fprintf(stderr, "study: packing %s into shards (once)\n", s->idx_dir);
+            const char* splits[2][3] = {{"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "train"},
+                                        {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "eval"}};
+            for (int i = 0; i < 2; i++) {
+                char img[4200], lab[4200], prefix[4200];
+                idx_file(s->idx_dir, splits[i][0], img, sizeof img);
+                idx_file(s->idx_dir, splits[i][1], lab, sizeof lab);
+                if (!exists(img)) return mim_err(MIM_ENOTFOUND, "data.idx: %s not found (Debian: apt install dataset-fashion-mnist)", img);
+                pathf(prefix, sizeof prefix, "%s/%s", dir, splits[i][2]);
+                pathf(a1, sizeof a1, "--labels=%s", lab);
+                pathf(a2, sizeof a2, "--out=%s", prefix);
+                char per[64];
+                // eval_size: the first shard holds exactly the eval set (pack keeps IDX order).
+                pathf(per, sizeof per, "--per-shard=%lld", (long long)(i == 1 && s->eval_size > 0 ? s->eval_size : 10000));
+                char* argv[] = {(char*)o->bin, "pack", img, a1, a2, per, NULL};
+                if ((rc = prep_cmd(argv, log, "mimscale pack"))) return rc;
+            }
+            if ((rc = write_atomic(buf, "packed\n"))) return rc;
+        }
+    }
+    const char* pats[2] = {s->shards, s->eval_shards};
+    const char* idxs[2] = {p->index, p->eval_index};
+    char defpat[2][4200];
+    if (s->idx_dir) {
+        pathf(defpat[0], sizeof defpat[0], "%s/train-*.tar", dir);
+        pathf(defpat[1], sizeof defpat[1], s->eval_size > 0 ? "%s/eval-000000.tar" : "%s/eval-*.tar", dir);
+        pats[0] = defpat[0]; pats[1] = defpat[1];
+    }
+    for (int i = 0; i < 2; i++) {
+        if (exists(idxs[i])) continue;
+        if (!pats[i]) return mim_err(MIM_ENOTFOUND, "%s: %s does not exist and data.%s is not given to build it",
+                                     s->path, idxs[i], i ? "eval_shards" : "shards");
+        if (!quiet) fprintf(stderr, "study: indexing %s -> %s\n", pats[i], idxs[i]);
+        pathf(a2, sizeof a2, "--out=%s", idxs[i]);
+        char* argv[] = {(char*)o->bin, "index", (char*)pats[i], a2, "--quiet", NULL};
+        if ((rc = prep_cmd(argv, log, "mimscale index"))) return rc;
+    }
+    // The fixed probe set of knn / linprobe.
+    if (s->probe_size > 0) {
+        mim_study_probe_path(s, p, buf, sizeof buf);
+        if (!exists(buf)) {
+            char a3[64], a4[64], a5[4200];
+            pathf(a1, sizeof a1, "--sizes=%lld", (long long)s->probe_size);
+            pathf(a3, sizeof a3, "--strategy=stratified");
+            pathf(a4, sizeof a4, "--seed=%" PRIu64, s->subset_seed);
+            pathf(a5, sizeof a5, "--out=%s/probe", p->subset_dir);
+            char* argv[] = {(char*)o->bin, "subset", (char*)p->index, a1, a3, a4, a5, "--quiet", NULL};
+            if ((rc = prep_cmd(argv, log, "mimscale subset (probe set)"))) return rc;
+            if (!exists(buf)) return mim_err(MIM_ENOTFOUND, "mimscale subset did not write %s (see %s)", buf, log);
+        }
+    }
+    // Subset files, one `mimscale subset` per strategy for the sizes missing.
+    for (int i = 0; i < s->nsubsets; i++) {
+        int first = 1;
+        for (int k = 0; k < i; k++) first &= strcmp(s->subsets[k].strategy, s->subsets[i].strategy) != 0;
+        if (!first) continue;
+        char sizes[4096] = "";
+        size_t n = 0;
+        for (int k = i; k < s->nsubsets; k++) {
+            if (strcmp(s->subsets[k].strategy, s->subsets[i].strategy)) continue;
+            mim_study_run r = {.subset = k, .size = s->subsets[k].size};
+            mim_study_subset_path(s, p, &r, buf, sizeof buf);
+            if (exists(buf)) continue;
+            n += (size_t)snprintf(sizes + n, sizeof sizes - n, "%s%" PRId64, n ? "," : "", s->subsets[k].size);
+            if (n >= sizeof sizes) return mim_err(MIM_EARG, "too many subset sizes");
+        }
+        if (!n) continue;
+        if (!quiet) fprintf(stderr, "study: subset files %s %s\n", s->subsets[i].strategy, sizes);
+        char a3[64], a4[64], a5[4200], a6[4200];
+        pathf(a1, sizeof a1, "--sizes=%s", sizes);
+        pathf(a3, sizeof a3, "--strategy=%s", s->subsets[i].strategy);
+        pathf(a4, sizeof a4, "--seed=%" PRIu64, s->subset_seed);
+        pathf(a5, sizeof a5, "--out=%s/train", p->subset_dir);
+        pathf(a6, sizeof a6, "%s", p->index);
+        char* argv[] = {(char*)o->bin, "subset", a6, a1, a3, a4, a5, "--quiet", NULL};
+        if ((rc = prep_cmd(argv, log, "mimscale subset"))) return rc;
+        for (int k = i; k < s->nsubsets; k++) {
+            if (strcmp(s->subsets[k].strategy, s->subsets[i].strategy)) continue;
+            mim_study_run r = {.subset = k, .size = s->subsets[k].size};
+            mim_study_subset_path(s, p, &r, buf, sizeof buf);
+            if (!exists(buf)) return mim_err(MIM_ENOTFOUND, "mimscale subset did not write %s (is the data set smaller than %" PRId64 "? see %s)", buf, s->subsets[k].size, log);
+        }
+    }
+    return 0;
+}
+
+// ------------------------------------------------------------------ one run
+// Pre-training metrics: last loss, mean of the last 5 logged losses, last step and time.
+static void pretrain_metrics(const char* run_dir, cJSON* row) {
+    char path[4200];
+    pathf(path, sizeof path, "%s/pretrain/metrics.jsonl", run_dir);
+    char* t = read_text(path, 0);
+    if (!t) return;
+    double last5[5];
+    int n = 0;
+    double tsec = -1, step = -1;
+    for (char* line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON* j = cJSON_Parse(line);
+        const cJSON* l = cJSON_GetObjectItemCaseSensitive(j, "loss");
+        if (cJSON_IsNumber(l)) {
+            last5[n % 5] = l->valuedouble; n++;
+            const cJSON* ts = cJSON_GetObjectItemCaseSensitive(j, "time_s");
+            const cJSON* st = cJSON_GetObjectItemCaseSensitive(j, "step");
+            if (cJSON_IsNumber(ts)) tsec = ts->valuedouble;
+            if (cJSON_IsNumber(st)) step = st->valuedouble;
+        }
+        cJSON_Delete(j);
+    }
+    free(t);
+    if (!n) return;
+    double sum = 0;
+    int m = n < 5 ? n : 5;
+    for (int i = 0; i < m; i++) sum += last5[i];
+    cJSON_AddNumberToObject(row, "final_loss", last5[(n - 1) % 5]);
+    cJSON_AddNumberToObject(row, "final_loss_avg", sum / m);
+    if (tsec >= 0) cJSON_AddNumberToObject(row, "pretrain_s", tsec);
+    if (step >= 0) cJSON_AddNumberToObject(row, "last_logged_step", step);
+}
+
+static cJSON* base_row(const mim_study* s, const mim_study_run* r) {
+    const mim_study_model* m = &s->models[r->model];
+    cJSON* j = cJSON_CreateObject();
+    CHECK(j);
+    cJSON_AddStringToObject(j, "id", r->id);
+    cJSON_AddStringToObject(j, "study", s->name);
+    cJSON_AddStringToObject(j, "kind", r->kind == MIM_RUN_MIM ? "mim" : "scratch");
+    cJSON_AddStringToObject(j, "status", "ok");
+    cJSON_AddStringToObject(j, "model", m->label);
+    cJSON_AddStringToObject(j, "preset", m->preset);
+    cJSON_AddNumberToObject(j, "patch", m->patch);
+    cJSON_AddNumberToObject(j, "dec_dim", m->dec_dim);
+    cJSON_AddNumberToObject(j, "dec_depth", m->dec_depth);
+    cJSON_AddNumberToObject(j, "dec_heads", m->dec_heads);
+    cJSON_AddNumberToObject(j, "img", s->img);
+    cJSON_AddNumberToObject(j, "in_chans", s->in_chans);
+    cJSON_AddStringToObject(j, "target", r->kind == MIM_RUN_MIM ? mim_target_name(r->target) : "none");
+    cJSON_AddStringToObject(j, "strategy", s->subsets[r->subset].strategy);
+    cJSON_AddNumberToObject(j, "size", (double)r->size);
+    cJSON_AddNumberToObject(j, "subset_seed", (double)s->subset_seed);
+    cJSON_AddNumberToObject(j, "seed", (double)r->seed);
+    cJSON_AddNumberToObject(j, "eval_size", (double)s->eval_size);
+    cJSON_AddNumberToObject(j, "probe_size", (double)s->probe_size);
+    if (r->kind == MIM_RUN_MIM) {
+        cJSON_AddStringToObject(j, "budget_kind", mim_budget_name(s->budget_kind));
+        cJSON_AddNumberToObject(j, "budget", s->budget);
+        cJSON_AddNumberToObject(j, "batch", s->batch);
+        cJSON_AddNumberToObject(j, "blr", s->blr);
+        cJSON_AddNumberToObject(j, "steps", (double)r->steps);
+        cJSON_AddNumberToObject(j, "epochs", r->epochs);
+        cJSON_AddNumberToObject(j, "images_seen", (double)r->images_seen);
+        cJSON_AddNumberToObject(j, "params", (double)mim_config_params_total(&r->cfg));
+        cJSON_AddNumberToObject(j, "flops_per_image", r->flops_per_image);
+    } else {
+        cJSON_AddNumberToObject(j, "params", (double)mim_config_params_encoder(&r->cfg));
+    }
+    cJSON_AddNumberToObject(j, "flops", r->flops);
+    return j;
+}
+
+static void add_reason(char* reason, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+static void add_reason(char* reason, size_t cap, const char* fmt, ...) {
+    size_t n = strlen(reason);
+    if (n && n + 3 < cap) { strcat(reason, "; "); n += 2; }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason + n, cap - n, fmt, ap);
+    va_end(ap);
+}
+
+// Runs (or finishes) run r; returns its row (status ok or failed).
+static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_study_paths* p, const mim_study_run* r,
+                     const char* progress) {
+    double t0 = now_s();
+    char run_dir[4200], buf[4400], log[4400], subset[4400], ckpt[4600], reason[2048] = "";
+    pathf(run_dir, sizeof run_dir, "%s/runs/%s", o->out, r->id);
+    mim_study_subset_path(s, p, r, subset, sizeof subset);
+    cJSON* row = base_row(s, r);
+    int failed = 0;
+    if (mkdir_p(run_dir)) { add_reason(reason, sizeof reason, "%s", mim_err_msg()); failed = 1; goto finish; }
+    ckpt[0] = 0;
+    if (r->kind == MIM_RUN_MIM) {
+        char done[4400];
+        pathf(done, sizeof done, "%s/pretrain.done", run_dir);
+        if (!exists(done)) {
+            if (!o->quiet) fprintf(stderr, "%s %s: pretrain (%" PRId64 " steps)\n", progress, r->id, r->steps);
+            char** argv = mim_study_pretrain_argv(s, r, p, o->bin, run_dir, subset);
+            if (!argv) { add_reason(reason, sizeof reason, "%s", mim_err_msg()); failed = 1; goto finish; }
+            pathf(log, sizeof log, "%s/pretrain.log", run_dir);
+            off_t off = 0;
+            int rc = run_cmd(argv, log, &off);
+            mim_argv_free(argv);
+            if (rc) {
+                char ll[512];
+                if (rc < 0) pathf(ll, sizeof ll, "%s", mim_err_msg()); else last_line(log, off, ll, sizeof ll);
+                add_reason(reason, sizeof reason, "pretrain exited with status %d (runs/%s/pretrain.log): %s", rc, r->id, ll);
+                failed = 1;
+                goto finish;
+            }
+            if (write_atomic(done, "done\n")) { add_reason(reason, sizeof reason, "%s", mim_err_msg()); failed = 1; goto finish; }
+        }
+        pretrain_metrics(run_dir, row);
+        pathf(buf, sizeof buf, "%s/pretrain/latest", run_dir);
+        char* latest = read_text(buf, 0);
+        if (latest) latest[strcspn(latest, "\r\n")] = 0;
+        if (!latest || !latest[0]) { add_reason(reason, sizeof reason, "pretrain left no checkpoint (%s)", buf); free(latest); failed = 1; goto finish; }
+        pathf(ckpt, sizeof ckpt, "%s/pretrain/%s/model.safetensors", run_dir, latest);
+        free(latest);
+    }
+    for (int e = 0; e < MIM_EVAL_COUNT; e++) {
+        if (!s->evals[e]) continue;
+        if ((r->kind == MIM_RUN_MIM) == (e == MIM_EVAL_SCRATCH)) continue;   // scratch is its own run
+        const char* en = mim_eval_name((mim_eval_kind)e);
+        char jpath[4400];
+        pathf(jpath, sizeof jpath, "%s/%s.json", run_dir, en);
+        char* cached = read_text(jpath, 0);
+        cJSON* res = cached ? cJSON_Parse(cached) : NULL;
+        free(cached);
+        if (!res) {
+            if (!o->quiet) fprintf(stderr, "%s %s: %s\n", progress, r->id, en);
+            char** argv = mim_study_eval_argv(s, r, (mim_eval_kind)e, p, o->bin, run_dir, subset, ckpt);
+            if (!argv) { add_reason(reason, sizeof reason, "%s", mim_err_msg()); failed = 1; continue; }
+            pathf(log, sizeof log, "%s/%s.log", run_dir, en);
+            off_t off = 0;
+            int rc = run_cmd(argv, log, &off);
+            mim_argv_free(argv);
+            if (rc == 0) res = final_json(log, off);
+            if (!res) {
+                char ll[512];
+                if (rc < 0) pathf(ll, sizeof ll, "%s", mim_err_msg()); else last_line(log, off, ll, sizeof ll);
+                if (rc) add_reason(reason, sizeof reason, "%s exited with status %d (runs/%s/%s.log): %s", en, rc, r->id, en, ll);
+                else add_reason(reason, sizeof reason, "%s printed no final JSON line with \"top1\" (runs/%s/%s.log)", en, r->id, en);
+                failed = 1;
+                continue;
+            }
+            char* txt = cJSON_PrintUnformatted(res);
+            if (txt) {
+                char* line = malloc(strlen(txt) + 2);
+                if (line) { sprintf(line, "%s\n", txt); write_atomic(jpath, line); free(line); }
+                free(txt);
+            }
+        }
+        // Accuracies in [0, 1] in the row; a command that prints percentages
+        // (top1 > 1: no 10-class model is below 1%) is rescaled.
+        static const char* keys[] = {"top1", "top5", "best_top1"};
+        const cJSON* t1 = cJSON_GetObjectItemCaseSensitive(res, "top1");
+        double scale = cJSON_IsNumber(t1) && t1->valuedouble > 1.0 ? 0.01 : 1.0;
+        for (int k = 0; k < 3; k++) {
+            const cJSON* v = cJSON_GetObjectItemCaseSensitive(res, keys[k]);
+            if (!cJSON_IsNumber(v)) continue;
+            pathf(buf, sizeof buf, "%s_%s", en, keys[k]);
+            cJSON_AddNumberToObject(row, buf, v->valuedouble * scale);
+        }
+        cJSON_Delete(res);
+    }
+finish:
+    if (failed) {
+        cJSON_ReplaceItemInObjectCaseSensitive(row, "status", cJSON_CreateString("failed"));
+        cJSON_AddStringToObject(row, "reason", reason);
+    }
+    cJSON_AddNumberToObject(row, "wall_s", now_s() - t0);
+    time_t t = time(NULL);
+    char ts[64];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", localtime(&t));
+    cJSON_AddStringToObject(row, "finished_at", ts);
+    return row;
+}
+
+// ------------------------------------------------------------------ the plan
+static void fmt_time(double s, char* out, size_t cap) {
+    if (!isfinite(s) || s < 0) pathf(out, cap, "?");
+    else if (s < 90) pathf(out, cap, "%.0fs", s);
+    else if (s < 5400) pathf(out, cap, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
+    else pathf(out, cap, "%.0fh%02.0fm", floor(s / 3600), fmod(s / 60, 60));
+}
+
+static const char* run_state(const mim_results* res, const char* out, const mim_study_run* r) {
+    cJSON* row = mim_results_find(res, r->id);
+    if (row) {
+        const cJSON* st = cJSON_GetObjectItemCaseSensitive(row, "status");
+        return cJSON_IsString(st) && !strcmp(st->valuestring, "ok") ? "done" : "failed";
+    }
+    char d[4400];
+    pathf(d, sizeof d, "%s/runs/%s", out, r->id);
+    return exists(d) ? "partial" : "todo";
+}
+
+static int print_plan(const mim_study* s, const mim_study_opts* o, const mim_study_run* runs, int n, const mim_results* res, double gflops) {
+    printf("study %s (%s): %d runs = %d seeds x %d subsets x %d models x %d targets%s; budget %g %s per run\n", s->name, s->path, n,
+           s->nseeds, s->nsubsets, s->nmodels, s->ntargets, s->evals[MIM_EVAL_SCRATCH] ? " + scratch baselines" : "",
+           s->budget, mim_budget_name(s->budget_kind));
+    printf("folder %s; estimates at %.1f GFLOP/s\n\n", o->out, gflops);
+    printf("%-52s %-7s %8s %8s %10s %11s %9s\n", "run", "state", "steps", "epochs", "images", "PFLOP(pre)", "est.time");
+    double tot = 0, left = 0;
+    int ndone = 0;
+    for (int i = 0; i < n; i++) {
+        const mim_study_run* r = &runs[i];
+        const char* st = run_state(res, o->out, r);
+        char tm[32];
+        fmt_time(r->est_flops / (gflops * 1e9), tm, sizeof tm);
+        if (r->kind == MIM_RUN_MIM)
+            printf("%-52s %-7s %8" PRId64 " %8.2f %10" PRId64 " %11.4f %9s\n", r->id, st, r->steps, r->epochs, r->images_seen, r->flops / 1e15, tm);
+        else
+            printf("%-52s %-7s %8s %8s %10s %11.4f %9s\n", r->id, st, "-", "-", "-", r->flops / 1e15, tm);
+        tot += r->est_flops;
+        if (strcmp(st, "done")) left += r->est_flops; else ndone++;
+    }
+    char t1[32], t2[32];
+    fmt_time(tot / (gflops * 1e9), t1, sizeof t1);
+    fmt_time(left / (gflops * 1e9), t2, sizeof t2);
+    printf("\ntotal %.3f PFLOP (evaluations included), about %s; %d/%d done, %s left\n", tot / 1e15, t1, ndone, n, t2);
+    return 0;
+}
+
+// The results so far, one line per run, on stdout.
+static void print_table(const mim_study* s, const mim_study_run* runs, int n, const mim_results* res) {
+    printf("\n%-14s %-10s %-10s %7s %-7s %8s", "model", "target", "strategy", "size", "status", "loss");
+    for (int e = 0; e < MIM_EVAL_COUNT; e++) if (s->evals[e]) printf(" %9s", mim_eval_name((mim_eval_kind)e));
+    printf(" %8s\n", "wall_s");
+    for (int i = 0; i < n; i++) {
+        const mim_study_run* r = &runs[i];
+        const cJSON* row = mim_results_find(res, r->id);
+        const cJSON* st = row ? cJSON_GetObjectItemCaseSensitive(row, "status") : NULL;
+        const cJSON* l = row ? cJSON_GetObjectItemCaseSensitive(row, "final_loss_avg") : NULL;
+        const cJSON* w = row ? cJSON_GetObjectItemCaseSensitive(row, "wall_s") : NULL;
+        printf("%-14s %-10s %-10s %7lld %-7s", s->models[r->model].label, r->kind == MIM_RUN_MIM ? mim_target_name(r->target) : "(scratch)",
+               s->subsets[r->subset].strategy, (long long)r->size, cJSON_IsString(st) ? st->valuestring : "missing");
+        if (cJSON_IsNumber(l)) printf(" %8.4f", l->valuedouble); else printf(" %8s", "-");
+        for (int e = 0; e < MIM_EVAL_COUNT; e++) {
+            if (!s->evals[e]) continue;
+            char key[64];
+            pathf(key, sizeof key, "%s_top1", mim_eval_name((mim_eval_kind)e));
+            const cJSON* v = row ? cJSON_GetObjectItemCaseSensitive(row, key) : NULL;
+            if (cJSON_IsNumber(v)) printf(" %8.2f%%", 100 * v->valuedouble); else printf(" %9s", "-");
+        }
+        if (cJSON_IsNumber(w)) printf(" %8.0f\n", w->valuedouble); else printf(" %8s\n", "-");
+    }
+    fflush(stdout);
+}
+
+// Training speed measured from finished rows (FLOPs / wall seconds), or 0.
+static double measured_gflops(const mim_study* s, const mim_study_run* runs, int n, const mim_results* res) {
+    double fl = 0, sec = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON* row = mim_results_find(res, runs[i].id);
+        const cJSON* w = row ? cJSON_GetObjectItemCaseSensitive(row, "wall_s") : NULL;
+        const cJSON* st = row ? cJSON_GetObjectItemCaseSensitive(row, "status") : NULL;
+        if (!cJSON_IsNumber(w) || !cJSON_IsString(st) || strcmp(st->valuestring, "ok") || w->valuedouble < 1) continue;
+        fl += runs[i].est_flops; sec += w->valuedouble;
+    }
+    return sec > 0 ? fl / sec / 1e9 : 0;
+}
+
+int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
+    char outbuf[2048], binbuf[2048];
+    mim_study_opts o;
+    mim_study_opts_resolve(s, oin, &o, outbuf, sizeof outbuf, binbuf, sizeof binbuf);
+    mim_study_run* runs = NULL;
+    int n = mim_study_expand(s, &runs);
+    if (n < 0) return n;
+    char rpath[4200], cpath[4200];
+    pathf(rpath, sizeof rpath, "%s/results.jsonl", o.out);
+    pathf(cpath, sizeof cpath, "%s/results.csv", o.out);
+    mim_results res;
+    int rc = mim_results_load(&res, rpath);
+    if (rc) { free(runs); return rc; }
+    if (res.torn) fprintf(stderr, "warning: %s: %d line(s) that do not parse were ignored (torn write?)\n", rpath, res.torn);
+    double gflops = o.gflops > 0 ? o.gflops : measured_gflops(s, runs, n, &res);
+    if (!(gflops > 0)) gflops = s->est_gflops;
+    if (o.dry_run) {
+        print_plan(s, &o, runs, n, &res, gflops);
+        mim_results_free(&res); free(runs);
+        return 0;
+    }
+    int lock = -1;
+    if ((rc = mkdir_p(o.out))) goto out;
+    char lpath[4200];
+    pathf(lpath, sizeof lpath, "%s/.lock", o.out);
+    lock = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB)) {
+        rc = mim_err(MIM_EIO, "%s is in use by another `mimscale study run` (lock %s)", o.out, lpath);
+        goto out;
+    }
+    mim_study_paths p;
+    mim_study_data_paths(s, o.out, &p);
+    if ((rc = prepare_data(s, &o, &p, o.quiet))) goto out;
+
+    int done = 0, failed = 0, attempted = 0;
+    double left = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON* row = mim_results_find(&res, runs[i].id);
+        const cJSON* st = row ? cJSON_GetObjectItemCaseSensitive(row, "status") : NULL;
+        int ok = cJSON_IsString(st) && !strcmp(st->valuestring, "ok");
+        if (ok) done++;
+        else if (row && !o.retry_failed) failed++;
+        else left += runs[i].est_flops;
+    }
+    if (!o.quiet)
+        fprintf(stderr, "study %s: %d runs, %d done, %d failed (kept%s), %d to run; folder %s\n", s->name, n, done, failed,
+                failed ? "; --retry-failed re-runs them" : "", n - done - failed, o.out);
+    double t_start = now_s(), flops_done = 0;
+    for (int i = 0; i < n; i++) {
+        const mim_study_run* r = &runs[i];
+        cJSON* old = mim_results_find(&res, r->id);
+        if (old) {
+            const cJSON* st = cJSON_GetObjectItemCaseSensitive(old, "status");
+            if ((cJSON_IsString(st) && !strcmp(st->valuestring, "ok")) || !o.retry_failed) continue;
+        }
+        if (o.max_runs && attempted >= o.max_runs) break;
+        attempted++;
+        double el = now_s() - t_start;
+        double speed = flops_done > 0 && el > 1 ? flops_done / el : gflops * 1e9;
+        char eta[32], prog[128];
+        fmt_time(left / speed, eta, sizeof eta);
+        pathf(prog, sizeof prog, "[%d/%d done, %d failed, ETA %s]", done, n, failed, eta);
+        cJSON* row = do_run(s, &o, &p, r, prog);
+        if ((rc = mim_results_append(rpath, row))) { cJSON_Delete(row); goto out; }
+        const cJSON* st = cJSON_GetObjectItemCaseSensitive(row, "status");
+        int ok = cJSON_IsString(st) && !strcmp(st->valuestring, "ok");
+        if (ok) done++;
+        else {
+            failed++;
+            const cJSON* why = cJSON_GetObjectItemCaseSensitive(row, "reason");
+            fprintf(stderr, "study: run %s FAILED: %s\n", r->id, cJSON_IsString(why) ? why->valuestring : "?");
+        }
+        mim_results_put(&res, row);
+        if ((rc = mim_results_write_csv(&res, cpath))) goto out;
+        left -= r->est_flops;
+        flops_done += r->est_flops;
+    }
+    if (!o.quiet) {
+        char t[32];
+        fmt_time(now_s() - t_start, t, sizeof t);
+        fprintf(stderr, "study %s: %d/%d runs done, %d failed, this session %s; results %s\n", s->name, done, n, failed, t, rpath);
+    }
+    rc = done == n ? 0 : 1;
+    if (res.n && !exists(cpath)) mim_results_write_csv(&res, cpath);
+    if (!o.quiet) print_table(s, runs, n, &res);
+out:
+    if (lock >= 0) close(lock);
+    mim_results_free(&res);
+    free(runs);
+    return rc;
+}

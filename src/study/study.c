@@ -1,0 +1,631 @@
+// study.c: the study file (JSON, cJSON) -> mim_study, the grid expansion
+// with deterministic run ids, and the command lines of each run.
+// Not the runner (runner.c) nor the report (report.c).
+#include "study/study.h"
+#include "core/check.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char* eval_names[MIM_EVAL_COUNT] = {"knn", "linprobe", "finetune", "scratch"};
+static const char* target_names[MIM_TARGET_COUNT] = {"pixel", "pixel-norm"};
+const char* mim_eval_name(mim_eval_kind e) { return e < MIM_EVAL_COUNT ? eval_names[e] : "?"; }
+const char* mim_target_name(mim_target t) { return t < MIM_TARGET_COUNT ? target_names[t] : "?"; }
+const char* mim_budget_name(mim_budget_kind b) { return b == MIM_BUDGET_IMAGES ? "images_seen" : "epochs"; }
+
+static char* dupstr(const char* s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char* d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+// ------------------------------------------------------------ field helpers
+// Each returns 0 or MIM_EARG/EFORMAT with "FILE: field X: why".
+typedef struct { const char* file; } ctx;
+
+static int bad(const ctx* c, const char* field, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(const ctx* c, const char* field, const char* fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return mim_err(MIM_EARG, "%s: field \"%s\": %s", c->file, field, msg);
+}
+
+// Optional number in [lo, hi]; absent leaves *v.
+static int get_num(const ctx* c, const cJSON* o, const char* key, const char* field, double lo, double hi, double* v) {
+    const cJSON* j = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!j) return 0;
+    if (!cJSON_IsNumber(j)) return bad(c, field, "expected a number");
+    if (!(j->valuedouble >= lo && j->valuedouble <= hi)) return bad(c, field, "%g is out of range [%g, %g]", j->valuedouble, lo, hi);
+    *v = j->valuedouble;
+    return 0;
+}
+static int get_int(const ctx* c, const cJSON* o, const char* key, const char* field, double lo, double hi, int* v) {
+    double d = *v;
+    int rc = get_num(c, o, key, field, lo, hi, &d);
+    if (rc) return rc;
+    if (d != floor(d)) return bad(c, field, "expected an integer, got %g", d);
+    *v = (int)d;
+    return 0;
+}
+static int get_str(const ctx* c, const cJSON* o, const char* key, const char* field, char** v) {
+    const cJSON* j = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!j) return 0;
+    if (!cJSON_IsString(j) || !j->valuestring[0]) return bad(c, field, "expected a non-empty string");
+    free(*v);
+    *v = dupstr(j->valuestring);
+    return *v ? 0 : mim_err(MIM_ENOMEM, "out of memory");
+}
+
+static int check_keys(const ctx* c, const cJSON* o, const char* field, const char* const* known) {
+    for (const cJSON* it = o ? o->child : NULL; it; it = it->next) {
+        int ok = 0;
+        for (int i = 0; known[i]; i++) ok |= !strcmp(it->string, known[i]);
+        if (!ok) {
+            char list[512] = "";
+            for (int i = 0; known[i]; i++) {
+                strncat(list, known[i], sizeof list - strlen(list) - 1);
+                if (known[i + 1]) strncat(list, ", ", sizeof list - strlen(list) - 1);
+            }
+            return bad(c, field, "unknown key \"%s\" (known: %s)", it->string, list);
+        }
+    }
+    return 0;
+}
+
+// A JSON object of flags {"k": 20, "norm-pix": true, "aa": "none"} -> "--k=20" ...
+static int argv_from_object(const ctx* c, const cJSON* o, const char* field, mim_argv_list* out) {
+    if (!o) return 0;
+    if (!cJSON_IsObject(o)) return bad(c, field, "expected an object of command flags, e.g. {\"epochs\": 10}");
+    int n = cJSON_GetArraySize(o);
+    out->argv = calloc((size_t)n + 1, sizeof(char*));
+    if (!out->argv) return mim_err(MIM_ENOMEM, "out of memory");
+    for (const cJSON* it = o->child; it; it = it->next) {
+        char val[256];
+        if (cJSON_IsNumber(it)) snprintf(val, sizeof val, "%.17g", it->valuedouble);
+        else if (cJSON_IsBool(it)) snprintf(val, sizeof val, "%d", cJSON_IsTrue(it) ? 1 : 0);
+        else if (cJSON_IsString(it)) snprintf(val, sizeof val, "%s", it->valuestring);
+        else return bad(c, field, "flag \"%s\" must be a number, boolean or string", it->string);
+        if (!it->string[0] || it->string[0] == '-') return bad(c, field, "flag names go without dashes (\"%s\")", it->string);
+        size_t len = strlen(it->string) + strlen(val) + 4;
+        char* a = malloc(len);
+        if (!a) return mim_err(MIM_ENOMEM, "out of memory");
+        snprintf(a, len, "--%s=%s", it->string, val);
+        out->argv[out->argc++] = a;
+    }
+    return 0;
+}
+
+static void argv_list_free(mim_argv_list* l) {
+    for (int i = 0; i < l->argc; i++) free(l->argv[i]);
+    free(l->argv);
+    l->argv = NULL; l->argc = 0;
+}
+
+void mim_study_free(mim_study* s) {
+    free(s->name); free(s->path); free(s->idx_dir); free(s->shards); free(s->eval_shards);
+    free(s->index); free(s->eval_index); free(s->subsets); free(s->models); free(s->seeds);
+    argv_list_free(&s->pretrain_extra);
+    for (int e = 0; e < MIM_EVAL_COUNT; e++) argv_list_free(&s->eval_extra[e]);
+    memset(s, 0, sizeof *s);
+}
+
+static const char* const strategies[] = {"random", "first", "stratified", NULL};
+
+static int parse_subset_entry(const ctx* c, const cJSON* e, const char* field, mim_study* s) {
+    static const char* const keys[] = {"sizes", "strategy", "strategies", NULL};
+    if (!cJSON_IsObject(e)) return bad(c, field, "expected an object {\"sizes\": [...], \"strategy\": \"random\"}");
+    int rc = check_keys(c, e, field, keys);
+    if (rc) return rc;
+    const cJSON* sizes = cJSON_GetObjectItemCaseSensitive(e, "sizes");
+    if (!cJSON_IsArray(sizes) || cJSON_GetArraySize(sizes) == 0) return bad(c, field, "\"sizes\" must be a non-empty array of image counts");
+    const cJSON* st1 = cJSON_GetObjectItemCaseSensitive(e, "strategy");
+    const cJSON* stn = cJSON_GetObjectItemCaseSensitive(e, "strategies");
+    if (st1 && stn) return bad(c, field, "give \"strategy\" or \"strategies\", not both");
+    const char* names[8];
+    int nst = 0;
+    if (!st1 && !stn) names[nst++] = "random";
+    else if (st1) {
+        if (!cJSON_IsString(st1)) return bad(c, field, "\"strategy\" must be a string");
+        names[nst++] = st1->valuestring;
+    } else {
+        if (!cJSON_IsArray(stn) || cJSON_GetArraySize(stn) == 0) return bad(c, field, "\"strategies\" must be a non-empty array");
+        for (const cJSON* it = stn->child; it; it = it->next) {
+            if (!cJSON_IsString(it)) return bad(c, field, "\"strategies\" must hold strings");
+            if (nst == 8) return bad(c, field, "too many strategies");
+            names[nst++] = it->valuestring;
+        }
+    }
+    for (int i = 0; i < nst; i++) {
+        int ok = 0;
+        for (int k = 0; strategies[k]; k++) ok |= !strcmp(names[i], strategies[k]);
+        if (!ok) return bad(c, field, "unknown strategy \"%s\" (random, first, stratified)", names[i]);
+    }
+    for (int i = 0; i < nst; i++)
+        for (const cJSON* it = sizes->child; it; it = it->next) {
+            if (!cJSON_IsNumber(it) || it->valuedouble < 1 || it->valuedouble > 1e12 || it->valuedouble != floor(it->valuedouble))
+                return bad(c, field, "sizes must be positive integers");
+            mim_study_subset sub = {.size = (int64_t)it->valuedouble};
+            snprintf(sub.strategy, sizeof sub.strategy, "%s", names[i]);
+            int dup = 0;
+            for (int k = 0; k < s->nsubsets; k++)
+                dup |= s->subsets[k].size == sub.size && !strcmp(s->subsets[k].strategy, sub.strategy);
+            if (dup) continue;
+            mim_study_subset* n = realloc(s->subsets, sizeof *n * (size_t)(s->nsubsets + 1));
+            if (!n) return mim_err(MIM_ENOMEM, "out of memory");
+            s->subsets = n;
+            s->subsets[s->nsubsets++] = sub;
+        }
+    return 0;
+}
+
+static int parse_model(const ctx* c, const cJSON* m, const char* field, mim_study* s, mim_study_model* out) {
+    static const char* const keys[] = {"preset", "name", "patch", "dec_dim", "dec_depth", "dec_heads", "label", NULL};
+    memset(out, 0, sizeof *out);
+    const char* preset = NULL;
+    if (cJSON_IsString(m)) preset = m->valuestring;
+    else if (cJSON_IsObject(m)) {
+        int rc = check_keys(c, m, field, keys);
+        if (rc) return rc;
+        const cJSON* p = cJSON_GetObjectItemCaseSensitive(m, "preset");
+        if (!p) p = cJSON_GetObjectItemCaseSensitive(m, "name");
+        if (!cJSON_IsString(p)) return bad(c, field, "needs \"preset\": a model name (see `mimscale models`)");
+        preset = p->valuestring;
+    } else return bad(c, field, "expected a preset name or an object {\"preset\": \"vit_nano\", \"patch\": 7, ...}");
+    mim_config cfg;
+    if (mim_config_preset(&cfg, preset)) return bad(c, field, "%s", mim_err_msg());
+    snprintf(out->preset, sizeof out->preset, "%s", preset);
+    // Small-image defaults: the study's images are small; MAE's 16 / 512x8 would not fit.
+    out->patch = cfg.patch; out->dec_dim = 128; out->dec_depth = 2; out->dec_heads = 4;
+    if (cJSON_IsObject(m)) {
+        int rc;
+        if ((rc = get_int(c, m, "patch", field, 1, 1024, &out->patch)) || (rc = get_int(c, m, "dec_dim", field, 4, 1 << 16, &out->dec_dim)) ||
+            (rc = get_int(c, m, "dec_depth", field, 0, 1024, &out->dec_depth)) ||
+            (rc = get_int(c, m, "dec_heads", field, 1, 1024, &out->dec_heads)))
+            return rc;
+        const cJSON* l = cJSON_GetObjectItemCaseSensitive(m, "label");
+        if (l && (!cJSON_IsString(l) || !l->valuestring[0] || strlen(l->valuestring) >= sizeof out->label))
+            return bad(c, field, "\"label\" must be a short non-empty string");
+        if (l) snprintf(out->label, sizeof out->label, "%s", l->valuestring);
+    }
+    if (!out->label[0]) snprintf(out->label, sizeof out->label, "%s-p%d", out->preset, out->patch);
+    for (const char* q = out->label; *q; q++)
+        if (!(('a' <= *q && *q <= 'z') || ('A' <= *q && *q <= 'Z') || ('0' <= *q && *q <= '9') || *q == '_' || *q == '-' || *q == '.'))
+            return bad(c, field, "label \"%s\": use letters, digits, '_', '-', '.'", out->label);
+    // The full config must be valid at the study's image size.
+    cfg.patch = out->patch; cfg.dec_dim = out->dec_dim; cfg.dec_depth = out->dec_depth; cfg.dec_heads = out->dec_heads;
+    cfg.img_h = cfg.img_w = s->img; cfg.in_chans = s->in_chans;
+    if (mim_config_validate(&cfg)) return bad(c, field, "at %dx%dx%d: %s", s->img, s->img, s->in_chans, mim_err_msg());
+    return 0;
+}
+
+int mim_study_parse(mim_study* s, const char* json, const char* path) {
+    memset(s, 0, sizeof *s);
+    ctx c = {path};
+    const char* endp = NULL;
+    cJSON* root = cJSON_ParseWithOpts(json, &endp, 1);
+    if (!root) {
+        int line = 1;
+        for (const char* q = json; endp && q < endp; q++) line += *q == '\n';
+        return mim_err(MIM_EFORMAT, "%s: not valid JSON near line %d", path, line);
+    }
+    int rc = 0;
+#define TRY(x) do { if ((rc = (x)) != 0) goto done; } while (0)
+    if (!cJSON_IsObject(root)) { rc = mim_err(MIM_EFORMAT, "%s: the study must be a JSON object", path); goto done; }
+    static const char* const top[] = {"name", "description", "data", "subsets", "models", "targets", "budget", "pretrain",
+                                      "evaluations", "seeds", "estimate", "report", NULL};
+    TRY(check_keys(&c, root, "(top level)", top));
+    s->path = dupstr(path);
+    TRY(get_str(&c, root, "name", "name", &s->name));
+    if (!s->name) {
+        const char* b = strrchr(path, '/');
+        b = b ? b + 1 : path;
+        s->name = dupstr(b);
+        char* dot = s->name ? strrchr(s->name, '.') : NULL;
+        if (dot && dot != s->name) *dot = 0;
+    }
+    if (!s->name || !s->path) { rc = mim_err(MIM_ENOMEM, "out of memory"); goto done; }
+
+    // data
+    const cJSON* d = cJSON_GetObjectItemCaseSensitive(root, "data");
+    if (!cJSON_IsObject(d)) { rc = bad(&c, "data", "required: an object naming the images (\"idx\" or \"shards\"/\"index\")"); goto done; }
+    static const char* const dkeys[] = {"idx", "shards", "eval_shards", "index", "eval_index", "img", "in_chans", "subset_seed",
+                                        "eval_size", "probe_size", NULL};
+    TRY(check_keys(&c, d, "data", dkeys));
+    TRY(get_str(&c, d, "idx", "data.idx", &s->idx_dir));
+    TRY(get_str(&c, d, "shards", "data.shards", &s->shards));
+    TRY(get_str(&c, d, "eval_shards", "data.eval_shards", &s->eval_shards));
+    TRY(get_str(&c, d, "index", "data.index", &s->index));
+    TRY(get_str(&c, d, "eval_index", "data.eval_index", &s->eval_index));
+    if (s->idx_dir && (s->shards || s->index || s->eval_shards || s->eval_index)) { rc = bad(&c, "data.idx", "give either \"idx\" or \"shards\"/\"index\", not both"); goto done; }
+    if (!s->idx_dir && !s->shards && !s->index) { rc = bad(&c, "data", "needs \"idx\" (an IDX folder) or \"shards\" / \"index\""); goto done; }
+    if (!s->idx_dir && !s->eval_shards && !s->eval_index) { rc = bad(&c, "data", "needs \"eval_shards\" or \"eval_index\" (the evaluation set)"); goto done; }
+    s->img = s->idx_dir ? 28 : 0;
+    s->in_chans = s->idx_dir ? 1 : 3;
+    TRY(get_int(&c, d, "img", "data.img", 1, 1 << 14, &s->img));
+    TRY(get_int(&c, d, "in_chans", "data.in_chans", 1, 64, &s->in_chans));
+    if (!s->img) { rc = bad(&c, "data.img", "required for shard data (the square training size, e.g. 32)"); goto done; }
+    double sseed = 0;
+    TRY(get_num(&c, d, "subset_seed", "data.subset_seed", 0, 9e15, &sseed));
+    s->subset_seed = (uint64_t)sseed;
+    double esz = 0, psz = 0;
+    TRY(get_num(&c, d, "eval_size", "data.eval_size", 0, 1e12, &esz));
+    TRY(get_num(&c, d, "probe_size", "data.probe_size", 0, 1e12, &psz));
+    if (esz > 0 && !s->idx_dir) { rc = bad(&c, "data.eval_size", "only for \"idx\" data (for shards, index fewer eval shards)"); goto done; }
+    s->eval_size = (int64_t)esz; s->probe_size = (int64_t)psz;
+
+    // subsets
+    const cJSON* sub = cJSON_GetObjectItemCaseSensitive(root, "subsets");
+    if (cJSON_IsObject(sub)) TRY(parse_subset_entry(&c, sub, "subsets", s));
+    else if (cJSON_IsArray(sub) && cJSON_GetArraySize(sub) > 0) {
+        int i = 0;
+        for (const cJSON* it = sub->child; it; it = it->next, i++) {
+            char f[32];
+            snprintf(f, sizeof f, "subsets[%d]", i);
+            TRY(parse_subset_entry(&c, it, f, s));
+        }
+    } else { rc = bad(&c, "subsets", "required: {\"sizes\": [1000, 6000], \"strategies\": [\"random\"]} or an array of such"); goto done; }
+
+    // models
+    const cJSON* ms = cJSON_GetObjectItemCaseSensitive(root, "models");
+    if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) == 0) { rc = bad(&c, "models", "required: a non-empty array of presets or {\"preset\", \"patch\", \"dec_dim\", ...}"); goto done; }
+    s->models = calloc((size_t)cJSON_GetArraySize(ms), sizeof *s->models);
+    if (!s->models) { rc = mim_err(MIM_ENOMEM, "out of memory"); goto done; }
+    {
+        int i = 0;
+        for (const cJSON* it = ms->child; it; it = it->next, i++) {
+            char f[32];
+            snprintf(f, sizeof f, "models[%d]", i);
+            TRY(parse_model(&c, it, f, s, &s->models[i]));
+            for (int k = 0; k < i; k++)
+                if (!strcmp(s->models[k].label, s->models[i].label)) { rc = bad(&c, f, "label \"%s\" repeats models[%d]'s; give a \"label\"", s->models[i].label, k); goto done; }
+        }
+        s->nmodels = i;
+    }
+
+    // targets
+    const cJSON* ts = cJSON_GetObjectItemCaseSensitive(root, "targets");
+    if (!ts) { s->targets[0] = MIM_TARGET_PIXEL; s->ntargets = 1; }
+    else if (!cJSON_IsArray(ts) || cJSON_GetArraySize(ts) == 0) { rc = bad(&c, "targets", "expected a non-empty array, e.g. [\"pixel\", \"pixel-norm\"]"); goto done; }
+    else
+        for (const cJSON* it = ts->child; it; it = it->next) {
+            int t = -1;
+            for (int k = 0; k < MIM_TARGET_COUNT; k++) if (cJSON_IsString(it) && !strcmp(it->valuestring, target_names[k])) t = k;
+            if (t < 0) { rc = bad(&c, "targets", "unknown target %s%s%s (known: pixel, pixel-norm; feature targets are not built yet)",
+                                  cJSON_IsString(it) ? "\"" : "", cJSON_IsString(it) ? it->valuestring : "(not a string)", cJSON_IsString(it) ? "\"" : ""); goto done; }
+            for (int k = 0; k < s->ntargets; k++) if ((int)s->targets[k] == t) { rc = bad(&c, "targets", "\"%s\" listed twice", target_names[t]); goto done; }
+            s->targets[s->ntargets++] = (mim_target)t;
+        }
+
+    // budget
+    const cJSON* b = cJSON_GetObjectItemCaseSensitive(root, "budget");
+    static const char* const bkeys[] = {"epochs", "images_seen", NULL};
+    if (!cJSON_IsObject(b)) { rc = bad(&c, "budget", "required: {\"epochs\": E} or {\"images_seen\": N} per run"); goto done; }
+    TRY(check_keys(&c, b, "budget", bkeys));
+    {
+        const cJSON* be = cJSON_GetObjectItemCaseSensitive(b, "epochs");
+        const cJSON* bi = cJSON_GetObjectItemCaseSensitive(b, "images_seen");
+        if (!!be == !!bi) { rc = bad(&c, "budget", "give exactly one of \"epochs\" and \"images_seen\""); goto done; }
+        s->budget_kind = be ? MIM_BUDGET_EPOCHS : MIM_BUDGET_IMAGES;
+        TRY(get_num(&c, b, be ? "epochs" : "images_seen", be ? "budget.epochs" : "budget.images_seen", 1e-6, 1e15, &s->budget));
+    }
+
+    // pretrain settings shared by every run
+    const cJSON* p = cJSON_GetObjectItemCaseSensitive(root, "pretrain");
+    static const char* const pkeys[] = {"batch", "blr", "warmup_frac", "save_every", "threads", "eval_threads", "extra", NULL};
+    s->batch = 128; s->blr = 1.5e-4; s->warmup_frac = 0.05; s->save_every = 200; s->threads = 0; s->eval_threads = -1;
+    if (p && !cJSON_IsObject(p)) { rc = bad(&c, "pretrain", "expected an object"); goto done; }
+    if (p) {
+        TRY(check_keys(&c, p, "pretrain", pkeys));
+        TRY(get_int(&c, p, "batch", "pretrain.batch", 1, 1 << 20, &s->batch));
+        TRY(get_num(&c, p, "blr", "pretrain.blr", 0, 10, &s->blr));
+        TRY(get_num(&c, p, "warmup_frac", "pretrain.warmup_frac", 0, 1, &s->warmup_frac));
+        TRY(get_int(&c, p, "save_every", "pretrain.save_every", 1, 1 << 30, &s->save_every));
+        TRY(get_int(&c, p, "threads", "pretrain.threads", 0, 4096, &s->threads));
+        TRY(get_int(&c, p, "eval_threads", "pretrain.eval_threads", 0, 4096, &s->eval_threads));
+        TRY(argv_from_object(&c, cJSON_GetObjectItemCaseSensitive(p, "extra"), "pretrain.extra", &s->pretrain_extra));
+    }
+    if (s->eval_threads < 0) s->eval_threads = s->threads;
+    for (int i = 0; i < s->nsubsets; i++)
+        if (s->subsets[i].size < s->batch) {
+            rc = bad(&c, "pretrain.batch", "%d is larger than the smallest subset (%" PRId64 " images); lower it", s->batch, s->subsets[i].size);
+            goto done;
+        }
+
+    // evaluations: ["knn", "linprobe"] or {"knn": {flags}, "linprobe": {}}
+    const cJSON* ev = cJSON_GetObjectItemCaseSensitive(root, "evaluations");
+    if (ev && !cJSON_IsArray(ev) && !cJSON_IsObject(ev)) { rc = bad(&c, "evaluations", "expected [\"knn\", ...] or {\"knn\": {flags}, ...}"); goto done; }
+    for (const cJSON* it = ev ? ev->child : NULL; it; it = it->next) {
+        const char* nm = cJSON_IsObject(ev) ? it->string : (cJSON_IsString(it) ? it->valuestring : "");
+        int e = -1;
+        for (int k = 0; k < MIM_EVAL_COUNT; k++) if (!strcmp(nm, eval_names[k])) e = k;
+        if (e < 0) { rc = bad(&c, "evaluations", "unknown evaluation \"%s\" (knn, linprobe, finetune, scratch)", nm); goto done; }
+        if (s->evals[e]) { rc = bad(&c, "evaluations", "\"%s\" listed twice", nm); goto done; }
+        s->evals[e] = 1;
+        if (cJSON_IsObject(ev)) {
+            char f[48];
+            snprintf(f, sizeof f, "evaluations.%s", nm);
+            TRY(argv_from_object(&c, it, f, &s->eval_extra[e]));
+            const cJSON* ep = cJSON_GetObjectItemCaseSensitive(it, "epochs");
+            if (cJSON_IsNumber(ep)) s->eval_epochs[e] = ep->valuedouble;
+            const cJSON* es = cJSON_GetObjectItemCaseSensitive(it, "steps");
+            const cJSON* eb = cJSON_GetObjectItemCaseSensitive(it, "batch");
+            if (cJSON_IsNumber(es)) s->eval_steps[e] = es->valuedouble;
+            if (cJSON_IsNumber(eb)) s->eval_batch[e] = eb->valuedouble;
+        }
+    }
+
+    // seeds
+    const cJSON* sd = cJSON_GetObjectItemCaseSensitive(root, "seeds");
+    if (!sd) {
+        s->seeds = calloc(1, sizeof *s->seeds);
+        if (!s->seeds) { rc = mim_err(MIM_ENOMEM, "out of memory"); goto done; }
+        s->nseeds = 1;
+    } else {
+        if (!cJSON_IsArray(sd) || cJSON_GetArraySize(sd) == 0) { rc = bad(&c, "seeds", "expected a non-empty array of integers, e.g. [0, 1, 2]"); goto done; }
+        s->seeds = calloc((size_t)cJSON_GetArraySize(sd), sizeof *s->seeds);
+        if (!s->seeds) { rc = mim_err(MIM_ENOMEM, "out of memory"); goto done; }
+        for (const cJSON* it = sd->child; it; it = it->next) {
+            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9e15 || it->valuedouble != floor(it->valuedouble)) { rc = bad(&c, "seeds", "seeds must be integers >= 0"); goto done; }
+            for (int k = 0; k < s->nseeds; k++) if (s->seeds[k] == (uint64_t)it->valuedouble) { rc = bad(&c, "seeds", "seed %.0f listed twice", it->valuedouble); goto done; }
+            s->seeds[s->nseeds++] = (uint64_t)it->valuedouble;
+        }
+    }
+
+    // report: {"metric": "knn"}
+    s->report_metric = -1;
+    const cJSON* rp = cJSON_GetObjectItemCaseSensitive(root, "report");
+    static const char* const rkeys[] = {"metric", NULL};
+    if (rp) {
+        if (!cJSON_IsObject(rp)) { rc = bad(&c, "report", "expected {\"metric\": \"knn\"}"); goto done; }
+        TRY(check_keys(&c, rp, "report", rkeys));
+        const cJSON* mt = cJSON_GetObjectItemCaseSensitive(rp, "metric");
+        if (mt) {
+            for (int k = 0; k < MIM_EVAL_SCRATCH; k++) if (cJSON_IsString(mt) && !strcmp(mt->valuestring, eval_names[k])) s->report_metric = k;
+            if (s->report_metric < 0 || !s->evals[s->report_metric]) { rc = bad(&c, "report.metric", "must name one of this study's evaluations (knn, linprobe, finetune)"); goto done; }
+        }
+    }
+
+    // estimate
+    s->est_gflops = 20; s->est_eval_size = s->eval_size > 0 ? s->eval_size : 10000;
+    const cJSON* es = cJSON_GetObjectItemCaseSensitive(root, "estimate");
+    static const char* const ekeys[] = {"gflops", "eval_size", NULL};
+    if (es) {
+        if (!cJSON_IsObject(es)) { rc = bad(&c, "estimate", "expected {\"gflops\": G, \"eval_size\": N}"); goto done; }
+        TRY(check_keys(&c, es, "estimate", ekeys));
+        TRY(get_num(&c, es, "gflops", "estimate.gflops", 1e-3, 1e9, &s->est_gflops));
+        double n = (double)s->est_eval_size;
+        TRY(get_num(&c, es, "eval_size", "estimate.eval_size", 0, 1e12, &n));
+        s->est_eval_size = (int64_t)n;
+    }
+#undef TRY
+done:
+    cJSON_Delete(root);
+    if (rc) mim_study_free(s);
+    return rc;
+}
+
+int mim_study_load(mim_study* s, const char* path) {
+    memset(s, 0, sizeof *s);
+    FILE* f = fopen(path, "rb");
+    if (!f) return mim_err(MIM_EIO, "cannot open study file %s: %s", path, strerror(errno));
+    char* buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (64u << 20)) { free(buf); fclose(f); return mim_err(MIM_EFORMAT, "%s: larger than 64 MB; not a study file", path); }
+            char* nb = realloc(buf, cap);
+            if (!nb) { free(buf); fclose(f); return mim_err(MIM_ENOMEM, "out of memory"); }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, 4096, f);
+        n += r;
+        if (r < 4096) break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) { free(buf); return mim_err(MIM_EIO, "cannot read %s", path); }
+    buf[n] = 0;
+    int rc = mim_study_parse(s, buf, path);
+    free(buf);
+    return rc;
+}
+
+// ------------------------------------------------------------------ grid
+static uint64_t fnv(uint64_t h, const char* s) {
+    for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ull; }
+    return h;
+}
+
+// Fine-tuning FLOPs: training (3x forward, every token) over its images,
+// plus one pass over the eval set per epoch (it evaluates each epoch).
+static double finetune_flops(const mim_study* s, int e, int64_t size, double enc) {
+    double batch = s->eval_batch[e] > 0 ? s->eval_batch[e] : 128;
+    double bpe = floor((double)size / batch);
+    if (bpe < 1) bpe = 1;
+    double steps = s->eval_steps[e] > 0 ? s->eval_steps[e] : bpe * (s->eval_epochs[e] > 0 ? s->eval_epochs[e] : 10);
+    double evals = ceil(steps / bpe);
+    return 3 * enc * steps * batch + enc * (double)s->est_eval_size * evals;
+}
+
+static void run_config(const mim_study* s, mim_study_run* r) {
+    const mim_study_model* m = &s->models[r->model];
+    mim_config_preset(&r->cfg, m->preset);
+    r->cfg.patch = m->patch; r->cfg.dec_dim = m->dec_dim; r->cfg.dec_depth = m->dec_depth; r->cfg.dec_heads = m->dec_heads;
+    r->cfg.img_h = r->cfg.img_w = s->img; r->cfg.in_chans = s->in_chans;
+    r->cfg.norm_pix = r->target == MIM_TARGET_PIXEL_NORM;
+    int64_t bpe = r->size / s->batch;
+    if (bpe < 1) bpe = 1;
+    if (s->budget_kind == MIM_BUDGET_EPOCHS) r->steps = (int64_t)ceil(s->budget * (double)bpe - 1e-9);
+    else r->steps = (int64_t)ceil(s->budget / s->batch - 1e-9);
+    if (r->steps < 1) r->steps = 1;
+    r->images_seen = r->steps * s->batch;
+    r->epochs = (double)r->steps / (double)bpe;
+    r->warmup_epochs = s->warmup_frac * r->epochs;
+    r->flops_per_image = mim_config_train_flops(&r->cfg);
+    double enc = mim_config_encoder_flops(&r->cfg);
+    if (r->kind == MIM_RUN_MIM) {
+        r->flops = r->flops_per_image * (double)r->images_seen;
+        r->est_flops = r->flops;
+        for (int e = 0; e < MIM_EVAL_COUNT; e++) {
+            if (!s->evals[e] || e == MIM_EVAL_SCRATCH) continue;
+            if (e == MIM_EVAL_FINETUNE) r->est_flops += finetune_flops(s, e, r->size, enc);
+            else r->est_flops += enc * (double)((s->probe_size > 0 ? s->probe_size : r->size) + s->est_eval_size);
+        }
+    } else {
+        r->est_flops = finetune_flops(s, MIM_EVAL_SCRATCH, r->size, enc);
+        r->flops = r->est_flops;
+    }
+}
+
+// The id: "<model>-<target|scratch>-<strategy><size>-s<seed>-<hash of everything that changes the result>".
+static void run_id(const mim_study* s, mim_study_run* r) {
+    const mim_study_model* m = &s->models[r->model];
+    const mim_study_subset* sub = &s->subsets[r->subset];
+    char key[4096];
+    int n = snprintf(key, sizeof key, "v1|%s|%s|%d|%d|%d|%d|%d|%d|%s|%s|%" PRId64 "|%" PRIu64 "|%" PRIu64 "|%d|%.9g|%.9g|%d|%s|%.9g",
+                     r->kind == MIM_RUN_MIM ? "mim" : "scratch", m->preset, m->patch, m->dec_dim, m->dec_depth, m->dec_heads,
+                     s->img, s->in_chans, r->kind == MIM_RUN_MIM ? target_names[r->target] : "-", sub->strategy, sub->size,
+                     s->subset_seed, r->seed, s->batch, s->blr, s->warmup_frac, (int)s->budget_kind, "", s->budget);
+    const mim_argv_list* extra[2] = {&s->pretrain_extra, NULL};
+    if (r->kind == MIM_RUN_SCRATCH) extra[0] = &s->eval_extra[MIM_EVAL_SCRATCH];
+    for (int i = 0; i < extra[0]->argc && n < (int)sizeof key - 2; i++) n += snprintf(key + n, sizeof key - (size_t)n, "|%s", extra[0]->argv[i]);
+    // The data identity: where the images come from.
+    uint64_t h = fnv(1469598103934665603ull, key);
+    h = fnv(h, s->idx_dir ? s->idx_dir : "");
+    h = fnv(h, s->shards ? s->shards : "");
+    h = fnv(h, s->index ? s->index : "");
+    char ev[64];
+    snprintf(ev, sizeof ev, "|%lld|%lld", (long long)s->eval_size, (long long)s->probe_size);
+    h = fnv(h, ev);
+    snprintf(r->id, sizeof r->id, "%s-%s-%s%" PRId64 "-s%" PRIu64 "-%08x", m->label,
+             r->kind == MIM_RUN_MIM ? target_names[r->target] : "scratch", sub->strategy, sub->size, r->seed,
+             (unsigned)(h ^ (h >> 32)));
+}
+
+int mim_study_expand(const mim_study* s, mim_study_run** runs) {
+    size_t nmim = (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels * (size_t)s->ntargets;
+    size_t nscr = s->evals[MIM_EVAL_SCRATCH] ? (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels : 0;
+    if (nmim + nscr > 1000000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr);
+    mim_study_run* r = calloc(nmim + nscr, sizeof *r);
+    if (!r) return mim_err(MIM_ENOMEM, "out of memory");
+    int n = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind == MIM_RUN_SCRATCH && !nscr) break;
+        for (int si = 0; si < s->nseeds; si++)
+            for (int su = 0; su < s->nsubsets; su++)
+                for (int mo = 0; mo < s->nmodels; mo++)
+                    for (int t = 0; t < (kind == MIM_RUN_MIM ? s->ntargets : 1); t++) {
+                        mim_study_run* x = &r[n++];
+                        x->kind = (mim_run_kind)kind;
+                        x->model = mo; x->subset = su; x->seed = s->seeds[si];
+                        x->target = kind == MIM_RUN_MIM ? s->targets[t] : MIM_TARGET_PIXEL;
+                        x->size = s->subsets[su].size;
+                        run_config(s, x);
+                        run_id(s, x);
+                    }
+    }
+    *runs = r;
+    return n;
+}
+
+// ------------------------------------------------------------ command lines
+void mim_study_data_paths(const mim_study* s, const char* out, mim_study_paths* p) {
+    if (s->index) snprintf(p->index, sizeof p->index, "%s", s->index);
+    else snprintf(p->index, sizeof p->index, "%s/data/train.idx", out);
+    if (s->eval_index) snprintf(p->eval_index, sizeof p->eval_index, "%s", s->eval_index);
+    else snprintf(p->eval_index, sizeof p->eval_index, "%s/data/eval.idx", out);
+    snprintf(p->subset_dir, sizeof p->subset_dir, "%s/data/subsets", out);
+}
+
+void mim_study_subset_path(const mim_study* s, const mim_study_paths* p, const mim_study_run* r, char* buf, size_t cap) {
+    snprintf(buf, cap, "%s/train-%s-s%" PRIu64 "-%" PRId64 ".sub", p->subset_dir, s->subsets[r->subset].strategy, s->subset_seed, r->size);
+}
+
+void mim_study_probe_path(const mim_study* s, const mim_study_paths* p, char* buf, size_t cap) {
+    snprintf(buf, cap, "%s/probe-stratified-s%" PRIu64 "-%" PRId64 ".sub", p->subset_dir, s->subset_seed, s->probe_size);
+}
+
+typedef struct { char** v; int n, cap, oom; } argb;
+static void add(argb* a, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(argb* a, const char* fmt, ...) {
+    if (a->oom) return;
+    if (a->n + 2 > a->cap) {
+        int nc = a->cap ? a->cap * 2 : 32;
+        char** nv = realloc(a->v, sizeof(char*) * (size_t)nc);
+        if (!nv) { a->oom = 1; return; }
+        a->v = nv; a->cap = nc;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    char* str = NULL;
+    if (vasprintf(&str, fmt, ap) < 0) { a->oom = 1; str = NULL; }
+    va_end(ap);
+    if (!str) { a->oom = 1; return; }
+    a->v[a->n++] = str;
+    a->v[a->n] = NULL;
+}
+static char** finish(argb* a) {
+    if (a->oom) { mim_argv_free(a->v); mim_err(MIM_ENOMEM, "out of memory"); return NULL; }
+    return a->v;
+}
+void mim_argv_free(char** argv) {
+    if (!argv) return;
+    for (char** p = argv; *p; p++) free(*p);
+    free(argv);
+}
+
+char** mim_study_pretrain_argv(const mim_study* s, const mim_study_run* r, const mim_study_paths* p,
+                               const char* bin, const char* run_dir, const char* subset_file) {
+    argb a = {0};
+    const mim_study_model* m = &s->models[r->model];
+    add(&a, "%s", bin); add(&a, "pretrain");
+    add(&a, "--data=%s", p->index); add(&a, "--subset=%s", subset_file);
+    add(&a, "--img=%d", s->img); add(&a, "--in-chans=%d", s->in_chans);
+    add(&a, "--model=%s", m->preset); add(&a, "--patch=%d", m->patch);
+    add(&a, "--dec-dim=%d", m->dec_dim); add(&a, "--dec-depth=%d", m->dec_depth); add(&a, "--dec-heads=%d", m->dec_heads);
+    add(&a, "--norm-pix=%d", r->target == MIM_TARGET_PIXEL_NORM);
+    add(&a, "--batch=%d", s->batch); add(&a, "--steps=%" PRId64, r->steps);
+    add(&a, "--blr=%.9g", s->blr); add(&a, "--warmup-epochs=%.9g", r->warmup_epochs);
+    add(&a, "--seed=%" PRIu64, r->seed); add(&a, "--threads=%d", s->threads);
+    add(&a, "--save-every=%d", s->save_every); add(&a, "--log-every=%d", r->steps < 200 ? 1 : (int)(r->steps / 200));
+    add(&a, "--out=%s/pretrain", run_dir);
+    add(&a, "--resume"); add(&a, "--quiet");
+    for (int i = 0; i < s->pretrain_extra.argc; i++) add(&a, "%s", s->pretrain_extra.argv[i]);
+    return finish(&a);
+}
+
+char** mim_study_eval_argv(const mim_study* s, const mim_study_run* r, mim_eval_kind e, const mim_study_paths* p,
+                           const char* bin, const char* run_dir, const char* subset_file, const char* ckpt) {
+    argb a = {0};
+    const mim_study_model* m = &s->models[r->model];
+    add(&a, "%s", bin);
+    add(&a, "%s", e == MIM_EVAL_KNN ? "knn" : e == MIM_EVAL_LINPROBE ? "linprobe" : "finetune");
+    if (e == MIM_EVAL_SCRATCH) {
+        add(&a, "--init=random"); add(&a, "--model=%s", m->preset); add(&a, "--patch=%d", m->patch);
+    } else add(&a, "--ckpt=%s", ckpt);
+    char probe[2048];
+    if (s->probe_size > 0 && (e == MIM_EVAL_KNN || e == MIM_EVAL_LINPROBE)) mim_study_probe_path(s, p, probe, sizeof probe);
+    else snprintf(probe, sizeof probe, "%s", subset_file);
+    add(&a, "--data=%s", p->index); add(&a, "--subset=%s", probe);
+    add(&a, "--eval-data=%s", p->eval_index);
+    add(&a, "--threads=%d", s->eval_threads);
+    if (e == MIM_EVAL_FINETUNE || e == MIM_EVAL_SCRATCH) {
+        add(&a, "--img=%d", s->img); add(&a, "--in-chans=%d", s->in_chans);
+        add(&a, "--seed=%" PRIu64, r->seed);
+        add(&a, "--out=%s/%s", run_dir, eval_names[e]);
+    }
+    if (e == MIM_EVAL_LINPROBE) add(&a, "--seed=%" PRIu64, r->seed);
+    add(&a, "--quiet");
+    for (int i = 0; i < s->eval_extra[e].argc; i++) add(&a, "%s", s->eval_extra[e].argv[i]);
+    return finish(&a);
+}

@@ -1,0 +1,143 @@
+// study.h: a scaling study of MAE pre-training: a grid of data subsets x
+// model configs x reconstruction targets x seeds, each pre-trained with the
+// `mimscale pretrain` subprocess and evaluated with `mimscale knn`,
+// `linprobe`, `finetune` (and a from-scratch `finetune --init random`
+// baseline per subset and model), one results row per run.
+//
+//   mim_study s;
+//   if (mim_study_load(&s, "studies/fmnist-mini.json") < 0) die(mim_err_msg());
+//   mim_study_opts o = {.out = "runs/study-fmnist-mini", .bin = "./build/mimscale"};
+//   mim_study_run_all(&s, &o);    // runs what is not in results.jsonl yet
+//   mim_study_report(&s, &o);     // report.md + figures (gnuplot)
+//   mim_study_free(&s);
+//
+// The study file is JSON (cJSON), documented in docs/study.md. This module
+// is the grid and the runner; it does not train anything itself, so a fake
+// `mimscale` script can stand in for the binary (tests/test_study.c).
+//
+// The study folder (o.out):
+//   data/                   packed shards (IDX input), indexes, subset files
+//   runs/<id>/              pretrain/ (the run folder), pretrain.log,
+//                           <eval>.log, <eval>.json (finished evaluations)
+//   results.jsonl           one JSON object per finished run, append-only
+//   results.csv             regenerated from results.jsonl after each row
+//   report.md, fig-*.png    from `mimscale study report`
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "model/config.h"
+
+typedef enum { MIM_EVAL_KNN = 0, MIM_EVAL_LINPROBE, MIM_EVAL_FINETUNE, MIM_EVAL_SCRATCH, MIM_EVAL_COUNT } mim_eval_kind;
+typedef enum { MIM_TARGET_PIXEL = 0, MIM_TARGET_PIXEL_NORM, MIM_TARGET_COUNT } mim_target;
+typedef enum { MIM_BUDGET_EPOCHS = 0, MIM_BUDGET_IMAGES = 1 } mim_budget_kind;
+typedef enum { MIM_RUN_MIM = 0, MIM_RUN_SCRATCH = 1 } mim_run_kind;
+
+const char* mim_eval_name(mim_eval_kind e);      // "knn", "linprobe", "finetune", "scratch"
+const char* mim_target_name(mim_target t);       // "pixel", "pixel-norm"
+const char* mim_budget_name(mim_budget_kind b);  // "epochs", "images_seen"
+
+typedef struct {
+    char preset[32];                      // vit_nano ...
+    int patch, dec_dim, dec_depth, dec_heads;
+    char label[64];                       // "vit_nano-p7" unless given
+} mim_study_model;
+
+typedef struct { char strategy[16]; int64_t size; } mim_study_subset;
+
+// A list of extra "--flag=value" arguments (from a JSON object).
+typedef struct { char** argv; int argc; } mim_argv_list;
+
+typedef struct {
+    char* name;                 // study name (default: the file's base name)
+    char* path;                 // the study file
+    // data: either idx_dir (packed into shards once) or shards / index
+    char* idx_dir;              // IDX folder (train-*, t10k-*), or NULL
+    char* shards, *eval_shards; // shard patterns for `mimscale index`, or NULL
+    char* index, *eval_index;   // index files (built from the shards if missing), or NULL
+    int img, in_chans;
+    uint64_t subset_seed;
+    int64_t eval_size;          // idx data: evaluate on the first N test images (0: all)
+    int64_t probe_size;         // knn/linprobe train on one fixed stratified subset of N (0: the run's subset)
+    mim_study_subset* subsets; int nsubsets;
+    mim_study_model* models; int nmodels;
+    mim_target targets[MIM_TARGET_COUNT]; int ntargets;
+    mim_budget_kind budget_kind;
+    double budget;              // epochs or images seen per run
+    int batch;
+    double blr, warmup_frac;    // warm-up as a fraction of the run
+    int save_every, threads, eval_threads;
+    mim_argv_list pretrain_extra;
+    int evals[MIM_EVAL_COUNT];  // 1 when requested
+    mim_argv_list eval_extra[MIM_EVAL_COUNT];
+    double eval_epochs[MIM_EVAL_COUNT];   // "epochs" of finetune/scratch (for FLOP estimates; 0 unknown)
+    double eval_steps[MIM_EVAL_COUNT], eval_batch[MIM_EVAL_COUNT];   // their "steps" / "batch" (0 unknown)
+    uint64_t* seeds; int nseeds;
+    int report_metric;          // evaluation the report fits and compares (-1: finetune, else linprobe, else knn)
+    double est_gflops;          // assumed training speed for --dry-run / ETA before any run finished
+    int64_t est_eval_size;      // eval-set size assumed in estimates
+} mim_study;
+
+// One point of the grid.
+typedef struct {
+    char id[128];               // deterministic from the config: readable prefix + hash
+    mim_run_kind kind;
+    int model, subset;          // indexes into the study's arrays
+    mim_target target;          // MIM runs only
+    uint64_t seed;
+    int64_t size, steps, images_seen;
+    double epochs;              // pre-training epochs over the subset (steps / batches per epoch)
+    double warmup_epochs;
+    mim_config cfg;             // full architecture (img, chans, mask, norm_pix)
+    double flops_per_image;     // mim_config_train_flops
+    double flops;               // pre-training FLOPs (scratch: fine-tuning estimate)
+    double est_flops;           // everything the run does, evaluations included (estimate)
+} mim_study_run;
+
+// Parses and validates the study file. 0, or MIM_EIO / MIM_EFORMAT / MIM_EARG
+// with a message naming the file and the bad field.
+int mim_study_load(mim_study* s, const char* path);
+// Same from a JSON string (path is only used in messages and for the name).
+int mim_study_parse(mim_study* s, const char* json, const char* path);
+void mim_study_free(mim_study* s);
+
+// Expands the grid in a fixed order (seed, subset, model, target; then the
+// scratch runs). *runs is malloc'd; returns the count or a negative code.
+int mim_study_expand(const mim_study* s, mim_study_run** runs);
+
+// The argv (NULL-terminated, malloc'd strings, free with mim_argv_free) of
+// the pretrain / evaluation command of run r. bin is argv[0]. data paths
+// come from the prepared study folder (see mim_study_data_paths).
+typedef struct { char index[1024], eval_index[1024], subset_dir[1024]; } mim_study_paths;
+void mim_study_data_paths(const mim_study* s, const char* out, mim_study_paths* p);
+// The subset file of run r ("<subset_dir>/train-<strategy>-s<seed>-<size>.sub").
+// The probe subset (probe_size > 0): "<subset_dir>/probe-stratified-s<seed>-<size>.sub".
+void mim_study_probe_path(const mim_study* s, const mim_study_paths* p, char* buf, size_t cap);
+void mim_study_subset_path(const mim_study* s, const mim_study_paths* p, const mim_study_run* r, char* buf, size_t cap);
+char** mim_study_pretrain_argv(const mim_study* s, const mim_study_run* r, const mim_study_paths* p,
+                               const char* bin, const char* run_dir, const char* subset_file);
+char** mim_study_eval_argv(const mim_study* s, const mim_study_run* r, mim_eval_kind e, const mim_study_paths* p,
+                           const char* bin, const char* run_dir, const char* subset_file, const char* ckpt);
+void mim_argv_free(char** argv);
+
+// ------------------------------------------------------------------ runner
+typedef struct {
+    const char* out;            // study folder (default runs/study-<name>)
+    const char* bin;            // the mimscale binary (default: $MIMSCALE_BIN, else /proc/self/exe)
+    int dry_run;                // print the plan, run nothing
+    int retry_failed;           // re-run runs whose last row is "failed"
+    int quiet;                  // no progress line
+    double gflops;              // training speed for estimates (0: measured, else the study's est_gflops)
+    int max_runs;               // stop after this many runs were attempted (0: all)
+} mim_study_opts;
+
+// Runs every run of the grid that has no row in results.jsonl yet (or a
+// failed one, with retry_failed). 0 when every run has an ok row, 1 when some
+// failed (recorded), negative on setup errors (with mim_err_msg()).
+int mim_study_run_all(const mim_study* s, const mim_study_opts* o);
+
+// Writes <out>/report.md and the figures (gnuplot). 0 or a negative code.
+int mim_study_report(const mim_study* s, const mim_study_opts* o);
+
+// Resolves the defaults of o (out folder, binary) into *res and buffers.
+void mim_study_opts_resolve(const mim_study* s, const mim_study_opts* o, mim_study_opts* res, char* outbuf,
+                            size_t outcap, char* binbuf, size_t bincap);

@@ -1,0 +1,368 @@
+// test_study.c: the scaling-study harness without training anything: the
+// study file's validation, grid expansion and run ids, the results schema,
+// skip-finished / retry-failed / resume logic and a SIGKILL in the middle of
+// a study, all with a fake `mimscale` (a shell script that writes what the
+// real commands write), and the power-law fit on synthetic points.
+#include "core/check.h"
+#include "study/fit.h"
+#include "study/results.h"
+#include "study/study.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int fails = 0;
+#define EXPECT(c) do { if (!(c)) { fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+
+static char dir[256];
+
+// The fake binary. pretrain: one metrics line per step (FAKE_SLEEP seconds
+// each), a checkpoint every --save-every steps and at the end, --resume from
+// `latest`, fails for --model=$FAKE_FAIL_MODEL; every start is logged in
+// <out>/starts. knn/linprobe/finetune: top1 = 1 - (0.5 size^-0.3 + 0.05).
+static const char* fake_sh =
+    "#!/bin/sh\n"
+    "cmd=$1; shift\n"
+    "steps=1; out=; save=1; model=; resume=0; sub=; pos=\n"
+    "for a in \"$@\"; do case $a in\n"
+    "  --steps=*) steps=${a#*=};; --out=*) out=${a#*=};; --save-every=*) save=${a#*=};;\n"
+    "  --model=*) model=${a#*=};; --resume) resume=1;; --subset=*) sub=${a#*=};; --sizes=*) sizes=${a#*=};;\n"
+    "  --strategy=*) strat=${a#*=};; --seed=*) seed=${a#*=};; --*) ;; *) pos=$a;; esac; done\n"
+    "case $cmd in\n"
+    "pack) : > \"$out-000000.tar\";;\n"
+    "index) echo fake > \"$out\";;\n"
+    "subset) for z in $(echo $sizes | tr , ' '); do echo $z > \"$out-$strat-s$seed-$z.sub\"; done;;\n"
+    "pretrain)\n"
+    "  if [ -n \"$FAKE_FAIL_MODEL\" ] && [ \"$model\" = \"$FAKE_FAIL_MODEL\" ]; then echo \"error: fake failure\" >&2; exit 1; fi\n"
+    "  mkdir -p \"$out\"; start=0\n"
+    "  if [ $resume = 1 ] && [ -f \"$out/latest\" ]; then start=$(cat \"$out/latest\" | sed 's/ckpt-0*//'); [ -z \"$start\" ] && start=0; fi\n"
+    "  echo $start >> \"$out/starts\"\n"
+    "  if [ -f \"$out/metrics.jsonl\" ]; then awk -v s=$start -F'[:,]' '$2+0 <= s' \"$out/metrics.jsonl\" > \"$out/m.tmp\"; mv \"$out/m.tmp\" \"$out/metrics.jsonl\"; fi\n"
+    "  i=$start\n"
+    "  while [ $i -lt $steps ]; do i=$((i+1)); sleep ${FAKE_SLEEP:-0}\n"
+    "    echo \"{\\\"step\\\": $i, \\\"loss\\\": 1.$((100-i)), \\\"time_s\\\": $i}\" >> \"$out/metrics.jsonl\"\n"
+    "    if [ $((i % save)) = 0 ] || [ $i = $steps ]; then c=$(printf 'ckpt-%09d' $i); mkdir -p \"$out/$c\"; : > \"$out/$c/model.safetensors\"; echo $c > \"$out/latest.tmp\"; mv \"$out/latest.tmp\" \"$out/latest\"; fi\n"
+    "  done;;\n"
+    "knn|linprobe|finetune)\n"
+    "  size=$(echo \"$sub\" | sed 's/.*-\\([0-9]*\\)\\.sub$/\\1/')\n"
+    "  echo 'progress line'; sleep ${FAKE_SLEEP:-0}\n"
+    "  awk -v n=$size -v c=$cmd 'BEGIN { t = 1 - (0.5 * n^-0.3 + 0.05); if (c == \"finetune\") t += 0.01; printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.99}\\n\", t }';;\n"
+    "*) echo \"fake: unknown command $cmd\" >&2; exit 2;;\n"
+    "esac\n";
+
+static const char* study_json =
+    "{\"name\": \"t\", \"data\": {\"shards\": \"%s/x-*.tar\", \"eval_shards\": \"%s/y-*.tar\", \"img\": 28, \"in_chans\": 1},\n"
+    " \"subsets\": [{\"sizes\": [1000, 4000], \"strategy\": \"random\"}, {\"sizes\": [4000], \"strategies\": [\"first\"]}],\n"
+    " \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7, \"dec_dim\": 32, \"dec_depth\": 1, \"dec_heads\": 2}, {\"preset\": \"vit_tiny\", \"patch\": 7}],\n"
+    " \"targets\": [\"pixel\"], \"budget\": {\"images_seen\": %d},\n"
+    " \"pretrain\": {\"batch\": 100, \"save_every\": 2, \"threads\": 1},\n"
+    " \"evaluations\": {\"knn\": {\"k\": 20}, \"linprobe\": {\"epochs\": 2}, \"scratch\": {\"epochs\": 1}}, \"seeds\": [0]}\n";
+
+static void study_text(char* buf, size_t cap, int images) { snprintf(buf, cap, study_json, dir, dir, images); }
+
+static int count_lines(const char* path) {
+    FILE* f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static void test_parse_errors(void) {
+    mim_study s;
+    char buf[4096];
+    study_text(buf, sizeof buf, 1000);
+    EXPECT(mim_study_parse(&s, buf, "ok.json") == 0);
+    EXPECT(s.nsubsets == 3 && s.nmodels == 2 && s.ntargets == 1 && s.budget_kind == MIM_BUDGET_IMAGES);
+    EXPECT(s.evals[MIM_EVAL_KNN] && s.evals[MIM_EVAL_LINPROBE] && !s.evals[MIM_EVAL_FINETUNE] && s.evals[MIM_EVAL_SCRATCH]);
+    EXPECT(s.eval_extra[MIM_EVAL_KNN].argc == 1 && !strcmp(s.eval_extra[MIM_EVAL_KNN].argv[0], "--k=20"));
+    mim_study_free(&s);
+    struct { const char* json; const char* must; } bad[] = {
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"targets\": [\"dino\"], \"budget\": {\"epochs\": 1}}", "targets"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1, \"images_seen\": 5}}", "budget"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [\"vit_nano\"], \"budget\": {\"epochs\": 1}, \"seedz\": [1]}", "seedz"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [100]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}}", "pretrain.batch"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 5}], \"budget\": {\"epochs\": 1}}", "models[0]"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [\"vit_gigantic\"], \"budget\": {\"epochs\": 1}}", "models[0]"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000], \"strategy\": \"best\"}, \"models\": [\"vit_nano\"], \"budget\": {\"epochs\": 1}}", "strategy"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}, \"evaluations\": [\"knn\", \"dino\"]}", "evaluations"},
+        {"{\"data\": {\"shards\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [\"vit_nano\"], \"budget\": {\"epochs\": 1}}", "eval_shards"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [\"vit_nano\"],", "JSON"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = mim_study_parse(&s, bad[i].json, "bad.json");
+        EXPECT(rc < 0);
+        if (rc < 0 && !strstr(mim_err_msg(), bad[i].must)) { fprintf(stderr, "case %zu: message lacks \"%s\": %s\n", i, bad[i].must, mim_err_msg()); fails++; }
+        if (rc == 0) mim_study_free(&s);
+    }
+}
+
+static void test_grid(void) {
+    mim_study s;
+    char buf[4096];
+    study_text(buf, sizeof buf, 1000);
+    CHECK(mim_study_parse(&s, buf, "t.json") == 0);
+    mim_study_run *r1, *r2;
+    int n1 = mim_study_expand(&s, &r1), n2 = mim_study_expand(&s, &r2);
+    EXPECT(n1 == 3 * 2 * 1 + 3 * 2 && n2 == n1);   // MIM runs + scratch runs
+    for (int i = 0; i < n1; i++) {
+        EXPECT(!strcmp(r1[i].id, r2[i].id));
+        for (int k = 0; k < i; k++) EXPECT(strcmp(r1[i].id, r1[k].id) != 0);
+        if (r1[i].kind == MIM_RUN_MIM) {
+            EXPECT(r1[i].steps == 10 && r1[i].images_seen == 1000);   // images budget / batch 100
+            EXPECT(fabs(r1[i].epochs - 1000.0 / (100.0 * (double)(r1[i].size / 100))) < 1e-9);
+            EXPECT(r1[i].flops > 0 && r1[i].flops_per_image == mim_config_train_flops(&r1[i].cfg));
+        }
+    }
+    EXPECT(strstr(r1[0].id, "vit_nano-p7-pixel-random1000-s0-") == r1[0].id);
+    mim_study s2;
+    study_text(buf, sizeof buf, 2000);   // a different budget: different ids
+    CHECK(mim_study_parse(&s2, buf, "t.json") == 0);
+    mim_study_run* r3;
+    CHECK(mim_study_expand(&s2, &r3) == n1);
+    EXPECT(strcmp(r1[0].id, r3[0].id) != 0);
+    // The pretrain command line.
+    mim_study_paths p;
+    mim_study_data_paths(&s, "OUT", &p);
+    char sub[1024];
+    mim_study_subset_path(&s, &p, &r1[0], sub, sizeof sub);
+    EXPECT(!strcmp(sub, "OUT/data/subsets/train-random-s0-1000.sub"));
+    char** av = mim_study_pretrain_argv(&s, &r1[0], &p, "BIN", "RUN", sub);
+    int has_steps = 0, has_resume = 0, has_patch = 0;
+    for (char** a = av; *a; a++) {
+        has_steps |= !strcmp(*a, "--steps=10");
+        has_resume |= !strcmp(*a, "--resume");
+        has_patch |= !strcmp(*a, "--patch=7");
+    }
+    EXPECT(!strcmp(av[0], "BIN") && !strcmp(av[1], "pretrain") && has_steps && has_resume && has_patch);
+    mim_argv_free(av);
+    free(r1); free(r2); free(r3);
+    mim_study_free(&s); mim_study_free(&s2);
+}
+
+static void test_powerlaw(void) {
+    double D[8], E[8];
+    for (int i = 0; i < 8; i++) { D[i] = 1000 * pow(2.2, i); E[i] = 3.0 * pow(D[i], -0.35) + 0.08; }
+    mim_powerlaw f;
+    EXPECT(mim_powerlaw_fit(D, E, 8, &f) == 0);
+    EXPECT(fabs(f.b - 0.35) < 2e-3 && fabs(f.c - 0.08) < 1e-3 && fabs(f.a - 3.0) / 3.0 < 2e-2 && f.rmse < 1e-5);
+    // Noisy points (deterministic +-0.5%): the exponent within 0.05.
+    for (int i = 0; i < 8; i++) E[i] *= 1 + 0.005 * ((i * 7919) % 3 - 1);
+    EXPECT(mim_powerlaw_fit(D, E, 8, &f) == 0);
+    EXPECT(fabs(f.b - 0.35) < 0.05);
+    // A pure power law recovered with c = 0; two points: c fixed at 0.
+    for (int i = 0; i < 8; i++) E[i] = 0.9 * pow(D[i], -0.2);
+    EXPECT(mim_powerlaw_fit(D, E, 8, &f) == 0 && fabs(f.b - 0.2) < 2e-3 && f.c < 1e-3);
+    EXPECT(mim_powerlaw_fit(D, E, 2, &f) == 0 && fabs(f.b - 0.2) < 1e-9 && f.c == 0);
+    EXPECT(mim_powerlaw_fit(D, E, 1, &f) < 0);
+    double same[3] = {5, 5, 5};
+    EXPECT(mim_powerlaw_fit(same, E, 3, &f) < 0);
+}
+
+static void test_results_file(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/r.jsonl", dir);
+    FILE* f = fopen(path, "w");
+    fputs("{\"id\": \"a\", \"status\": \"failed\"}\n{\"id\": \"b\", \"status\": \"ok\"}\n{\"id\": \"a\", \"sta", f);   // torn
+    fclose(f);
+    cJSON* row = cJSON_CreateObject();
+    cJSON_AddStringToObject(row, "id", "a");
+    cJSON_AddStringToObject(row, "status", "ok");
+    cJSON_AddStringToObject(row, "reason", "x, \"y\"");
+    EXPECT(mim_results_append(path, row) == 0);
+    cJSON_Delete(row);
+    mim_results r;
+    EXPECT(mim_results_load(&r, path) == 0);
+    EXPECT(r.n == 2 && r.torn == 1 && r.lines == 3);
+    const cJSON* st = cJSON_GetObjectItem(mim_results_find(&r, "a"), "status");
+    EXPECT(cJSON_IsString(st) && !strcmp(st->valuestring, "ok"));   // the last row of an id wins
+    char csv[512];
+    snprintf(csv, sizeof csv, "%s/r.csv", dir);
+    EXPECT(mim_results_write_csv(&r, csv) == 0);
+    EXPECT(count_lines(csv) == 3);
+    f = fopen(csv, "r");
+    char line[4096] = "";
+    EXPECT(fgets(line, sizeof line, f) && !strncmp(line, "id,study,kind,status,reason,", 28));
+    EXPECT(fgets(line, sizeof line, f) && strstr(line, "\"x, \"\"y\"\"\""));
+    fclose(f);
+    mim_results_free(&r);
+}
+
+// Every results row of the study folder: count, distinct ids, all ok.
+static void check_rows(const char* out, int n, int expect_lines, int expect_ok) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/results.jsonl", out);
+    mim_results r;
+    CHECK(mim_results_load(&r, path) == 0);
+    EXPECT(r.torn == 0);
+    EXPECT(r.n == n);
+    if (expect_lines) EXPECT(r.lines == expect_lines);
+    int ok = 0;
+    for (int i = 0; i < r.n; i++) {
+        const cJSON* st = cJSON_GetObjectItem(r.rows[i], "status");
+        ok += cJSON_IsString(st) && !strcmp(st->valuestring, "ok");
+    }
+    EXPECT(ok == expect_ok);
+    mim_results_free(&r);
+}
+
+static void test_runner(const char* bin) {
+    char buf[4096], out[512], path[1024];
+    study_text(buf, sizeof buf, 1000);
+    mim_study s;
+    CHECK(mim_study_parse(&s, buf, "t.json") == 0);
+    mim_study_run* runs;
+    int n = mim_study_expand(&s, &runs);
+    snprintf(out, sizeof out, "%s/study1", dir);
+    mim_study_opts o = {.out = out, .bin = bin, .quiet = 1};
+
+    // A failing model: recorded as failed, the study goes on.
+    setenv("FAKE_FAIL_MODEL", "vit_tiny", 1);
+    EXPECT(mim_study_run_all(&s, &o) == 1);
+    unsetenv("FAKE_FAIL_MODEL");
+    check_rows(out, n, n, n - 3);
+    snprintf(path, sizeof path, "%s/results.jsonl", out);
+    mim_results r;
+    CHECK(mim_results_load(&r, path) == 0);
+    int nfail = 0;
+    for (int i = 0; i < r.n; i++) {
+        const cJSON* why = cJSON_GetObjectItem(r.rows[i], "reason");
+        if (why) { nfail++; EXPECT(strstr(why->valuestring, "pretrain exited with status 1") && strstr(why->valuestring, "fake failure")); }
+    }
+    EXPECT(nfail == 3);
+    // Schema of an ok MIM row.
+    const cJSON* row = mim_results_find(&r, runs[0].id);
+    const char* keys[] = {"id", "study", "kind", "status", "model", "preset", "patch", "target", "strategy", "size", "seed", "budget_kind",
+                          "budget", "steps", "epochs", "images_seen", "params", "flops_per_image", "flops", "final_loss", "final_loss_avg",
+                          "knn_top1", "knn_top5", "linprobe_top1", "pretrain_s", "wall_s", "finished_at"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        if (!cJSON_GetObjectItem(row, keys[k])) { fprintf(stderr, "row lacks %s\n", keys[k]); fails++; }
+    EXPECT(!strcmp(cJSON_GetObjectItem(row, "budget_kind")->valuestring, "images_seen"));
+    EXPECT(cJSON_GetObjectItem(row, "images_seen")->valuedouble == 1000);
+    EXPECT(fabs(cJSON_GetObjectItem(row, "final_loss")->valuedouble - 1.90) < 1e-9);
+    EXPECT(fabs(cJSON_GetObjectItem(row, "knn_top1")->valuedouble - (1 - (0.5 * pow(1000, -0.3) + 0.05))) < 1e-5);
+    const cJSON* scr = mim_results_find(&r, runs[n - 1].id);
+    EXPECT(scr && !strcmp(cJSON_GetObjectItem(scr, "kind")->valuestring, "scratch") && cJSON_GetObjectItem(scr, "scratch_top1"));
+    mim_results_free(&r);
+    snprintf(path, sizeof path, "%s/results.csv", out);
+    EXPECT(count_lines(path) == n + 1);
+
+    // Re-running: nothing to do (failed runs are kept), no new rows.
+    EXPECT(mim_study_run_all(&s, &o) == 1);
+    check_rows(out, n, n, n - 3);
+    // --retry-failed: the three failed runs run again and succeed.
+    o.retry_failed = 1;
+    EXPECT(mim_study_run_all(&s, &o) == 0);
+    check_rows(out, n, n + 3, n);
+    o.retry_failed = 0;
+    EXPECT(mim_study_run_all(&s, &o) == 0);
+    check_rows(out, n, n + 3, n);
+    // The report: Markdown with tables (figures need gnuplot; not required here).
+    EXPECT(mim_study_report(&s, &o) == 0);
+    snprintf(path, sizeof path, "%s/report.md", out);
+    FILE* f = fopen(path, "r");
+    EXPECT(f != NULL);
+    if (f) {
+        char all[65536];
+        size_t m = fread(all, 1, sizeof all - 1, f);
+        all[m] = 0;
+        fclose(f);
+        EXPECT(strstr(all, "Power-law fit") && strstr(all, "| vit_nano-p7 | pixel | 4000 |") && strstr(all, "Sampling strategy"));
+        EXPECT(strstr(all, "None: every run of the grid has a finished row."));
+    }
+    free(runs);
+    mim_study_free(&s);
+}
+
+// SIGKILL the runner in the middle of a pre-training, run again: every run
+// gets exactly one row, and the killed run resumed from its checkpoint.
+static void test_sigkill(const char* bin) {
+    char buf[4096], out[512], path[1024];
+    study_text(buf, sizeof buf, 1000);
+    mim_study s;
+    CHECK(mim_study_parse(&s, buf, "t.json") == 0);
+    mim_study_run* runs;
+    int n = mim_study_expand(&s, &runs);
+    snprintf(out, sizeof out, "%s/study2", dir);
+    mim_study_opts o = {.out = out, .bin = bin, .quiet = 1};
+    setenv("FAKE_SLEEP", "0.03", 1);
+    snprintf(path, sizeof path, "%s/results.jsonl", out);
+    int killed_mid_pretrain = 0;
+    for (int attempt = 0; attempt < 3 && !killed_mid_pretrain; attempt++) {
+        fflush(stdout); fflush(stderr);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) _exit(mim_study_run_all(&s, &o) < 0 ? 3 : 0);
+        // Wait for two rows, then kill while the third run is in its pre-training.
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        int before = count_lines(path);
+        for (int i = 0; i < 4000 && count_lines(path) < before + 2; i++) nanosleep(&ts, NULL);
+        char starts[1024];
+        mim_study_run* next = NULL;
+        for (int i = 0; i < n && !next; i++) {
+            snprintf(starts, sizeof starts, "%s/runs/%s/pretrain.done", out, runs[i].id);
+            struct stat st;
+            if (runs[i].kind == MIM_RUN_MIM && stat(starts, &st) != 0) next = &runs[i];
+        }
+        if (next) {
+            snprintf(starts, sizeof starts, "%s/runs/%s/pretrain/latest", out, next->id);
+            struct stat st;
+            for (int i = 0; i < 4000 && stat(starts, &st) != 0; i++) nanosleep(&ts, NULL);
+        }
+        kill(pid, SIGKILL);
+        int wst;
+        waitpid(pid, &wst, 0);
+        EXPECT(WIFSIGNALED(wst));
+        killed_mid_pretrain = next != NULL;
+    }
+    EXPECT(killed_mid_pretrain);
+    usleep(100 * 1000);   // children die with the runner (PR_SET_PDEATHSIG)
+    unsetenv("FAKE_SLEEP");
+    EXPECT(mim_study_run_all(&s, &o) == 0);
+    check_rows(out, n, n, n);
+    // Some run started its pre-training at a step > 0: it resumed.
+    int resumed = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/runs/%s/pretrain/starts", out, runs[i].id);
+        FILE* f = fopen(path, "r");
+        if (!f) continue;
+        int v;
+        while (fscanf(f, "%d", &v) == 1) resumed |= v > 0;
+        fclose(f);
+    }
+    EXPECT(resumed);
+    free(runs);
+    mim_study_free(&s);
+}
+
+int main(void) {
+    snprintf(dir, sizeof dir, "/tmp/test_study.XXXXXX");
+    CHECK(mkdtemp(dir));
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/fake-mimscale", dir);
+    FILE* f = fopen(bin, "w");
+    CHECK(f && fputs(fake_sh, f) >= 0 && fclose(f) == 0);
+    CHECK(chmod(bin, 0755) == 0);
+    test_parse_errors();
+    test_grid();
+    test_powerlaw();
+    test_results_file();
+    test_runner(bin);
+    test_sigkill(bin);
+    if (!fails) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd)) {}
+    }
+    printf("%s (%d failures)%s%s\n", fails ? "FAIL" : "ok", fails, fails ? "; files kept in " : "", fails ? dir : "");
+    return fails ? 1 : 0;
+}
