@@ -100,7 +100,7 @@ out:
 static const char* const known_cols[] = {
     "id", "study", "kind", "status", "reason", "model", "preset", "patch", "dec_dim", "dec_depth", "dec_heads", "img",
     "in_chans", "target", "strategy", "size", "subset_seed", "seed", "budget_kind", "budget", "batch", "blr", "steps",
-    "epochs", "images_seen", "params", "flops_per_image", "flops", "final_loss", "final_loss_avg",
+    "epochs", "images_seen", "params", "flops_per_image", "flops", "final_loss", "final_loss_avg", "val_loss",
     "knn_top1", "knn_top5", "linprobe_top1", "linprobe_top5", "finetune_top1", "finetune_top5", "finetune_best_top1",
     "scratch_top1", "scratch_top5", "scratch_best_top1", "pretrain_s", "wall_s", "finished_at", NULL};
 

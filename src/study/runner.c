@@ -298,9 +298,11 @@ static void pretrain_metrics(const char* run_dir, cJSON* row) {
     if (!t) return;
     double last5[5];
     int n = 0;
-    double tsec = -1, step = -1;
+    double tsec = -1, step = -1, val = NAN;
     for (char* line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
         cJSON* j = cJSON_Parse(line);
+        const cJSON* v = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
+        if (cJSON_IsNumber(v)) val = v->valuedouble;
         const cJSON* l = cJSON_GetObjectItemCaseSensitive(j, "loss");
         if (cJSON_IsNumber(l)) {
             last5[n % 5] = l->valuedouble; n++;
@@ -318,6 +320,7 @@ static void pretrain_metrics(const char* run_dir, cJSON* row) {
     for (int i = 0; i < m; i++) sum += last5[i];
     cJSON_AddNumberToObject(row, "final_loss", last5[(n - 1) % 5]);
     cJSON_AddNumberToObject(row, "final_loss_avg", sum / m);
+    if (!isnan(val)) cJSON_AddNumberToObject(row, "val_loss", val);
     if (tsec >= 0) cJSON_AddNumberToObject(row, "pretrain_s", tsec);
     if (step >= 0) cJSON_AddNumberToObject(row, "last_logged_step", step);
 }

@@ -599,6 +599,9 @@ char** mim_study_pretrain_argv(const mim_study* s, const mim_study_run* r, const
     add(&a, "--seed=%" PRIu64, r->seed); add(&a, "--threads=%d", s->threads);
     add(&a, "--save-every=%d", s->save_every); add(&a, "--log-every=%d", r->steps < 200 ? 1 : (int)(r->steps / 200));
     add(&a, "--out=%s/pretrain", run_dir);
+    // held-out reconstruction loss at the end (fixed masks): the cheap proxy
+    // for downstream quality that Xie et al. (CVPR 2023) found
+    add(&a, "--val-data=%s", p->eval_index); add(&a, "--val-samples=1024");
     add(&a, "--resume"); add(&a, "--quiet");
     for (int i = 0; i < s->pretrain_extra.argc; i++) add(&a, "%s", s->pretrain_extra.argv[i]);
     return finish(&a);
