@@ -42,21 +42,9 @@ static mim_pretrain_args base_args(const char* data, const char* out) {
     return a;
 }
 
-static size_t slurp(const char* path, uint8_t** out) {
-    FILE* f = fopen(path, "rb");
-    if (!f) return 0;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *out = tu_alloc_bytes((size_t)n);
-    size_t got = fread(*out, 1, (size_t)n, f);
-    fclose(f);
-    return got;
-}
-
 static int same_file(const char* a, const char* b) {
     uint8_t *x, *y;
-    size_t nx = slurp(a, &x), ny = slurp(b, &y);
+    size_t nx = tu_slurp(a, &x), ny = tu_slurp(b, &y);
     return nx > 0 && nx == ny && memcmp(x, y, nx) == 0;
 }
 
@@ -163,7 +151,7 @@ int main(void) {
         int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         snprintf(p, sizeof p, "%s/cli.txt", tmpdir);
         uint8_t* txt;
-        size_t n = slurp(p, &txt);
+        size_t n = tu_slurp(p, &txt);
         int has_error = n > 0 && memmem(txt, n, "error", 5) != NULL;
         TU_CHECK((code == 1 || code == 2) && has_error, "mimscale %s -> exit %d with an error line", bad_cli[i], code);
     }

@@ -72,18 +72,6 @@ static int count_lines(const char* path) {
     return n;
 }
 
-static size_t slurp(const char* path, uint8_t** out) {
-    FILE* f = fopen(path, "rb");
-    if (!f) return 0;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *out = malloc((size_t)n + 1);
-    size_t got = fread(*out, 1, (size_t)n, f);
-    fclose(f);
-    return got;
-}
-
 static int same_final(const char* a, const char* b, int64_t step) {
     int same = 1;
     for (int k = 0; k < 2; k++) {
@@ -92,9 +80,8 @@ static int same_final(const char* a, const char* b, int64_t step) {
         snprintf(pa, sizeof pa, "%s/ckpt-%09lld/%s", a, (long long)step, fn);
         snprintf(pb, sizeof pb, "%s/ckpt-%09lld/%s", b, (long long)step, fn);
         uint8_t *x = NULL, *y = NULL;
-        size_t nx = slurp(pa, &x), ny = slurp(pb, &y);
+        size_t nx = tu_slurp(pa, &x), ny = tu_slurp(pb, &y);
         same &= nx > 0 && nx == ny && !memcmp(x, y, nx);
-        free(x); free(y);
     }
     return same;
 }
@@ -136,9 +123,8 @@ int main(void) {
     char latest[700];
     snprintf(latest, sizeof latest, "%s/latest", out);
     uint8_t* lt = NULL;
-    size_t nl = slurp(latest, &lt);
+    size_t nl = tu_slurp(latest, &lt);
     long long stopped_at = nl > 5 ? atoll((char*)lt + 5) : -1;
-    free(lt);
     TU_CHECK(rc == 4 && stopped_at > 0 && stopped_at < 40, "SIGTERM: exit %d (want 4), checkpoint at step %lld", rc, stopped_at);
     snprintf(p, sizeof p, "%s/ckpt-%09lld/model.safetensors", out, stopped_at);
     TU_CHECK(mim_ckpt_read_config(p, &cfg) == 0, "the stop checkpoint is complete and loadable");
@@ -178,18 +164,16 @@ int main(void) {
     rc = run(out, "--save-every 4 --debug-nan-at 7");
     snprintf(p, sizeof p, "%s.log", out);
     uint8_t* txt = NULL;
-    size_t n = slurp(p, &txt);
+    size_t n = tu_slurp(p, &txt);
     int named = n && memmem(txt, n, "at step 7", 9) && memmem(txt, n, "non-finite loss", 15);
-    free(txt);
     snprintf(p, sizeof p, "%s/ckpt-000000004/model.safetensors", out);
     TU_CHECK(rc == 3 && named && mim_ckpt_read_config(p, &cfg) == 0,
              "NaN at step 7: exit %d (want 3), message names step and cause, step-4 checkpoint intact", rc);
     snprintf(out, sizeof out, "%s/nanskip", tmpdir);
     rc = run(out, "--save-every 20 --debug-nan-at 7 --on-nan skip");
     snprintf(p, sizeof p, "%s/metrics.jsonl", out);
-    n = slurp(p, &txt);
+    n = tu_slurp(p, &txt);
     int logged = n && memmem(txt, n, "skipped_nonfinite", 17);
-    free(txt);
     TU_CHECK(rc == 0 && logged, "--on-nan skip: run completes (exit %d), skipped step logged", rc);
 
     // full disk: a 40 KB file-size limit makes the next checkpoint write fail
@@ -198,24 +182,22 @@ int main(void) {
     TU_CHECK(rc == 0, "run to step 10 with a checkpoint");
     snprintf(p, sizeof p, "%s/ckpt-000000010/model.safetensors", out);
     uint8_t* before = NULL;
-    size_t nb = slurp(p, &before);
+    size_t nb = tu_slurp(p, &before);
     rc = wait_exit(start(out, "--save-every 10 --resume", 40));
     snprintf(p, sizeof p, "%s.log", out);
-    n = slurp(p, &txt);
+    n = tu_slurp(p, &txt);
     int says = n && (memmem(txt, n, "too large", 9) || memmem(txt, n, "No space", 8) || memmem(txt, n, "cannot", 6));
-    free(txt);
     snprintf(p, sizeof p, "%s/ckpt-000000010/model.safetensors", out);
     uint8_t* after = NULL;
-    size_t na = slurp(p, &after);
+    size_t na = tu_slurp(p, &after);
     char lp[700];
     snprintf(lp, sizeof lp, "%s/latest", out);
     uint8_t* l2 = NULL;
-    slurp(lp, &l2);
+    tu_slurp(lp, &l2);
     TU_CHECK(rc == 1 && says, "write failure on a full disk: exit %d (want 1) with a clear error", rc);
     TU_CHECK(nb > 0 && nb == na && !memcmp(before, after, nb) && l2 && !strncmp((char*)l2, "ckpt-000000010", 14),
              "previous checkpoint untouched and still 'latest'");
     TU_CHECK(!has_tmp_files(out), "no temp files left after the failed write");
-    free(before); free(after); free(l2);
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

@@ -207,6 +207,24 @@ static int tu_run_torch_ref(const char* script, char* out_path, size_t n) {
     return -1;
 }
 
+// ---------------------------------------------------------------- files
+// Reads a whole file into a test-owned, zero-terminated buffer (released by
+// tu_free_all). Returns its size, 0 when it cannot be read.
+__attribute__((unused))
+static size_t tu_slurp(const char* path, uint8_t** out) {
+    *out = NULL;
+    FILE* f = fopen(path, "rb");
+    if (!f) return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0) { fclose(f); return 0; }
+    *out = tu_alloc_bytes((size_t)n + 1);
+    size_t got = fread(*out, 1, (size_t)n, f);
+    fclose(f);
+    return got;
+}
+
 // ---------------------------------------------------------------- data sets
 // Writes DIR/SPLIT-images-idx3-ubyte.gz and DIR/SPLIT-labels-idx1-ubyte.gz
 // (the Fashion-MNIST layout the IDX source reads) from pixels (n, H, W) and

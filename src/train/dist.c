@@ -99,8 +99,8 @@ int mim_dist_same_everywhere(const float* buf, size_t n) {
 static float* g_buf;
 static size_t g_n;
 static int g_nreq;
-static size_t g_off[MAX_REQ], g_cnt[MAX_REQ];
 #ifdef MIM_MPI
+static size_t g_off[MAX_REQ], g_cnt[MAX_REQ];
 static MPI_Request g_req[MAX_REQ];
 #endif
 static double g_bytes, g_wait;
@@ -121,10 +121,12 @@ void mim_dist_grads_ready(size_t offset, size_t count) {
 #endif
 }
 
+#ifdef MIM_MPI
 static int cmp_idx(const void* a, const void* b) {
     size_t x = g_off[*(const int*)a], y = g_off[*(const int*)b];
     return x < y ? -1 : x > y;
 }
+#endif
 
 void mim_dist_grads_finish(float scale) {
     if (!g_buf) return;
