@@ -20,6 +20,7 @@
 #include "data/idx.h"
 #include "data/source.h"
 #include "eval/features.h"
+#include "eval/featcache.h"
 #include "eval/knn.h"
 #include "eval/linprobe.h"
 #include "ops/batchnorm.h"
@@ -304,6 +305,28 @@ static void test_end_to_end(void) {
     TU_CHECK(tr.n == NTR && ev.n == NEV && tr.dim == 32 && tr.num_classes == 4,
              "every sample once: n_train %lld n_eval %lld dim %d classes %d", (long long)tr.n, (long long)ev.n, tr.dim, tr.num_classes);
     TU_CHECK(memcmp(tr.labels, trl, sizeof(int32_t) * NTR) == 0, "train labels in file order");
+    {   // feature cache: save, hit gives the same bytes, another key or pooling misses, garbage misses
+        char cpath[1200], key[4096], key2[4096];
+        snprintf(cpath, sizeof cpath, "%s/feats.safetensors", tmpdir);
+        TU_CHECK(mim_featcache_key(key, sizeof key, &e) == 0, "cache key: %s", key);
+        TU_CHECK(mim_featcache_load(cpath, key, &tr2, &ev2) == 1, "cache: no file is a miss");
+        TU_CHECK(mim_featcache_save(cpath, key, &tr, &ev) == 0, "cache written");
+        rc = mim_featcache_load(cpath, key, &tr2, &ev2);
+        TU_CHECK(rc == 0 && tr2.n == NTR && ev2.n == NEV && tr2.dim == 32 && tr2.num_classes == tr.num_classes &&
+                     memcmp(tr2.x, tr.x, sizeof(float) * NTR * 32) == 0 && memcmp(ev2.x, ev.x, sizeof(float) * NEV * 32) == 0 &&
+                     memcmp(tr2.labels, tr.labels, sizeof(int32_t) * NTR) == 0,
+                 "cache hit returns the extracted features bit for bit");
+        if (rc == 0) { mim_features_free(&tr2); mim_features_free(&ev2); }
+        mim_eval_common e2 = e;
+        e2.pool = MIM_POOL_MEAN;
+        CHECK(mim_featcache_key(key2, sizeof key2, &e2) == 0);
+        TU_CHECK(strcmp(key, key2) != 0 && mim_featcache_load(cpath, key2, &tr2, &ev2) == 1, "cache: other pooling misses");
+        FILE* g = fopen(cpath, "r+b");
+        if (g) { fseek(g, 9, SEEK_SET); fputs("garbage", g); fclose(g); }
+        TU_CHECK(mim_featcache_load(cpath, key, &tr2, &ev2) == 1, "cache: a corrupt file is a miss (warning), not a crash");
+        e2.ckpt = "/nonexistent/model.safetensors";
+        TU_CHECK(mim_featcache_key(key2, sizeof key2, &e2) == MIM_EIO, "cache key: missing checkpoint is an error");
+    }
     e.batch = 110;   // divides 330: no remainder path
     rc = mim_eval_features(&e, &tr2, &ev2, NULL);
     TU_CHECK(rc == 0, "extract features, batch 110");

@@ -6,7 +6,9 @@
 #include "cli/flags.h"
 #include "core/check.h"
 #include "data/idx.h"
+#include "eval/featcache.h"
 #include "eval/features.h"
+#include "train/checkpoint.h"
 #include "eval/knn.h"
 #include "eval/linprobe.h"
 #include <cjson/cJSON.h>
@@ -16,7 +18,8 @@
 
 
 // The flags both commands share (first NCOMMON entries of each table).
-#define COMMON_FLAGS(a, pool, out)                                                                                   \
+#define COMMON_FLAGS(a, pool, out, cache)                                                                            \
+    {"features-cache", FLAG_STR, &(cache), "", 0, 0, "reuse / write the extracted features in this file (knn and linprobe on one checkpoint share it)"}, \
     {"ckpt", FLAG_STR, &(a).ckpt, "", 0, 0, "model.safetensors (mimscale or MAE-named; encoder-only is fine)"},     \
     {"data", FLAG_STR, &(a).data, MIM_FASHION_MNIST_DIR, 0, 0, "train set: IDX folder or sample index (`mimscale index`)"}, \
     {"data-split", FLAG_STR, &(a).data_split, "train", 0, 0, "IDX split of --data"},                                \
@@ -33,14 +36,27 @@
 
 static const char* opt(const char* s) { return s && *s ? s : NULL; }
 
-static int setup(mim_eval_common* a, const char* pool, float max_gb, mim_features* tr, mim_features* ev,
-                 mim_config* cfg) {
+static int setup(mim_eval_common* a, const char* pool, float max_gb, const char* cache, mim_features* tr,
+                 mim_features* ev, mim_config* cfg) {
     a->subset = opt(a->subset); a->eval_data = opt(a->eval_data); a->eval_subset = opt(a->eval_subset);
     a->max_feature_gb = max_gb;
     if (mim_pool_parse(pool, &a->pool)) { fprintf(stderr, "error: --pool: %s\n", mim_err_msg()); return 2; }
     if (!opt(a->ckpt)) { fprintf(stderr, "error: --ckpt is required (a model.safetensors file)\n"); return 2; }
+    char key[4096];
+    if (opt(cache)) {
+        if (mim_featcache_key(key, sizeof key, a) || mim_ckpt_read_config(a->ckpt, cfg)) {
+            fprintf(stderr, "error: %s\n", mim_err_msg());
+            return 1;
+        }
+        if (mim_featcache_load(cache, key, tr, ev) == 0) {
+            if (!a->quiet) fprintf(stderr, "features: %lld train + %lld eval x %d from %s\n", (long long)tr->n, (long long)ev->n, tr->dim, cache);
+            return 0;
+        }
+    }
     int rc = mim_eval_features(a, tr, ev, cfg);
     if (rc) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
+    if (opt(cache) && mim_featcache_save(cache, key, tr, ev))   // a failed cache write costs speed, not the result
+        fprintf(stderr, "warning: cannot write feature cache %s: %s\n", cache, mim_err_msg());
     return 0;
 }
 
@@ -74,11 +90,11 @@ static void add_common(cJSON* j, const char* what, const mim_eval_common* a, con
 
 int cmd_knn(int argc, char** argv) {
     mim_eval_common a = {0};
-    const char *pool = NULL, *out = NULL;
+    const char *pool = NULL, *out = NULL, *cache = NULL;
     float max_gb, T;
     int k;
     flag f[] = {
-        COMMON_FLAGS(a, pool, out),
+        COMMON_FLAGS(a, pool, out, cache),
         {"k", FLAG_INT, &k, "20", 1, 1 << 16, "neighbours that vote"},
         {"temperature", FLAG_FLOAT, &T, "0.07", 1e-4, 100, "vote weight exp(similarity / T)"},
     };
@@ -93,7 +109,7 @@ int cmd_knn(int argc, char** argv) {
     double t0 = omp_get_wtime();
     mim_features tr, ev;
     mim_config cfg;
-    if ((rc = setup(&a, pool, max_gb, &tr, &ev, &cfg))) return rc;
+    if ((rc = setup(&a, pool, max_gb, cache, &tr, &ev, &cfg))) return rc;
     mim_l2_normalize_rows(tr.x, tr.n, tr.dim);
     mim_l2_normalize_rows(ev.x, ev.n, ev.dim);
     int C = tr.num_classes > ev.num_classes ? tr.num_classes : ev.num_classes;
@@ -123,11 +139,11 @@ int cmd_linprobe(int argc, char** argv) {
     mim_eval_common a = {0};
     mim_linprobe_args lp;
     mim_linprobe_args_default(&lp);
-    const char *pool = NULL, *out = NULL;
+    const char *pool = NULL, *out = NULL, *cache = NULL;
     float max_gb;
     int64_t seed;
     flag f[] = {
-        COMMON_FLAGS(a, pool, out),
+        COMMON_FLAGS(a, pool, out, cache),
         {"epochs", FLAG_INT, &lp.epochs, "20", 1, 1 << 20, "head training epochs over the cached features (MAE: 90)"},
         {"head-batch", FLAG_INT, &lp.batch, "256", 2, 1 << 24, "head training batch (MAE: 16384)"},
         {"blr", FLAG_FLOAT, &lp.blr, "10", 0, 1e4, "base lr: lr = blr x head-batch / 256 (MAE: 0.1 at batch 16384, i.e. lr 6.4)"},
@@ -158,7 +174,7 @@ int cmd_linprobe(int argc, char** argv) {
     double t0 = omp_get_wtime();
     mim_features tr, ev;
     mim_config cfg;
-    if ((rc = setup(&a, pool, max_gb, &tr, &ev, &cfg))) return rc;
+    if ((rc = setup(&a, pool, max_gb, cache, &tr, &ev, &cfg))) return rc;
     mim_linprobe_result r;
     double t1 = omp_get_wtime();
     rc = mim_linprobe_train(&r, &tr, &ev, &lp);

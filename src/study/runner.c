@@ -461,6 +461,8 @@ static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_stud
         cJSON_Delete(res);
     }
 finish:
+    pathf(buf, sizeof buf, "%s/features.safetensors", run_dir);
+    unlink(buf);   // the knn / linprobe feature cache (study.c); absent is fine
     if (failed) {
         cJSON_ReplaceItemInObjectCaseSensitive(row, "status", cJSON_CreateString("failed"));
         cJSON_AddStringToObject(row, "reason", reason);

@@ -628,6 +628,9 @@ char** mim_study_eval_argv(const mim_study* s, const mim_study_run* r, mim_eval_
         add(&a, "--out=%s/%s", run_dir, eval_names[e]);
     }
     if (e == MIM_EVAL_LINPROBE) add(&a, "--seed=%" PRIu64, r->seed);
+    // knn and linprobe of one run share one feature extraction (the runner
+    // deletes the file once the run's row is written).
+    if (e == MIM_EVAL_KNN || e == MIM_EVAL_LINPROBE) add(&a, "--features-cache=%s/features.safetensors", run_dir);
     add(&a, "--quiet");
     for (int i = 0; i < s->eval_extra[e].argc; i++) add(&a, "%s", s->eval_extra[e].argv[i]);
     return finish(&a);
