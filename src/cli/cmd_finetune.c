@@ -29,6 +29,7 @@ int cmd_finetune(int argc, char** argv) {
         {"accum", FLAG_INT, &a.accum, "1", 1, 1 << 16, "gradient accumulation steps"},
         {"epochs", FLAG_FLOAT, &a.epochs, "10", 0, 1e6, "training length in epochs"},
         {"steps", FLAG_I64, &a.steps, "0", 0, 1e15, "training length in steps (overrides --epochs)"},
+        {"eval-every", FLAG_INT, &a.eval_every, "1", 1, 1 << 20, "evaluate (and save best/last) every N epochs and at the end"},
         {"blr", FLAG_FLOAT, &a.blr, "1e-3", 0, 10, "base lr: lr = blr x effective batch / 256"},
         {"lr", FLAG_FLOAT, &a.lr, "0", 0, 10, "absolute lr (overrides --blr when > 0)"},
         {"min-lr", FLAG_FLOAT, &a.min_lr, "1e-6", 0, 10, "lr at the end of the cosine"},

@@ -437,13 +437,15 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         mim_adamw_step_groups(&opt, m.table, m.nparams, m.params, m.grads, &hp, lr_scale, decay);
         mim_adamw_step(&hopt, h.table, H_N, h.params, h.grads, &hp);
         int end_of_epoch = (step + 1) % spe == 0 || step + 1 == total;
+        int ee = a->eval_every > 1 ? a->eval_every : 1;
+        int do_eval = ((step + 1) % (spe * ee) == 0) || step + 1 == total;
         if (!a->quiet && ((step + 1) % 10 == 0 || end_of_epoch)) {
             double t = now_s();
             fprintf(stderr, "\rstep %lld/%lld | loss %.4f | lr %.3g | %.1f img/s   ", (long long)(step + 1),
                     (long long)total, loss_acc / (nloss ? nloss : 1), hp.lr,
                     (double)(step + 1) * a->batch * a->accum / (t - t0));
         }
-        if (end_of_epoch) {
+        if (do_eval) {
             float t1, t5;
             if ((rc = evaluate(&m, &h, &ec, a->global_pool, &t1, &t5))) goto done;
             int best = t1 > res->best_top1;

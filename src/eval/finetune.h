@@ -21,6 +21,7 @@ typedef struct {
     int batch, accum;
     float epochs;
     int64_t steps;             // overrides epochs when > 0
+    int eval_every;            // evaluate every N epochs and at the end (0 or 1: every epoch)
     float blr, lr, min_lr, warmup_epochs;
     float weight_decay, layer_decay, drop_path;
     float smoothing, mixup, cutmix, reprob;
