@@ -19,18 +19,26 @@
 #define TOL_SAME  1e-5   // vs mimscale's own encoder (same ops, same order)
 
 static char g_tmp[4096];   // a scratch file name for the broken-file variants
+static mim_rng g_rng;
 
 // ---------------------------------------------------------------- helpers
 
-// Writes the tensors of SRC to DST with edits: tensor `from` renamed to
-// `to` (to NULL: dropped); tensor `reshape` given shape (ndim, shape) of the
-// same element count. meta: n_meta key/value pairs.
+// Writes the tensors of SRC to DST (may be SRC) with edits: tensor `from`
+// renamed to `to` (to NULL: dropped); tensor `reshape` given shape (ndim,
+// shape) of the same element count; g_dup_from copied as g_dup_to when set.
+// meta: n_meta key/value pairs.
+static const char *g_dup_from, *g_dup_to;
 static int write_variant(const char* src, const char* dst, const char* from, const char* to,
                          const char* reshape, int ndim, const int64_t* shape, const char* const* meta, int n_meta) {
     mim_st* st;
     if (mim_st_open(&st, src)) return -1;
     int n = mim_st_count(st), k = 0;
-    mim_st_entry* e = tu_alloc_bytes(sizeof(mim_st_entry) * (size_t)n);
+    mim_st_entry* e = tu_alloc_bytes(sizeof(mim_st_entry) * (size_t)(n + 1));
+    const mim_st_tensor* d = g_dup_from ? mim_st_find(st, g_dup_from) : NULL;
+    if (d) {
+        e[k++] = (mim_st_entry){g_dup_to, d->dtype, d->ndim, {0}, d->data};
+        memcpy(e[0].shape, d->shape, sizeof e[0].shape);
+    }
     for (int i = 0; i < n; i++) {
         const mim_st_tensor* t = mim_st_get(st, i);
         mim_st_entry* o = &e[k];
@@ -80,12 +88,12 @@ static void check_ref_case(const mim_st* ref, const char* ref_path, const ref_ca
     mim_teacher t;
     int rc = mim_teacher_load(&t, path, c->gh, c->gw, c->B + 1);
     if (!tu_report(rc == 0, "%s: load (%s)", c->file_suffix, rc ? mim_err_msg() : "ok")) return;
-    printf("---- %s\n", c->file_suffix);
-    mim_teacher_describe(&t, stdout);
     TU_CHECK(!strcmp(mim_teacher_scheme_name(t.scheme), c->scheme) && mim_teacher_dim(&t) == c->D,
              "%s: scheme %s, dim %d", c->file_suffix, mim_teacher_scheme_name(t.scheme), mim_teacher_dim(&t));
     rc = mim_teacher_set_input(&t, c->C, c->H, c->W, NULL, NULL);
     TU_CHECK(rc == 0, "%s: set_input %dx%dx%d", c->file_suffix, c->C, c->H, c->W);
+    printf("---- %s\n", c->file_suffix);
+    mim_teacher_describe(&t, stdout);
     size_t ni = (size_t)c->B * c->C * c->H * c->W, nf = (size_t)c->B * c->gh * c->gw * c->D;
     float *imgs = tu_alloc(ni), *want = tu_alloc(nf), *got = tu_alloc(nf), *again = tu_alloc(nf);
     char key[128];
@@ -208,6 +216,7 @@ static void test_checkpoint(const char* path) {
     mim_teacher t;
     rc = mim_teacher_load(&t, path, gh, gw, B);
     if (!tu_report(rc == 0, "mimscale checkpoint loads as a teacher (%s)", rc ? mim_err_msg() : "ok")) return;
+    TU_CHECK(mim_teacher_set_input(&t, 3, c.img_h, c.img_w, NULL, NULL) == 0, "checkpoint: set_input");
     printf("---- mimscale checkpoint\n");
     mim_teacher_describe(&t, stdout);
     TU_CHECK(t.scheme == MIM_TEACHER_TIMM && t.gh0 == 4 && t.gw0 == 3 && t.heads == 4 && t.depth == 3 &&
@@ -257,6 +266,33 @@ static void test_broken(const char* ckpt) {
     expect_error("non-square grid without metadata", g_tmp, 4, 3, MIM_EFORMAT, "12 patch positions, not a square", NULL);
     write_variant(ckpt, g_tmp, "patch_embed.proj.weight", "patch_embed.weight", NULL, 0, NULL, meta, 4);
     expect_error("no patch embedding: not a ViT", g_tmp, 4, 3, MIM_EFORMAT, "not a recognised ViT", NULL);
+    // MAE global-pool fine-tunes keep fc_norm instead of norm: same features
+    write_variant(ckpt, g_tmp, "norm.weight", "fc_norm.weight", NULL, 0, NULL, meta, 4);
+    write_variant(g_tmp, g_tmp, "norm.bias", "fc_norm.bias", NULL, 0, NULL, meta, 4);
+    mim_teacher t, u;
+    int rc = mim_teacher_load(&t, g_tmp, 4, 3, 1), rc2 = mim_teacher_load(&u, ckpt, 4, 3, 1);
+    if (TU_CHECK(rc == 0 && rc2 == 0 && !strcmp(t.final_norm, "fc_norm"), "fc_norm instead of norm loads (%s)",
+                 rc ? mim_err_msg() : "ok")) {
+        float *im = tu_alloc(3 * 16 * 12), *a = tu_alloc(12 * 64), *b = tu_alloc(12 * 64);
+        tu_fill_normal(&g_rng, im, 3 * 16 * 12, 1.0f);
+        mim_teacher_set_input(&t, 3, 16, 12, NULL, NULL);
+        mim_teacher_set_input(&u, 3, 16, 12, NULL, NULL);
+        mim_teacher_forward(&t, a, im, 1, -1);
+        mim_teacher_forward(&u, b, im, 1, -1);
+        tu_close("fc_norm file == norm file features", a, b, 12 * 64, 0.0);
+    }
+    if (rc == 0) mim_teacher_free(&t);
+    if (rc2 == 0) mim_teacher_free(&u);
+    // timm's norm_pre (CLIP ports): optional, but weight and bias together
+    g_dup_from = "norm.weight"; g_dup_to = "norm_pre.weight";
+    write_variant(ckpt, g_tmp, NULL, NULL, NULL, 0, NULL, meta, 4);
+    expect_error("norm_pre.weight without bias", g_tmp, 4, 3, MIM_ENOTFOUND, "missing tensor 'norm_pre.bias'", NULL);
+    g_dup_from = "norm.bias"; g_dup_to = "norm_pre.bias";
+    write_variant(g_tmp, g_tmp, NULL, NULL, NULL, 0, NULL, meta, 4);
+    g_dup_from = g_dup_to = NULL;
+    rc = mim_teacher_load(&t, g_tmp, 4, 3, 1);
+    TU_CHECK(rc == 0 && t.has_pre_norm, "norm_pre weight + bias: pre-norm on (%s)", rc ? mim_err_msg() : "ok");
+    if (rc == 0) mim_teacher_free(&t);
     expect_error("absent file", "/nonexistent/teacher.safetensors", 4, 3, MIM_EIO, "/nonexistent/teacher.safetensors", NULL);
 
     // truncated copies: every prefix length class, each refused
@@ -272,8 +308,7 @@ static void test_broken(const char* ckpt) {
         CHECK(f);
         fwrite(buf, 1, cuts[i], f);
         fclose(f);
-        mim_teacher t;
-        int rc = mim_teacher_load(&t, g_tmp, 4, 3, 1);
+        rc = mim_teacher_load(&t, g_tmp, 4, 3, 1);
         refused += rc < 0;
         total++;
         if (rc == 0) mim_teacher_free(&t);
@@ -294,22 +329,23 @@ static void test_broken(const char* ckpt) {
         CHECK(f);
         fwrite(g, 1, len, f);
         fclose(f);
-        mim_teacher t;
-        if (mim_teacher_load(&t, g_tmp, 0, 0, 1) == 0) {
+        if (mim_teacher_load(&t, g_tmp, 0, 0, 1) != 0) continue;
+        if (mim_teacher_set_input(&t, t.C, t.H, t.W, NULL, NULL) == 0) {
             float* im = calloc((size_t)t.C * t.H * t.W, sizeof(float));
             float* out = calloc((size_t)t.L * t.D, sizeof(float));
             CHECK(im && out);
             mim_teacher_forward(&t, out, im, 1, -1);
             free(im);
             free(out);
-            mim_teacher_free(&t);
             loaded++;
         }
+        mim_teacher_free(&t);
     }
     TU_CHECK(1, "200 garbled headers survived (%d still loaded and ran)", loaded);
 }
 
 int main(void) {
+    mim_rng_seed(&g_rng, 5);
     const char* tmp = getenv("TMPDIR");
     char ckpt[4096], ref_path[4096] = "";
     snprintf(ckpt, sizeof ckpt, "%s/mim_teacher_ckpt_XXXXXX.safetensors", tmp && *tmp ? tmp : "/tmp");

@@ -32,7 +32,13 @@ int cmd_teacher_check(int argc, char** argv) {
 
     mim_teacher t;
     if ((rc = mim_teacher_load(&t, path, 0, 0, 1))) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
-    if (img) {   // the student's grid: img / patch, the teacher at grid * its patch
+    if (!img) {   // the student at the teacher's native geometry
+        if ((rc = mim_teacher_set_input(&t, chans ? chans : t.C, t.H, t.W, NULL, NULL))) {
+            fprintf(stderr, "error: %s\n", mim_err_msg());
+            mim_teacher_free(&t);
+            return 1;
+        }
+    } else {   // the student's grid: img / patch, the teacher at grid * its patch
         int sp = patch ? patch : t.p, C = chans ? chans : t.C;
         mim_teacher_free(&t);
         if (img % sp) { fprintf(stderr, "error: --img %d is not a multiple of the patch %d\n", img, sp); return 1; }

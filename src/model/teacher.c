@@ -552,7 +552,7 @@ static int load_impl(mim_teacher* t, const mim_st* st, const char* path, int gri
     if (!t->acts) return mim_err(MIM_ENOMEM, "out of memory: teacher activations need %.1f MB for batch %d", c.used * 4e-6, max_batch);
     c = (carver){t->acts, 0};
     carve_acts(t, &c);
-    return mim_teacher_set_input(t, t->C, t->H, t->W, t->mean, t->std);
+    return 0;
 }
 
 int mim_teacher_load(mim_teacher* t, const char* path, int grid_h, int grid_w, int max_batch) {
@@ -611,6 +611,7 @@ static void prepare_images(mim_teacher* t, const float* imgs, int B) {
 
 void mim_teacher_forward(mim_teacher* t, float* out, const float* imgs, int B, int layer) {
     CHECK(t->params && B >= 1 && B <= t->max_batch);
+    CHECK(t->in_C > 0 && "mim_teacher_set_input must describe the student's images first");
     CHECK(layer >= -1 && layer < t->depth);
     int last = layer < 0 ? t->depth - 1 : layer;
     int final = last == t->depth - 1;
@@ -673,6 +674,18 @@ static const char* vit_name(int D, int depth) {
     return "ViT";
 }
 
+static void describe_input(const mim_teacher* t, FILE* f) {
+    if (!t->in_C) { fprintf(f, "student input not set yet (mim_teacher_set_input)\n"); return; }
+    fprintf(f, "student input %d x %d x %d", t->in_C, t->in_H, t->in_W);
+    if (t->in_H != t->H || t->in_W != t->W) fprintf(f, ", resized to %d x %d (bilinear)", t->H, t->W);
+    if (t->in_C != t->C) fprintf(f, ", channel replicated");
+    fprintf(f, ", mean");
+    for (int c = 0; c < t->in_C; c++) fprintf(f, " %.6g", (double)t->in_mean[c]);
+    fprintf(f, ", std");
+    for (int c = 0; c < t->in_C; c++) fprintf(f, " %.6g", (double)t->in_std[c]);
+    fprintf(f, "\n");
+}
+
 void mim_teacher_describe(const mim_teacher* t, FILE* f) {
     const scheme_names* nm = names_of(t->scheme);
     fprintf(f, "scheme        %s%s%s%s\n", mim_teacher_scheme_name(t->scheme),
@@ -688,10 +701,11 @@ void mim_teacher_describe(const mim_teacher* t, FILE* f) {
     fprintf(f, "norms         LayerNorm eps %g; pre-norm %s; final %s (all tokens)\n", (double)t->ln_eps,
             t->has_pre_norm ? nm->pre : "none", t->final_norm);
     fprintf(f, "parameters    %.2fM (as stored in the file, tower only)\n", (double)t->num_weights / 1e6);
-    fprintf(f, "input         mean");
+    fprintf(f, "teacher input mean");
     for (int c = 0; c < t->C; c++) fprintf(f, " %.6g", (double)t->mean[c]);
     fprintf(f, ", std");
     for (int c = 0; c < t->C; c++) fprintf(f, " %.6g", (double)t->std[c]);
     fprintf(f, "\n");
+    describe_input(t, f);
     fprintf(f, "features      (B, %d, %d) patch tokens, class token dropped\n", t->L, t->D);
 }

@@ -7,7 +7,7 @@
 //   mim_teacher t;
 //   if (mim_teacher_load(&t, "clip_b16.safetensors", gh, gw, max_batch))
 //       { fprintf(stderr, "%s\n", mim_err_msg()); ... }
-//   mim_teacher_set_input(&t, C, H, W, mean, std);   // the student's images
+//   mim_teacher_set_input(&t, C, H, W, mean, std);   // the student's images (required)
 //   float* feats;   // (B, gh*gw, mim_teacher_dim(&t))
 //   mim_teacher_forward(&t, feats, imgs, B, -1);     // last block, final norm
 //   mim_teacher_free(&t);
@@ -101,7 +101,7 @@ typedef struct {
     int gh, gw, L, T;      // student grid, L = gh*gw patches, T = 1 + L tokens
     int H, W;              // teacher input: gh*p x gw*p pixels
     int max_batch, att_chunk;     // attention runs att_chunk samples at a time
-    // student images (mim_teacher_set_input)
+    // student images (mim_teacher_set_input; in_C 0 until then)
     int in_C, in_H, in_W;
     float in_mean[3], in_std[3];
 
@@ -130,17 +130,18 @@ typedef struct {
 } mim_teacher;
 
 // Loads the teacher in PATH for a student patch grid grid_h x grid_w and
-// batches up to max_batch, allocating every buffer. The student's images are
-// assumed to be (C, grid_h*p, grid_w*p) with the teacher's own mean/std
-// until mim_teacher_set_input says otherwise. Returns 0 or a negative MIM_E*
+// batches up to max_batch, allocating every buffer. mim_teacher_set_input
+// must then describe the student's images before the first forward (the
+// grid alone does not give their size). Returns 0 or a negative MIM_E*
 // code with mim_err_msg() set (the file name and the first offending tensor
 // or value); *t is then zeroed and needs no free. grid_h or grid_w <= 0:
 // the teacher's native grid.
 int mim_teacher_load(mim_teacher* t, const char* path, int grid_h, int grid_w, int max_batch);
 
 // Describes the student's images: (C, H, W) normalised as (x - mean) / std
-// per channel on the [0, 1] pixel scale (mean, std: C values; NULL for
-// mimscale's defaults, see mim_transform_default). C must equal the
+// per channel on the [0, 1] pixel scale (mean, std: C values, e.g. from
+// mim_source_normalization; NULL for mimscale's defaults, ImageNet or its
+// gray average, see mim_transform_default). C must equal the
 // teacher's channels, or be 1 (replicated to the teacher's channels). Any
 // H, W >= 1: the images are resized to the teacher's input. 0 or MIM_EARG.
 int mim_teacher_set_input(mim_teacher* t, int C, int H, int W, const float* mean, const float* std);
@@ -151,7 +152,8 @@ int mim_teacher_dim(const mim_teacher* t);
 // out (B, gh*gw, D) = the patch tokens (no class token) of block `layer`
 // (-1 = last, with the final norm; see the top) for imgs (B, in_C, in_H,
 // in_W) normalised with the input mean/std. B <= max_batch. Allocates
-// nothing; layer outside [-1, depth) or B out of range is a CHECK.
+// nothing; layer outside [-1, depth), B out of range or no
+// mim_teacher_set_input yet is a CHECK.
 void mim_teacher_forward(mim_teacher* t, float* out, const float* imgs, int B, int layer);
 
 void mim_teacher_free(mim_teacher* t);
