@@ -107,7 +107,7 @@ static void spec_linear(spec_list* l, const char* pre, const char* name, float**
 }
 
 // The whole expected tensor list of t's scheme. pos0 receives the native
-// position embedding, ln_final_name the final norm's name.
+// position embedding; final_norm names the final norm (without .weight).
 static void build_specs(mim_teacher* t, spec_list* l, float** pos0, const char* final_norm) {
     const scheme_names* nm = names_of(t->scheme);
     const char* P = t->prefix;
@@ -509,9 +509,10 @@ static int load_impl(mim_teacher* t, const mim_st* st, const char* path, int gri
     for (int j = 0; j + 1 < l.n; j++) {
         const spec *a = &l.s[j], *b = &l.s[j + 1];
         if (a->optional && b->optional && a->field == &t->pre_w && a->found != b->found) {
+            rc = mim_err(MIM_ENOTFOUND, "%s: missing tensor '%s' (expected shape [%d]): %s comes without it",
+                         path, a->found ? b->name : a->name, t->D, a->found ? a->name : b->name);
             free(l.s);
-            return mim_err(MIM_ENOTFOUND, "%s: missing tensor '%s' (expected shape [%d]): %s comes without it",
-                           path, a->found ? b->name : a->name, t->D, a->found ? a->name : b->name);
+            return rc;
         }
     }
     // sizes: weights are bounded by the MAX_* limits and the file; the

@@ -18,7 +18,8 @@
 //     mlp.fc1, mlp.fc2}, norm (or fc_norm, as MAE's global-pool fine-tunes
 //     write; if both are present norm is used), optional norm_pre (timm's
 //     CLIP ports); patch_embed.proj.bias optional. Ignored: decoder_*,
-//     mask_token, head.*. GELU (erf), LayerNorm eps 1e-6. Expected input
+//     mask_token, head.*. GELU (erf; timm's ports of OpenAI CLIP need
+//     metadata act=quick_gelu), LayerNorm eps 1e-6. Expected input
 //     mean/std: mimscale's (ImageNet for 3 channels, their channel average for
 //     1; mim_transform_default in data/augment.h).
 //  2. OpenAI CLIP / open_clip visual tower: visual.conv1.weight (no bias),
