@@ -316,6 +316,47 @@ static void test_gelu(const char* tag, int n) {
     fd_check(tag, "inp", gelu_obj, &ctx, inp, n, dinp, FD_EPS);
 }
 
+// ================================================================ quick_gelu
+// Not in ops_ref.py: checked against the formula in double (forward and
+// derivative), accumulation and finite differences.
+static double quick_gelu_obj(void* p) {
+    unary_ctx* c = p;
+    quick_gelu_forward(c->out, c->inp, c->n);
+    return dot(c->out, c->g, c->n);
+}
+
+static void test_quick_gelu(const char* tag, int n) {
+    float *inp = tu_alloc(n), *dout = tu_alloc(n), *out = tu_alloc(n), *dinp = tu_alloc(n);
+    float *want = tu_alloc(n), *dwant = tu_alloc(n);
+    tu_fill_normal(&g_rng, inp, n, 4.0f);
+    tu_fill_normal(&g_rng, dout, n, 1.0f);
+    inp[0] = -60.0f; inp[n - 1] = 60.0f;   // saturated ends
+    quick_gelu_forward(out, inp, n);
+    quick_gelu_backward(dinp, inp, dout, n);
+    for (int i = 0; i < n; i++) {
+        double x = inp[i], s = 1.0 / (1.0 + exp(-1.702 * x));
+        want[i] = (float)(x * s);
+        dwant[i] = (float)(dout[i] * (s + 1.702 * x * s * (1.0 - s)));
+    }
+    char label[200];
+    snprintf(label, sizeof label, "%s.out vs x*sigmoid(1.702x) (double)", tag);
+    tu_close(label, out, want, n, TOL_TORCH);
+    snprintf(label, sizeof label, "%s.dinp vs formula (double)", tag);
+    tu_close(label, dinp, dwant, n, TOL_TORCH);
+    float* alias = tu_alloc(n);
+    memcpy(alias, inp, n * sizeof(float));
+    quick_gelu_forward(alias, alias, n);
+    snprintf(label, sizeof label, "%s.out in place", tag);
+    tu_close(label, alias, out, n, 0.0);
+    float *ai = tu_alloc(n), *si = tu_alloc(n);
+    acc_init(ai, si, dinp, n);
+    quick_gelu_backward(ai, inp, dout, n);
+    quick_gelu_backward(ai, inp, dout, n);
+    acc_check(tag, "dinp", ai, si, dinp, n);
+    unary_ctx ctx = {tu_alloc(n), inp, dout, (size_t)n};
+    fd_check(tag, "inp", quick_gelu_obj, &ctx, inp, n, dinp, FD_EPS);
+}
+
 // ================================================================ softmax
 typedef struct { float* out; const float *inp, *g; int N, C; } softmax_ctx;
 static double softmax_obj(void* p) {
@@ -690,6 +731,7 @@ int main(void) {
     test_layernorm("layernorm", 7, 20);
     test_layernorm("layernorm_c1", 3, 1);
     test_gelu("gelu", 64);
+    test_quick_gelu("quick_gelu", 64);
     test_softmax("softmax", 7, 20);
     test_softmax("softmax_c1", 4, 1);
     test_attention("attention", 2, 5, 12, 3, 1);
@@ -712,6 +754,7 @@ int main(void) {
     g_fd_max = FD_MAX_BIG;
     test_layernorm("layernorm_big", 300, 256);
     test_gelu("gelu_big", 70001);
+    test_quick_gelu("quick_gelu_big", 70001);
     test_softmax("softmax_big", 300, 257);
     test_patch("patchify_big", 2, 3, 128, 144, 16, 0);
     test_patch("im2col_big", 2, 3, 128, 144, 16, 1);

@@ -11,3 +11,4 @@ int cmd_linprobe(int argc, char** argv);
 int cmd_finetune(int argc, char** argv);
 int cmd_study(int argc, char** argv);
 int cmd_reconstruct(int argc, char** argv);
+int cmd_teacher_check(int argc, char** argv);

@@ -17,12 +17,13 @@ static const command commands[] = {
     {"finetune", cmd_finetune, "fine-tune the encoder with a linear head (MAE recipe), or train from scratch"},
     {"reconstruct", cmd_reconstruct, "PNG grid of MAE reconstructions (original | masked | output | output + visible)"},
     {"study", cmd_study, "scaling studies: run a grid, report curves and fits"},
+    {"teacher-check", cmd_teacher_check, "what the frozen-teacher loader recognises in a safetensors file"},
 };
 
 static void usage(void) {
     printf("usage: mimscale <command> [flags]   (mimscale <command> --help for its flags)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        printf("  %-12s %s\n", commands[i].name, commands[i].help);
+        printf("  %-14s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char** argv) {

@@ -1,4 +1,4 @@
-// elementwise.c: exact GELU, softmax rows, residual adds.
+// elementwise.c: exact GELU, QuickGELU, softmax rows, residual adds.
 #include "ops/ops.h"
 #include <math.h>
 #include <stdint.h>
@@ -63,6 +63,32 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
             float cdf = 0.5f * (1.0f + erf_simd(x * (float)M_SQRT1_2));
             float pdf = inv_sqrt_2pi * exp_simd(-0.5f * x * x);
             dinp[i] += dout[i] * (cdf + x * pdf);
+        }
+    }
+}
+
+void quick_gelu_forward(float* out, const float* inp, size_t n) {
+    #pragma omp parallel for if (n >= PAR_N)
+    for (size_t c = 0; c < n; c += CHUNK) {
+        size_t e = c + CHUNK < n ? c + CHUNK : n;
+        #pragma omp simd
+        for (size_t i = c; i < e; i++) {
+            float x = inp[i];
+            out[i] = x / (1.0f + exp_simd(-1.702f * x));
+        }
+    }
+}
+
+// d/d of quick_gelu_forward(out, inp).
+void quick_gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+    #pragma omp parallel for if (n >= PAR_N)
+    for (size_t c = 0; c < n; c += CHUNK) {
+        size_t e = c + CHUNK < n ? c + CHUNK : n;
+        #pragma omp simd
+        for (size_t i = c; i < e; i++) {
+            float x = inp[i];
+            float s = 1.0f / (1.0f + exp_simd(-1.702f * x));
+            dinp[i] += dout[i] * (s + 1.702f * x * s * (1.0f - s));
         }
     }
 }

@@ -45,6 +45,12 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
 void gelu_forward(float* out, const float* inp, size_t n);
 // dinp += dout * gelu'(inp)
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
+// QuickGELU (OpenAI CLIP, HF quick_gelu): out = x * sigmoid(1.702 x),
+// elementwise over n; out may alias inp.
+void quick_gelu_forward(float* out, const float* inp, size_t n);
+// d/d of quick_gelu_forward(out, inp): dinp += dout * (s + 1.702 x s (1 - s)),
+// s = sigmoid(1.702 x).
+void quick_gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
 
 // ---------------------------------------------------------------- softmax
 // Row softmax: out (N, C) = softmax(inp (N, C)) along C.
