@@ -5,7 +5,9 @@
 //    differs) and fp32 to ~1e-2 (bf16 keeps 8 significant bits);
 //  - oneDNN: whether it serves bf16 natively here is printed; where it does,
 //    its results match the same reference and primitives are cached; where
-//    it does not, the automatic choice falls back to the emulation;
+//    it does not, the automatic choice falls back to the emulation; the
+//    oneDNN glue itself (layouts, accumulation, cache and its eviction) is
+//    checked everywhere oneDNN is built, with fp32 storage of bf16 values;
 //  - the model in bf16: the shadow follows the fp32 masters, gradients are
 //    close to fp32, switching back to fp32 is bit-identical to a model that
 //    never left it; a 40-step pre-training run ends within 3% of fp32's
@@ -129,6 +131,41 @@ static void check_backends(void) {
              "auto picks %s", native ? "oneDNN (native here)" : "the emulation (no native oneDNN bf16 here)");
     mim_bf16_ctx_free(ac);
 
+    // the oneDNN glue (layouts, transposes, sum post-op, cache, scratchpad)
+    // on fp32 storage of bf16 values: runs on any CPU oneDNN supports
+    if (mim_onednn_built()) {
+        mim_bf16_ctx* fc;
+        TU_CHECK(mim_bf16_ctx_init(&fc, MIM_BF16_ONEDNN_F32, mi, md, mw) == 0, "oneDNN-fp32 check context");
+        for (int s = 0; s < 3; s++)
+            for (int bias = 0; bias < 2; bias++)
+                check_linear(fc, "oneDNN-f32", shapes[s][0], shapes[s][1], shapes[s][2], bias, 1e-6);
+        long created, reused;
+        mim_bf16_ctx_stats(fc, &created, &reused);
+        // per shape: forward without and with the sum post-op, dinp, dweight
+        TU_CHECK(created == 3 * 4 && reused > created, "oneDNN primitives cached: %ld created, %ld reused", created, reused);
+        // more shapes than the cache holds: the oldest are evicted and rebuilt
+        float *x = tu_alloc(130 * 8), *y = tu_alloc(130 * 8), *yr = tu_alloc(130 * 8), *w = tu_alloc(64);
+        mim_bf16* wb = (mim_bf16*)tu_alloc_bytes(64 * sizeof(mim_bf16));
+        mim_rng r;
+        mim_rng_seed(&r, 4);
+        tu_fill_normal(&r, x, 130 * 8, 1.0f);
+        tu_fill_normal(&r, w, 64, 0.3f);
+        bf16_from_f32(wb, w, 64);
+        double worst = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int n = 1; n <= 120; n++) {
+                matmul_forward_bf16(fc, y, x, wb, NULL, n, 8, 8);
+                matmul_forward_bf16_ref(yr, x, w, NULL, n, 8, 8);
+                double e = tu_relerr(y, yr, (size_t)n * 8, NULL);
+                if (e > worst) worst = e;
+            }
+        long c2, r2;
+        mim_bf16_ctx_stats(fc, &c2, &r2);
+        TU_CHECK(worst < 1e-6 && c2 - created == 240, "2 x 120 shapes through the 96-entry FIFO cache: "
+                 "%ld primitives built (evicted ones rebuilt), results right (maxrel %.1e)", c2 - created, worst);
+        mim_bf16_ctx_free(fc);
+    }
+
     mim_bf16_ctx* dc = NULL;
     int rc = mim_bf16_ctx_init(&dc, MIM_BF16_ONEDNN, mi, md, mw);
     if (!native) {
@@ -142,8 +179,7 @@ static void check_backends(void) {
         for (int bias = 0; bias < 2; bias++) check_linear(dc, "oneDNN", shapes[s][0], shapes[s][1], shapes[s][2], bias, 1e-5);
     long created, reused;
     mim_bf16_ctx_stats(dc, &created, &reused);
-    // per shape: forward without and with the sum post-op, dinp, dweight
-    TU_CHECK(created == 3 * 4 && reused > created, "primitives cached: %ld created, %ld reused", created, reused);
+    TU_CHECK(created == 3 * 4 && reused > created, "native bf16 primitives cached: %ld created, %ld reused", created, reused);
     mim_bf16_ctx_free(dc);
 }
 
@@ -174,6 +210,19 @@ static void check_model(void) {
     mim_mae_zero_grad(&a); mim_mae_zero_grad(&b);
     float la = mim_mae_forward(&a, imgs, noise, B), lb = mim_mae_forward(&b, imgs, noise, B);
     mim_mae_backward(&a, 1.0f); mim_mae_backward(&b, 1.0f);
+    if (mim_onednn_built()) {   // the model through the oneDNN glue: the same numbers as the emulation
+        mim_mae o;
+        CHECK(mim_mae_init(&o, &c, B) == 0);
+        mim_mae_init_weights(&o, 1);
+        CHECK(mim_mae_set_precision(&o, MIM_PREC_BF16, MIM_BF16_ONEDNN_F32) == 0);
+        mim_mae_zero_grad(&o);
+        float lo = mim_mae_forward(&o, imgs, noise, B);
+        mim_mae_backward(&o, 1.0f);
+        double eo = tu_relerr(o.grads, b.grads, o.num_floats, NULL);
+        TU_CHECK(fabsf(lo - lb) <= 1e-5f * lb && eo < 1e-4, "model via oneDNN-f32 = emulated: loss %.7f vs %.7f, "
+                 "gradients maxrel %.1e", lo, lb, eo);
+        mim_mae_free(&o);
+    }
     TU_CHECK(fabsf(lb - la) < 1e-2f * la && lb != la, "bf16 loss %.6f vs fp32 %.6f (close, not equal)", lb, la);
     double ge = tu_relerr(b.grads, a.grads, a.num_floats, NULL);
     TU_CHECK(ge < 5e-2, "bf16 gradients vs fp32: maxrel %.2e (< 5e-2)", ge);

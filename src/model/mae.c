@@ -326,7 +326,11 @@ int mim_mae_set_precision(mim_mae* m, int precision, int backend) {
 
 const char* mim_mae_precision_name(const mim_mae* m) {
     if (m->precision != MIM_PREC_BF16) return "fp32";
-    return mim_bf16_ctx_backend(m->mm) == MIM_BF16_ONEDNN ? "bf16 (oneDNN)" : "bf16 (emulated)";
+    switch (mim_bf16_ctx_backend(m->mm)) {
+    case MIM_BF16_ONEDNN: return "bf16 (oneDNN)";
+    case MIM_BF16_ONEDNN_F32: return "bf16 (oneDNN fp32 check)";
+    default: return "bf16 (emulated)";
+    }
 }
 
 void mim_mae_refresh_bf16(mim_mae* m) {

@@ -155,7 +155,8 @@ void mim_mae_encode_backward(mim_mae* m, const float* dlatent, const float* dlas
 // sized for max_batch here, so the step still allocates nothing.
 // Returns 0, MIM_ENOMEM or MIM_EARG (backend unavailable).
 int mim_mae_set_precision(mim_mae* m, int precision, int backend);
-// "fp32", "bf16 (oneDNN)" or "bf16 (emulated)", for start-up lines.
+// "fp32", "bf16 (oneDNN)" or "bf16 (emulated)" (or the tests' "bf16 (oneDNN
+// fp32 check)"), for start-up lines.
 const char* mim_mae_precision_name(const mim_mae* m);
 // Rounds the fp32 parameters into the bf16 shadow. mim_mae_forward and
 // mim_mae_encode call it first, so the shadow always matches the masters

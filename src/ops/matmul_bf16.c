@@ -120,9 +120,10 @@ struct mim_bf16_ctx {
     float* mem;                        // one allocation holding the three below
     float* sa;     // (cap_inp): bf16(inp) as fp32 (emulated) or bf16 (oneDNN)
     float* sd;     // (cap_dout): bf16(dout), likewise
-    float* sw;     // (cap_w): weights expanded to fp32 (emulated only)
+    float* sw;     // (cap_w): weights expanded to fp32 (emulated, oneDNN-fp32 check)
     long created, reused;
 #ifdef MIM_DNNL
+    dnnl_data_type_t dt;  // of A and B: bf16, or f32 holding bf16 values (MIM_BF16_ONEDNN_F32)
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     dnnl_entry cache[CACHE_CAP];
@@ -143,10 +144,11 @@ static void md2(dnnl_memory_desc_t* md, int rows, int cols, int t, dnnl_data_typ
 
 // The primitive descriptor for bf16 A, B -> fp32 C, sum post-op when acc.
 // Returns NULL when oneDNN has no implementation.
-static dnnl_primitive_desc_t make_pd(dnnl_engine_t eng, int M, int N, int K, int ta, int tb, int acc) {
+static dnnl_primitive_desc_t make_pd(dnnl_engine_t eng, dnnl_data_type_t dt, int M, int N, int K, int ta, int tb,
+                                     int acc) {
     dnnl_memory_desc_t a, b, c;
-    md2(&a, M, K, ta, dnnl_bf16);
-    md2(&b, K, N, tb, dnnl_bf16);
+    md2(&a, M, K, ta, dt);
+    md2(&b, K, N, tb, dt);
     md2(&c, M, N, 0, dnnl_f32);
     dnnl_matmul_desc_t d;
     if (dnnl_matmul_desc_init(&d, &a, &b, NULL, &c) != dnnl_success) return NULL;
@@ -204,15 +206,15 @@ static dnnl_entry* lookup(mim_bf16_ctx* c, int M, int N, int K, int ta, int tb, 
     dnnl_entry* e;
     if (c->ncache < CACHE_CAP) e = &c->cache[c->ncache++];
     else { e = &c->cache[c->evict]; c->evict = (c->evict + 1) % CACHE_CAP; entry_free(e); }
-    dnnl_primitive_desc_t pd = make_pd(c->eng, M, N, K, ta, tb, acc);
+    dnnl_primitive_desc_t pd = make_pd(c->eng, c->dt, M, N, K, ta, tb, acc);
     CHECK(pd);   // the probe at init succeeded; a shape it cannot serve is a bug to look at
     *e = (dnnl_entry){.M = M, .N = N, .K = K, .ta = ta, .tb = tb, .acc = acc};
     CHECK(dnnl_primitive_create(&e->prim, pd) == dnnl_success);
     const dnnl_memory_desc_t* pmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     e->pad_bytes = pmd ? dnnl_memory_desc_get_size(pmd) : 0;
     dnnl_memory_desc_t a, b, cc;
-    md2(&a, M, K, ta, dnnl_bf16);
-    md2(&b, K, N, tb, dnnl_bf16);
+    md2(&a, M, K, ta, c->dt);
+    md2(&b, K, N, tb, c->dt);
     md2(&cc, M, N, 0, dnnl_f32);
     CHECK(dnnl_memory_create(&e->a, &a, c->eng, DNNL_MEMORY_NONE) == dnnl_success);
     CHECK(dnnl_memory_create(&e->b, &b, c->eng, DNNL_MEMORY_NONE) == dnnl_success);
@@ -230,8 +232,8 @@ static dnnl_entry* lookup(mim_bf16_ctx* c, int M, int N, int K, int ta, int tb, 
 }
 
 // C (M, N) [+]= A (M, K) @ B (K, N); A stored transposed when ta, B when tb.
-static void dnnl_mm(mim_bf16_ctx* c, int M, int N, int K, const mim_bf16* A, int ta,
-                    const mim_bf16* B, int tb, float* C, int acc) {
+static void dnnl_mm(mim_bf16_ctx* c, int M, int N, int K, const void* A, int ta,
+                    const void* B, int tb, float* C, int acc) {
     dnnl_entry* e = lookup(c, M, N, K, ta, tb, acc);
     CHECK(dnnl_memory_set_data_handle(e->a, (void*)A) == dnnl_success);
     CHECK(dnnl_memory_set_data_handle(e->b, (void*)B) == dnnl_success);
@@ -249,24 +251,38 @@ static void dnnl_mm(mim_bf16_ctx* c, int M, int N, int K, const mim_bf16* A, int
 
 int mim_onednn_bf16_native(char* why, size_t n) {
     static int probed = 0, native = 0;
-    static char reason[200];
+    static char reason[256];
     if (!probed) {
 #ifdef MIM_DNNL
         dnnl_engine_t eng;
         if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) {
             snprintf(reason, sizeof reason, "oneDNN could not create a CPU engine");
         } else {
-            // a typical shape: 1024 tokens x 384 -> 1536 (vit_small fc1), accumulate
-            dnnl_primitive_desc_t pd = make_pd(eng, 1024, 1536, 384, 0, 1, 1);
-            if (!pd) {
-                snprintf(reason, sizeof reason, "oneDNN has no bf16 matmul on this CPU (its ISA: %s)",
-                         isa_name(dnnl_get_effective_cpu_isa()));
-            } else {
-                const char* name = impl_name(pd);
-                native = strncmp(name, "ref", 3) != 0;
-                snprintf(reason, sizeof reason, "%s%s", native ? "" : "only oneDNN's reference implementation: ", name);
+            // the three layouts the linear uses, on vit_small's fc1 with 1024
+            // tokens: forward (W transposed), dinp, dweight (dout transposed)
+            static const int shp[3][6] = {{1024, 1536, 384, 0, 1, 1}, {1024, 384, 1536, 0, 0, 1},
+                                          {1536, 384, 1024, 1, 0, 1}};
+            static const char* pass[3] = {"forward", "dinp", "dweight"};
+            char names[3][48];
+            native = 1;
+            for (int i = 0; i < 3 && native; i++) {
+                dnnl_primitive_desc_t pd = make_pd(eng, dnnl_bf16, shp[i][0], shp[i][1], shp[i][2], shp[i][3], shp[i][4],
+                                                   shp[i][5]);
+                if (!pd) {
+                    native = 0;
+                    snprintf(reason, sizeof reason, "oneDNN has no bf16 matmul on this CPU (its ISA: %s)",
+                             isa_name(dnnl_get_effective_cpu_isa()));
+                    break;
+                }
+                snprintf(names[i], sizeof names[i], "%s", impl_name(pd));
                 dnnl_primitive_desc_destroy(pd);
+                if (!strncmp(names[i], "ref", 3)) {   // plain C loops: far slower than sgemm
+                    native = 0;
+                    snprintf(reason, sizeof reason, "oneDNN has only its reference bf16 matmul (%s) for the %s pass",
+                             names[i], pass[i]);
+                }
             }
+            if (native) snprintf(reason, sizeof reason, "%s / %s / %s", names[0], names[1], names[2]);
             dnnl_engine_destroy(eng);
         }
 #else
@@ -281,16 +297,18 @@ int mim_onednn_bf16_native(char* why, size_t n) {
 int mim_bf16_ctx_init(mim_bf16_ctx** out, mim_bf16_backend backend,
                       size_t max_inp, size_t max_dout, size_t max_weight) {
     *out = NULL;
-    char why[200];
+    char why[256];
     int native = mim_onednn_bf16_native(why, sizeof why);
     if (backend == MIM_BF16_AUTO) backend = native ? MIM_BF16_ONEDNN : MIM_BF16_EMULATED;
     if (backend == MIM_BF16_ONEDNN && !native)
         return mim_err(MIM_EARG, "bf16 on oneDNN is not available: %s", why);
+    if (backend == MIM_BF16_ONEDNN_F32 && !mim_onednn_built())
+        return mim_err(MIM_EARG, "built without oneDNN");
     mim_bf16_ctx* c = mim_calloc(1, sizeof *c);
     if (!c) return MIM_ENOMEM;
     c->backend = backend;
     c->cap_inp = max_inp; c->cap_dout = max_dout;
-    c->cap_w = backend == MIM_BF16_EMULATED ? max_weight : 0;
+    c->cap_w = backend == MIM_BF16_ONEDNN ? 0 : max_weight;
     size_t a = (max_inp + 15) & ~(size_t)15, d = (max_dout + 15) & ~(size_t)15, total;
     if (__builtin_add_overflow(a, d, &total) || __builtin_add_overflow(total, c->cap_w, &total) ||
         !mim_mul_ok(total, sizeof(float), &total)) {
@@ -301,7 +319,8 @@ int mim_bf16_ctx_init(mim_bf16_ctx** out, mim_bf16_backend backend,
     if (!c->mem) { free(c); return MIM_ENOMEM; }
     c->sa = c->mem; c->sd = c->mem + a; c->sw = c->mem + a + d;
 #ifdef MIM_DNNL
-    if (backend == MIM_BF16_ONEDNN) {
+    if (backend != MIM_BF16_EMULATED) {
+        c->dt = backend == MIM_BF16_ONEDNN ? dnnl_bf16 : dnnl_f32;
         if (dnnl_engine_create(&c->eng, dnnl_cpu, 0) != dnnl_success ||
             dnnl_stream_create(&c->stream, c->eng, dnnl_stream_default_flags) != dnnl_success) {
             mim_bf16_ctx_free(c);
@@ -339,16 +358,23 @@ void matmul_forward_bf16(mim_bf16_ctx* c, float* out, const float* inp, const mi
     size_t nc = (size_t)N * C;
     CHECK(nc <= c->cap_inp);
 #ifdef MIM_DNNL
-    if (c->backend == MIM_BF16_ONEDNN) {
-        mim_bf16* a = (mim_bf16*)c->sa;
-        bf16_from_f32(a, inp, nc);
+    if (c->backend != MIM_BF16_EMULATED) {
+        const void *a = c->sa, *w = weight;
+        if (c->backend == MIM_BF16_ONEDNN) {
+            bf16_from_f32((mim_bf16*)c->sa, inp, nc);
+        } else {   // the fp32 check: bf16 values in fp32 storage
+            CHECK((size_t)OC * C <= c->cap_w);
+            bf16_round_f32(c->sa, inp, nc);
+            bf16_to_f32(c->sw, weight, (size_t)OC * C);
+            w = c->sw;
+        }
         if (bias) {
             #pragma omp parallel for if ((size_t)N * OC > 65536)
             for (int n = 0; n < N; n++)
                 for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias[o];
         }
         // out (N, OC) [+]= a (N, C) @ weight^T; weight (OC, C) is (C, OC) transposed
-        dnnl_mm(c, N, OC, C, a, 0, weight, 1, out, bias != NULL);
+        dnnl_mm(c, N, OC, C, a, 0, w, 1, out, bias != NULL);
         return;
     }
 #endif
@@ -366,15 +392,21 @@ void matmul_backward_bf16(mim_bf16_ctx* c, float* dinp, float* dweight, float* d
     if (!dinp && !dweight) return;
     CHECK(no <= c->cap_dout && (!dweight || nc <= c->cap_inp));
 #ifdef MIM_DNNL
-    if (c->backend == MIM_BF16_ONEDNN) {
-        mim_bf16* d = (mim_bf16*)c->sd;
-        bf16_from_f32(d, dout, no);
-        if (dinp)      // dinp (N, C) += d (N, OC) @ weight (OC, C)
-            dnnl_mm(c, N, C, OC, d, 0, weight, 0, dinp, 1);
-        if (dweight) { // dweight (OC, C) += d^T (OC, N) @ bf16(inp) (N, C)
-            mim_bf16* a = (mim_bf16*)c->sa;
-            bf16_from_f32(a, inp, nc);
-            dnnl_mm(c, OC, C, N, d, 1, a, 0, dweight, 1);
+    if (c->backend != MIM_BF16_EMULATED) {
+        int f32 = c->backend == MIM_BF16_ONEDNN_F32;
+        const void* w = weight;
+        if (f32) bf16_round_f32(c->sd, dout, no); else bf16_from_f32((mim_bf16*)c->sd, dout, no);
+        if (dinp) {    // dinp (N, C) += bf16(dout) (N, OC) @ weight (OC, C)
+            if (f32) {
+                CHECK((size_t)OC * C <= c->cap_w);
+                bf16_to_f32(c->sw, weight, (size_t)OC * C);
+                w = c->sw;
+            }
+            dnnl_mm(c, N, C, OC, c->sd, 0, w, 0, dinp, 1);
+        }
+        if (dweight) { // dweight (OC, C) += bf16(dout)^T (OC, N) @ bf16(inp) (N, C)
+            if (f32) bf16_round_f32(c->sa, inp, nc); else bf16_from_f32((mim_bf16*)c->sa, inp, nc);
+            dnnl_mm(c, OC, C, N, c->sd, 1, c->sa, 0, dweight, 1);
         }
         return;
     }
@@ -401,7 +433,7 @@ int mim_precision_resolve(const char* req, mim_precision_choice* o) {
         return 0;
     }
     const char* isa = mim_cpu_bf16_isa();
-    char why[200];
+    char why[256];
     int native = mim_onednn_bf16_native(why, sizeof why);
     if (isa && native) {
         o->precision = MIM_PREC_BF16;

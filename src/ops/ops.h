@@ -53,7 +53,10 @@ void matmul_backward_ref(float* dinp, float* dweight, float* dbias,
 // shape, i.e. in the first step, and reused after).
 typedef uint16_t mim_bf16;
 typedef enum { MIM_PREC_FP32 = 0, MIM_PREC_BF16 = 1 } mim_precision;
-typedef enum { MIM_BF16_AUTO = 0, MIM_BF16_EMULATED = 1, MIM_BF16_ONEDNN = 2 } mim_bf16_backend;
+// MIM_BF16_ONEDNN_F32 is for tests: the oneDNN code path (layouts,
+// transposes, accumulation, primitive cache, scratchpad) run as fp32
+// matmuls on bf16-rounded values, so CPUs without native bf16 exercise it.
+typedef enum { MIM_BF16_AUTO = 0, MIM_BF16_EMULATED = 1, MIM_BF16_ONEDNN = 2, MIM_BF16_ONEDNN_F32 = 3 } mim_bf16_backend;
 typedef struct mim_bf16_ctx mim_bf16_ctx;
 
 // fp32 -> bf16 round to nearest even (NaN stays NaN, overflow goes to Inf).
@@ -76,7 +79,7 @@ void bf16_round_f32(float* out, const float* inp, size_t n);
 // N*OC (output gradients), max_weight = OC*C. backend AUTO takes oneDNN
 // when it has a native bf16 matmul here, else the emulation. Returns 0,
 // MIM_ENOMEM, or MIM_EARG (backend ONEDNN asked for but not available,
-// with the reason).
+// with the reason; ONEDNN_F32 without oneDNN).
 int mim_bf16_ctx_init(mim_bf16_ctx** ctx, mim_bf16_backend backend,
                       size_t max_inp, size_t max_dout, size_t max_weight);
 void mim_bf16_ctx_free(mim_bf16_ctx* ctx);
