@@ -30,6 +30,14 @@ CFLAGS  += -DMIM_MPI $(shell mpicc --showme:compile)
 LDLIBS  += $(shell mpicc --showme:link)
 endif
 
+# oneDNN (the bf16 matmul backend, src/ops/matmul_bf16.c) when its header is
+# installed (Debian: libdnnl-dev); without it bf16 mode is emulated.
+DNNL ?= $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),1,0)
+ifeq ($(DNNL),1)
+CFLAGS  += -DMIM_DNNL
+LDLIBS  += -ldnnl
+endif
+
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -3,10 +3,12 @@
 // comparable with bench/torch_mae_bench.py. Built by `make bench`.
 //   bench_mae --model vit_tiny --img 32 --patch 4 --dec-dim 128 --dec-depth 2
 //             --dec-heads 4 --batch 256 --steps 5 --warmup 2 --threads 2
+//             --precision fp32   (or bf16: oneDNN where native, else emulated)
 #include "core/check.h"
 #include "core/prof.h"
 #include "core/rng.h"
 #include "model/mae.h"
+#include "ops/ops.h"
 #include "train/optim.h"
 #include <omp.h>
 #include <stdio.h>
@@ -16,7 +18,7 @@
 void openblas_set_num_threads(int);
 
 int main(int argc, char** argv) {
-    const char* model = "vit_tiny";
+    const char *model = "vit_tiny", *precision = "fp32";
     int img = 32, patch = 4, dd = 128, ddep = 2, dh = 4, B = 256, steps = 5, warmup = 2, threads = 2, chans = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
         else if (!strcmp(k, "--steps")) steps = atoi(v);
         else if (!strcmp(k, "--warmup")) warmup = atoi(v);
         else if (!strcmp(k, "--threads")) threads = atoi(v);
+        else if (!strcmp(k, "--precision")) precision = v;
         else { fprintf(stderr, "unknown flag %s\n", k); return 2; }
     }
     omp_set_num_threads(threads);
@@ -41,6 +44,11 @@ int main(int argc, char** argv) {
     mim_mae m;
     if (mim_mae_init(&m, &c, B)) { fprintf(stderr, "%s\n", mim_err_msg()); return 1; }
     mim_mae_init_weights(&m, 0);
+    if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) { fprintf(stderr, "--precision fp32|bf16\n"); return 2; }
+    if (mim_mae_set_precision(&m, strcmp(precision, "bf16") ? MIM_PREC_FP32 : MIM_PREC_BF16, MIM_BF16_AUTO)) {
+        fprintf(stderr, "%s\n", mim_err_msg());
+        return 1;
+    }
     mim_adamw opt;
     CHECK(mim_adamw_init(&opt, m.num_floats) == 0);
     mim_adamw_hparams hp = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.05f};
@@ -63,9 +71,9 @@ int main(int argc, char** argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double ips = (double)steps * B / dt, flops = mim_config_train_flops(&c) * ips;
-    printf("{\"impl\": \"mimscale\", \"model\": \"%s\", \"precision\": \"fp32\", \"img\": %d, \"patch\": %d, "
+    printf("{\"impl\": \"mimscale\", \"model\": \"%s\", \"precision\": \"%s\", \"img\": %d, \"patch\": %d, "
            "\"batch\": %d, \"threads\": %d, \"img_per_s\": %.2f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, \"profile_ms_per_step\": {",
-           model, img, patch, B, threads, ips, flops / 1e9, ru.ru_maxrss / 1024.0);
+           model, mim_mae_precision_name(&m), img, patch, B, threads, ips, flops / 1e9, ru.ru_maxrss / 1024.0);
     double acc = 0;
     for (int k = 0; k < PROF_NCLASS; k++) {
         printf("\"%s\": %.1f, ", mim_prof_name(k), 1e3 * mim_prof_secs[k] / steps);

@@ -11,24 +11,6 @@
 
 static char tmpdir[256];
 
-// Writes a gzip IDX pair of n HxW images: bright squares at random places on
-// a dark background (a learnable structure), labels = square size class.
-static void write_idx(const char* dir, int n, int H, int W) {
-    mim_rng r;
-    mim_rng_seed(&r, 5);
-    uint8_t* px = tu_alloc_bytes((size_t)n * H * W);
-    uint8_t* lab = tu_alloc_bytes((size_t)n);
-    for (int i = 0; i < n; i++) {
-        uint8_t* img = px + (size_t)i * H * W;
-        int s = 3 + (int)mim_rng_below(&r, 6), y = (int)mim_rng_below(&r, H - s), x = (int)mim_rng_below(&r, W - s);
-        for (int k = 0; k < H * W; k++) img[k] = (uint8_t)mim_rng_below(&r, 30);
-        for (int a = y; a < y + s; a++)
-            for (int b = x; b < x + s; b++) img[a * W + b] = 200 + (uint8_t)mim_rng_below(&r, 50);
-        lab[i] = (uint8_t)(s - 3);
-    }
-    tu_write_idx(dir, "train", n, H, W, px, lab);
-}
-
 static mim_pretrain_args base_args(const char* data, const char* out) {
     mim_pretrain_args a = {0};
     CHECK(mim_config_preset(&a.model, "vit_nano") == 0);
@@ -71,7 +53,7 @@ int main(void) {
     char data[512], ra[512], rb[512], fa[600], fb[600];
     snprintf(data, sizeof data, "%s/data", tmpdir);
     mkdir(data, 0755);
-    write_idx(data, 640, 16, 12);
+    tu_write_squares_idx(data, 640, 16, 12);
 
     // uninterrupted: 2 epochs of 20 steps
     snprintf(ra, sizeof ra, "%s/a", tmpdir);

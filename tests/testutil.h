@@ -249,3 +249,23 @@ static void tu_write_idx(const char* dir, const char* split, int n, int H, int W
     gzwrite(f, labels, (unsigned)n);
     gzclose(f);
 }
+
+// Writes the train split of n HxW images: bright squares at random places on
+// a dark background (a learnable structure), labels = square size class
+// (the pre-training tests' data set).
+__attribute__((unused))
+static void tu_write_squares_idx(const char* dir, int n, int H, int W) {
+    mim_rng r;
+    mim_rng_seed(&r, 5);
+    uint8_t* px = tu_alloc_bytes((size_t)n * H * W);
+    uint8_t* lab = tu_alloc_bytes((size_t)n);
+    for (int i = 0; i < n; i++) {
+        uint8_t* img = px + (size_t)i * H * W;
+        int s = 3 + (int)mim_rng_below(&r, 6), y = (int)mim_rng_below(&r, H - s), x = (int)mim_rng_below(&r, W - s);
+        for (int k = 0; k < H * W; k++) img[k] = (uint8_t)mim_rng_below(&r, 30);
+        for (int a = y; a < y + s; a++)
+            for (int b = x; b < x + s; b++) img[a * W + b] = 200 + (uint8_t)mim_rng_below(&r, 50);
+        lab[i] = (uint8_t)(s - 3);
+    }
+    tu_write_idx(dir, "train", n, H, W, px, lab);
+}

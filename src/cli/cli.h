@@ -12,3 +12,9 @@ int cmd_finetune(int argc, char** argv);
 int cmd_study(int argc, char** argv);
 int cmd_reconstruct(int argc, char** argv);
 int cmd_teacher_check(int argc, char** argv);
+
+// --precision of the training commands (cmd_pretrain.c): resolves auto /
+// fp32 / bf16 (ops.h mim_precision_resolve), prints the choice on stderr
+// (rank 0, unless quiet) and a warning when bf16 has to be emulated.
+// Returns 0, or 2 after printing an error for a bad value.
+int cli_precision(const char* request, int quiet, int* precision, int* backend);

@@ -9,7 +9,7 @@
 
 int cmd_finetune(int argc, char** argv) {
     mim_finetune_args a = {0};
-    const char *init = NULL, *model = NULL;
+    const char *init = NULL, *model = NULL, *precision = NULL;
     int patch, chans;
     int64_t seed;
     flag f[] = {
@@ -47,6 +47,7 @@ int cmd_finetune(int argc, char** argv) {
         {"threads", FLAG_INT, &a.threads, "0", 0, 4096, "OpenMP/BLAS threads (0: all cores)"},
         {"data-threads", FLAG_INT, &a.data_threads, "2", 1, 256, "decode workers for index data"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
+        {"precision", FLAG_STR, &precision, "auto", 0, 0, "encoder linears: fp32, bf16 (emulated without AMX/AVX512-BF16) or auto (bf16 where native)"},
     };
     const char* pos[1];
     int npos, nf = (int)(sizeof f / sizeof f[0]);
@@ -69,6 +70,7 @@ int cmd_finetune(int argc, char** argv) {
     if (a.subset && !a.subset[0]) a.subset = NULL;
     if (a.eval_data && !a.eval_data[0]) a.eval_data = NULL;
     a.seed = (uint64_t)seed;
+    if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
     mim_finetune_result res;
     rc = mim_finetune_run(&a, &res);
     if (rc) { fprintf(stderr, "\nerror: %s\n", mim_err_msg()); return 1; }

@@ -3,14 +3,30 @@
 #include "cli/flags.h"
 #include "core/check.h"
 #include "data/idx.h"
+#include "ops/ops.h"
+#include "train/dist.h"
 #include "train/pretrain.h"
 #include "train/signals.h"
 #include <stdio.h>
 #include <string.h>
 
+int cli_precision(const char* request, int quiet, int* precision, int* backend) {
+    mim_precision_choice pc;
+    if (mim_precision_resolve(request, &pc)) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 2; }
+    *precision = pc.precision;
+    *backend = pc.backend;
+    if (!quiet && mim_dist_get()->rank == 0) {
+        fprintf(stderr, "%s\n", pc.desc);
+        if (pc.slow)
+            fprintf(stderr, "warning: bf16 without native support is emulated: it checks bf16 numerics and is "
+                    "slower than fp32, not faster\n");
+    }
+    return 0;
+}
+
 int cmd_pretrain(int argc, char** argv) {
     mim_pretrain_args a = {0};
-    const char *model = NULL, *on_nan = NULL;
+    const char *model = NULL, *on_nan = NULL, *precision = NULL;
     int patch, dec_dim, dec_depth, dec_heads, norm_pix, img, chans;
     float mask_ratio;
     int64_t seed;
@@ -56,6 +72,7 @@ int cmd_pretrain(int argc, char** argv) {
         {"on-nan", FLAG_STR, &on_nan, "stop", 0, 0, "non-finite loss/gradient: stop (keep the last checkpoint) or skip the step"},
         {"dist-check-every", FLAG_INT, &a.dist_check_every, "0", 0, 1 << 30, "MPI runs: check every N steps that all ranks hold the same weights"},
         {"debug-nan-at", FLAG_I64, &a.debug_nan_at, "0", 0, 1e15, "testing: put a NaN into the batch of this step"},
+        {"precision", FLAG_STR, &precision, "auto", 0, 0, "linear layers: fp32, bf16 (oneDNN; emulated where the CPU lacks AMX/AVX512-BF16) or auto (bf16 where native, else fp32)"},
         {"profile", FLAG_BOOL, &a.profile, "0", 0, 1, "print time per op class per step (matmul, attention, ..., data wait)"},
     };
     const char* pos[1];
@@ -79,6 +96,7 @@ int cmd_pretrain(int argc, char** argv) {
     a.seed = (uint64_t)seed;
     if (!strcmp(on_nan, "skip")) a.on_nan = 1;
     else if (strcmp(on_nan, "stop") != 0) { fprintf(stderr, "error: --on-nan must be stop or skip, got '%s'\n", on_nan); return 2; }
+    if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
     mim_signals_install();
     rc = mim_pretrain_run(&a);
     if (rc == MIM_PRETRAIN_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }

@@ -336,6 +336,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     if (use_ra && (rc = mim_randaug_parse(&ra, a->aa))) goto done;
     if (use_ra) ra.interp = MIM_RA_BICUBIC;   // MAE passes interpolation='bicubic' to create_transform
     if ((rc = mim_mae_init(&m, &c, a->batch))) goto done;
+    if ((rc = mim_mae_set_precision(&m, a->precision, a->bf16_backend))) goto done;
     mim_rng r;
     mim_rng_seed(&r, a->seed ^ 0x5eed);
     if (a->init_random) {
@@ -380,10 +381,10 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     mx.mixup_alpha = a->mixup; mx.cutmix_alpha = a->cutmix; mx.label_smoothing = a->smoothing;
     if (!a->quiet)
         fprintf(stderr, "finetune %s%s: %dx%dx%d, %d classes, %lld steps (%lld/epoch), batch %d x %d, lr %.3g, "
-                "layer decay %.2f, drop path %.2f, mixup %.2f cutmix %.2f, %s, %d threads\n",
+                "layer decay %.2f, drop path %.2f, mixup %.2f cutmix %.2f, %s, %d threads, %s\n",
                 c.name, a->init_random ? " (from scratch)" : "", c.img_h, c.img_w, c.in_chans, K, (long long)total,
                 (long long)spe, a->batch, a->accum, lr, a->layer_decay, a->drop_path, a->mixup, a->cutmix,
-                use_ra ? a->aa : "no RandAugment", omp_get_max_threads());
+                use_ra ? a->aa : "no RandAugment", omp_get_max_threads(), mim_mae_precision_name(&m));
     double t0 = now_s(), loss_acc = 0;
     int nloss = 0;
     char best_path[4200], last_path[4200];

@@ -31,6 +31,7 @@ typedef struct {
     int threads, data_threads;
     const char* out;           // run folder: metrics.jsonl, checkpoint-{best,last}.safetensors
     int quiet;
+    int precision, bf16_backend;   // encoder linears (mim_mae_set_precision); the head stays fp32
 } mim_finetune_args;
 
 typedef struct {

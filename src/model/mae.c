@@ -201,6 +201,7 @@ void mim_mae_free(mim_mae* m) {
     free(m->w.blocks); free(m->w.dblocks); free(m->g.blocks); free(m->g.dblocks);
     free(m->enc); free(m->dec);
     free(m->act_mem); free(m->scratch_mem);
+    free(m->params_bf16); mim_bf16_ctx_free(m->mm);
     memset(m, 0, sizeof *m);
 }
 
@@ -268,6 +269,74 @@ void mim_mae_init_weights(mim_mae* m, uint64_t seed) {
     }
 }
 
+// ---------------------------------------------------------------- precision
+
+// The model's linear layers, in its precision: fp32 sgemm (matmul_forward,
+// exactly as before bf16 existed) or bf16 with the weight's shadow.
+static const mim_bf16* shadow(const mim_mae* m, const float* weight) {
+    CHECK(weight >= m->params && weight < m->params + m->num_floats);
+    return m->params_bf16 + (weight - m->params);
+}
+
+static void linear_forward(const mim_mae* m, float* out, const float* inp, const float* weight,
+                           const float* bias, int N, int C, int OC) {
+    if (m->precision == MIM_PREC_BF16)
+        matmul_forward_bf16(m->mm, out, inp, shadow(m, weight), bias, N, C, OC);
+    else
+        matmul_forward(out, inp, weight, bias, N, C, OC);
+}
+
+static void linear_backward(const mim_mae* m, float* dinp, float* dweight, float* dbias,
+                            const float* dout, const float* inp, const float* weight, int N, int C, int OC) {
+    if (m->precision == MIM_PREC_BF16)
+        matmul_backward_bf16(m->mm, dinp, dweight, dbias, dout, inp, shadow(m, weight), N, C, OC);
+    else
+        matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+int mim_mae_set_precision(mim_mae* m, int precision, int backend) {
+    free(m->params_bf16); m->params_bf16 = NULL;
+    mim_bf16_ctx_free(m->mm); m->mm = NULL;
+    m->precision = MIM_PREC_FP32;
+    if (precision == MIM_PREC_FP32) return 0;
+    if (precision != MIM_PREC_BF16) return mim_err(MIM_EARG, "unknown precision %d", precision);
+    // the largest N*C, N*OC and OC*C over the model's linears (N*OC is also
+    // the decoder's qkv: 3 widths)
+    const mim_config* c = &m->cfg;
+    size_t B = m->max_batch, r = c->mlp_ratio, D = c->dim, Dd = c->dec_dim;
+    size_t NE = B * m->T, ND = B * m->Td, NP = B * m->L;
+    size_t inp = zmax(NP * m->K, zmax(NE * D, NE * r * D));
+    size_t dout = zmax(NP * D, zmax(NE * 3 * D, NE * r * D));
+    size_t wmax = zmax((size_t)m->K * D, zmax(3 * D * D, r * D * D));
+    if (Dd) {
+        inp = zmax(inp, zmax(ND * Dd, ND * r * Dd));
+        dout = zmax(dout, zmax(NE * Dd, zmax(ND * 3 * Dd, zmax(ND * r * Dd, ND * m->P))));
+        wmax = zmax(wmax, zmax(Dd * D, zmax(3 * Dd * Dd, zmax(r * Dd * Dd, (size_t)m->P * Dd))));
+    }
+    int rc = mim_bf16_ctx_init(&m->mm, (mim_bf16_backend)backend, inp, dout, wmax);
+    if (rc) return rc;
+    m->params_bf16 = mim_malloc(sizeof(mim_bf16) * m->num_floats);
+    if (!m->params_bf16) { mim_bf16_ctx_free(m->mm); m->mm = NULL; return MIM_ENOMEM; }
+    m->precision = MIM_PREC_BF16;
+    mim_mae_refresh_bf16(m);
+    return 0;
+}
+
+const char* mim_mae_precision_name(const mim_mae* m) {
+    if (m->precision != MIM_PREC_BF16) return "fp32";
+    switch (mim_bf16_ctx_backend(m->mm)) {
+    case MIM_BF16_ONEDNN: return "bf16 (oneDNN)";
+    case MIM_BF16_ONEDNN_F32: return "bf16 (oneDNN fp32 check)";
+    default: return "bf16 (emulated)";
+    }
+}
+
+void mim_mae_refresh_bf16(mim_mae* m) {
+    if (m->precision == MIM_PREC_BF16) bf16_from_f32(m->params_bf16, m->params, m->num_floats);
+}
+
 // ---------------------------------------------------------------- blocks
 
 // Multiplies each sample's rows of y (B, T, D) by scale[2b + which]
@@ -283,20 +352,20 @@ static void scale_rows(float* y, const float* scale, int which, int B, int T, in
 
 // x (B,T,D) -> a->out (B,T,D): x + attn(ln1(x)), then + mlp(ln2(.)).
 // dp (B, 2) or NULL: per-sample drop-path scales of the two branches.
-static void block_forward(mim_block_acts* a, const mim_block_w* w, const float* x,
+static void block_forward(const mim_mae* m, mim_block_acts* a, const mim_block_w* w, const float* x,
                           int B, int T, int D, int NH, int r, const float* dp) {
     int N = B * T;
     size_t nd = (size_t)N * D;
     PROF(PROF_NORM, layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, N, D, LN_EPS));
-    PROF(PROF_MATMUL, matmul_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, N, D, 3 * D));
+    PROF(PROF_MATMUL, linear_forward(m, a->qkv, a->ln1, w->qkvw, w->qkvb, N, D, 3 * D));
     PROF(PROF_ATTENTION, attention_forward(a->atty, a->att, a->qkv, B, T, D, NH));
-    PROF(PROF_MATMUL, matmul_forward(a->res1, a->atty, w->projw, w->projb, N, D, D));
+    PROF(PROF_MATMUL, linear_forward(m, a->res1, a->atty, w->projw, w->projb, N, D, D));
     if (dp) scale_rows(a->res1, dp, 0, B, T, D);
     add_inplace(a->res1, x, nd);
     PROF(PROF_NORM, layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2w, w->ln2b, N, D, LN_EPS));
-    PROF(PROF_MATMUL, matmul_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, N, D, r * D));
+    PROF(PROF_MATMUL, linear_forward(m, a->fc1, a->ln2, w->fc1w, w->fc1b, N, D, r * D));
     PROF(PROF_ELEMWISE, gelu_forward(a->gelu, a->fc1, (size_t)N * r * D));
-    PROF(PROF_MATMUL, matmul_forward(a->out, a->gelu, w->fc2w, w->fc2b, N, r * D, D));
+    PROF(PROF_MATMUL, linear_forward(m, a->out, a->gelu, w->fc2w, w->fc2b, N, r * D, D));
     if (dp) scale_rows(a->out, dp, 1, B, T, D);
     add_inplace(a->out, a->res1, nd);
 }
@@ -319,11 +388,11 @@ static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_b
         dbranch = m->s_dscaled;
     }
     memset(dgelu, 0, nh * sizeof(float));
-    PROF(PROF_MATMUL, matmul_backward(dgelu, g->fc2w, g->fc2b, dbranch, a->gelu, w->fc2w, N, r * D, D));
+    PROF(PROF_MATMUL, linear_backward(m, dgelu, g->fc2w, g->fc2b, dbranch, a->gelu, w->fc2w, N, r * D, D));
     memset(dfc1, 0, nh * sizeof(float));
     PROF(PROF_ELEMWISE, gelu_backward(dfc1, a->fc1, dgelu, nh));
     memset(dln, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, matmul_backward(dln, g->fc1w, g->fc1b, dfc1, a->ln2, w->fc1w, N, D, r * D));
+    PROF(PROF_MATMUL, linear_backward(m, dln, g->fc1w, g->fc1b, dfc1, a->ln2, w->fc1w, N, D, r * D));
     PROF(PROF_NORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res1, w->ln2w, a->ln2_mean, a->ln2_rstd, N, D));
     // attention branch: res1 = x + proj(attn(qkv(ln1(x))))
     memcpy(dx, dres, nd * sizeof(float));
@@ -334,11 +403,11 @@ static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_b
         dbranch = m->s_dscaled;
     }
     memset(datty, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, matmul_backward(datty, g->projw, g->projb, dbranch, a->atty, w->projw, N, D, D));
+    PROF(PROF_MATMUL, linear_backward(m, datty, g->projw, g->projb, dbranch, a->atty, w->projw, N, D, D));
     memset(dqkv, 0, nd * 3 * sizeof(float));
     PROF(PROF_ATTENTION, attention_backward(dqkv, m->s_datt, datty, a->qkv, a->att, B, T, D, NH));
     memset(dln, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, matmul_backward(dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D));
+    PROF(PROF_MATMUL, linear_backward(m, dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D));
     PROF(PROF_NORM, layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D));
 }
 
@@ -356,6 +425,7 @@ static void block_grads_ready(const mim_mae* m, const mim_block_w* g, int D) {
 static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, int B) {
     const mim_config* c = &m->cfg;
     CHECK(B >= 1 && B <= m->max_batch);
+    mim_mae_refresh_bf16(m);
     m->B = B;
     int L = m->L, T = m->T, D = c->dim, K = m->K;
     int keep = T - 1, r = c->mlp_ratio;
@@ -363,7 +433,7 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
 
     // patch embedding: imgs -> (B, L, K) -> (B, L, D), + pos_embed[1:]
     PROF(PROF_ELEMWISE, im2col_forward(m->imgs_col, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch));
-    PROF(PROF_MATMUL, matmul_forward(m->pe_out, m->imgs_col, w->pe_w, w->pe_b, B * L, K, D));
+    PROF(PROF_MATMUL, linear_forward(m, m->pe_out, m->imgs_col, w->pe_w, w->pe_b, B * L, K, D));
     #pragma omp parallel for if ((size_t)B * L * D >= 65536)
     for (int b = 0; b < B; b++)
         for (int l = 0; l < L; l++)
@@ -390,7 +460,7 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
 
     const float* x = m->x0;
     for (int i = 0; i < c->depth; i++) {
-        block_forward(&m->enc[i], &w->blocks[i], x, B, T, D, c->heads, r,
+        block_forward(m, &m->enc[i], &w->blocks[i], x, B, T, D, c->heads, r,
                       m->dp_active ? m->dp_scale + (size_t)i * 2 * m->max_batch : NULL);
         x = m->enc[i].out;
     }
@@ -425,7 +495,7 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
     const float* x;
 
     // decoder: embed, append mask tokens, unshuffle, + decoder_pos_embed
-    PROF(PROF_MATMUL, matmul_forward(m->demb, m->latent, w->de_w, w->de_b, B * T, D, Dd));
+    PROF(PROF_MATMUL, linear_forward(m, m->demb, m->latent, w->de_w, w->de_b, B * T, D, Dd));
     #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
     for (int b = 0; b < B; b++) {
         float* y = m->dx0 + (size_t)b * Td * Dd;
@@ -441,11 +511,11 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
     }
     x = m->dx0;
     for (int i = 0; i < c->dec_depth; i++) {
-        block_forward(&m->dec[i], &w->dblocks[i], x, B, Td, Dd, c->dec_heads, r, NULL);
+        block_forward(m, &m->dec[i], &w->dblocks[i], x, B, Td, Dd, c->dec_heads, r, NULL);
         x = m->dec[i].out;
     }
     PROF(PROF_NORM, layernorm_forward(m->dnorm, m->dn_mean, m->dn_rstd, x, w->dnorm_w, w->dnorm_b, B * Td, Dd, LN_EPS));
-    PROF(PROF_MATMUL, matmul_forward(m->pred_full, m->dnorm, w->pred_w, w->pred_b, B * Td, Dd, P));
+    PROF(PROF_MATMUL, linear_forward(m, m->pred_full, m->dnorm, w->pred_w, w->pred_b, B * Td, Dd, P));
     #pragma omp parallel for if ((size_t)B * L * P >= 65536)
     for (int b = 0; b < B; b++)
         memcpy(m->pred + (size_t)b * L * P, m->pred_full + ((size_t)b * Td + 1) * P, (size_t)L * P * sizeof(float));
@@ -492,7 +562,7 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
         for (int t = 0; t < keep; t++)
             add_inplace(dpe + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
                         dcur + ((size_t)b * T + 1 + t) * D, D);
-    PROF(PROF_MATMUL, matmul_backward(NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D));
+    PROF(PROF_MATMUL, linear_backward(m, NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D));
     // pos_embed: fixed in pre-training (not trainable there), learned when
     // fine-tuning (timm's ViT); its gradient is cheap, so always computed.
     for (int b = 0; b < B; b++) {
@@ -529,7 +599,7 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     // decoder_pred, decoder_norm, decoder blocks
     float* dln = m->s_dln;
     memset(dln, 0, (size_t)B * Td * Dd * sizeof(float));
-    PROF(PROF_MATMUL, matmul_backward(dln, g->pred_w, g->pred_b, dpred, m->dnorm, w->pred_w, B * Td, Dd, P));
+    PROF(PROF_MATMUL, linear_backward(m, dln, g->pred_w, g->pred_b, dpred, m->dnorm, w->pred_w, B * Td, Dd, P));
     const float* xin = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->dx0;
     memset(dcur, 0, (size_t)B * Td * Dd * sizeof(float));
     PROF(PROF_NORM, layernorm_backward(dcur, g->dnorm_w, g->dnorm_b, dln, xin, w->dnorm_w, m->dn_mean, m->dn_rstd, B * Td, Dd));
@@ -559,7 +629,7 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
 
     // decoder_embed -> gradient of the encoder output
     memset(dln, 0, (size_t)B * T * D * sizeof(float));
-    PROF(PROF_MATMUL, matmul_backward(dln, g->de_w, g->de_b, ddemb, m->latent, w->de_w, B * T, D, Dd));
+    PROF(PROF_MATMUL, linear_backward(m, dln, g->de_w, g->de_b, ddemb, m->latent, w->de_w, B * T, D, Dd));
     backward_encoder(m, dln, NULL);
 }
 

@@ -106,6 +106,11 @@ typedef struct {
     void (*grad_ready)(size_t offset, size_t count);
     float *s_dscaled;      // drop path: a branch's scaled output gradient
     float *s_dpred;        // (B, Td, P)
+
+    // matmul precision (mim_mae_set_precision); fp32 unless set
+    int precision;         // MIM_PREC_FP32 (0) or MIM_PREC_BF16 (ops.h)
+    uint16_t* params_bf16; // (num_floats) bf16 shadow of params, same offsets
+    struct mim_bf16_ctx* mm;   // bf16 matmul backend and its scratch
 } mim_mae;
 
 // Builds the parameter table and allocates all buffers for batches up to
@@ -139,6 +144,26 @@ const float* mim_mae_encode(mim_mae* m, const float* imgs, int B);
 // tokens, dlast (B, T, D) = gradient of the last block's output; either may
 // be NULL. Accumulates into m->grads (encoder tensors).
 void mim_mae_encode_backward(mim_mae* m, const float* dlatent, const float* dlast);
+// Precision of the linear layers (patch embedding, qkv, proj, fc1, fc2,
+// decoder embed, decoder pred; attention's own matmuls stay fp32):
+// MIM_PREC_FP32 (the default: sgemm, bit-identical to a model that never
+// called this) or MIM_PREC_BF16: bf16 inputs and weights, fp32 accumulation
+// and outputs (ops.h, "bf16 linear"), with backend MIM_BF16_ONEDNN,
+// MIM_BF16_EMULATED or MIM_BF16_AUTO. Parameters, gradients, optimizer
+// state, activations and the loss stay fp32; bf16 mode adds a bf16 shadow
+// of the parameters (2 bytes per parameter) and the backend's scratch,
+// sized for max_batch here, so the step still allocates nothing.
+// Returns 0, MIM_ENOMEM or MIM_EARG (backend unavailable).
+int mim_mae_set_precision(mim_mae* m, int precision, int backend);
+// "fp32", "bf16 (oneDNN)" or "bf16 (emulated)" (or the tests' "bf16 (oneDNN
+// fp32 check)"), for start-up lines.
+const char* mim_mae_precision_name(const mim_mae* m);
+// Rounds the fp32 parameters into the bf16 shadow. mim_mae_forward and
+// mim_mae_encode call it first, so the shadow always matches the masters
+// however they changed (optimizer, checkpoint load, MPI broadcast): once
+// per step with accum 1, an O(params) pass against O(params x B x T) of
+// matmul work. No-op in fp32 mode.
+void mim_mae_refresh_bf16(mim_mae* m);
 // Stochastic depth (timm drop_path) for the next forward/backward pairs:
 // block i drops each sample's residual branches with probability
 // rate * i / (depth - 1), scaling kept ones by 1 / keep. rate 0 (or rng

@@ -1,7 +1,8 @@
 // matmul.c: the linear layer, out = inp @ W^T + b, the only place that
 // multiplies matrices for the model. The fast path calls OpenBLAS sgemm
 // (the OpenMP build, so its threads share OpenMP's pool); the _ref twins are
-// plain loops used by tests. A bf16/oneDNN backend slots in here.
+// plain loops used by tests. The bf16 variant (oneDNN or emulated) is
+// matmul_bf16.c; fp32 mode never goes there.
 #include "ops/ops.h"
 #include <cblas.h>
 

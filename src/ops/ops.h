@@ -29,6 +29,103 @@ void matmul_backward_ref(float* dinp, float* dweight, float* dbias,
                          const float* dout, const float* inp, const float* weight,
                          int N, int C, int OC);
 
+// ---------------------------------------------------------------- bf16 linear
+// The same linear layer with bf16 inputs: the activations, the weights and
+// the output gradient enter the multiply rounded to bf16 (round to nearest
+// even), products accumulate in fp32, outputs and gradients are fp32. The
+// bias and its gradient stay fp32 (a broadcast and a column sum, not matmuls).
+// Used by the model in precision mode bf16 (mim_mae_set_precision); fp32 mode
+// never comes here and stays bit-identical to matmul_forward/backward.
+//
+// Two backends behind one context (matmul_bf16.c):
+//  - MIM_BF16_ONEDNN (built with -DMIM_DNNL, a CPU with AMX-BF16 or
+//    AVX512-BF16): oneDNN matmul primitives on bf16 memory, one per
+//    (M, N, K, transposes, accumulate), created at first use and cached in
+//    the context; activations converted into the context's bf16 scratch.
+//  - MIM_BF16_EMULATED (any CPU): inputs rounded to bf16 into fp32 scratch,
+//    then OpenBLAS sgemm: numerically bf16 inputs with fp32 accumulation,
+//    and slower than fp32 (the rounding is extra work), for testing the
+//    numerics on CPUs without native bf16.
+// Weights come as a bf16 copy (the model keeps a shadow of its parameters,
+// refreshed from the fp32 masters before each forward). The context owns
+// all scratch, sized at init for the largest shapes; forward and backward
+// never allocate (oneDNN primitives are created at the first call of each
+// shape, i.e. in the first step, and reused after).
+typedef uint16_t mim_bf16;
+typedef enum { MIM_PREC_FP32 = 0, MIM_PREC_BF16 = 1 } mim_precision;
+// MIM_BF16_ONEDNN_F32 is for tests: the oneDNN code path (layouts,
+// transposes, accumulation, primitive cache, scratchpad) run as fp32
+// matmuls on bf16-rounded values, so CPUs without native bf16 exercise it.
+typedef enum { MIM_BF16_AUTO = 0, MIM_BF16_EMULATED = 1, MIM_BF16_ONEDNN = 2, MIM_BF16_ONEDNN_F32 = 3 } mim_bf16_backend;
+typedef struct mim_bf16_ctx mim_bf16_ctx;
+
+// fp32 -> bf16 round to nearest even (NaN stays NaN, overflow goes to Inf).
+static inline mim_bf16 mim_f32_to_bf16(float x) {
+    union { float f; uint32_t u; } v = {x};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (mim_bf16)((v.u >> 16) | 0x40);   // quiet NaN
+    return (mim_bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16);
+}
+static inline float mim_bf16_to_f32(mim_bf16 h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+// Elementwise over n (OpenMP-parallel for large n).
+void bf16_from_f32(mim_bf16* out, const float* inp, size_t n);
+void bf16_to_f32(float* out, const mim_bf16* inp, size_t n);
+// out = fp32(bf16(inp)): the value bf16 keeps, in fp32 storage; out may be inp.
+void bf16_round_f32(float* out, const float* inp, size_t n);
+
+// Creates a context for linears up to: max_inp = N*C (inputs), max_dout =
+// N*OC (output gradients), max_weight = OC*C. backend AUTO takes oneDNN
+// when it has a native bf16 matmul here, else the emulation. Returns 0,
+// MIM_ENOMEM, or MIM_EARG (backend ONEDNN asked for but not available,
+// with the reason; ONEDNN_F32 without oneDNN).
+int mim_bf16_ctx_init(mim_bf16_ctx** ctx, mim_bf16_backend backend,
+                      size_t max_inp, size_t max_dout, size_t max_weight);
+void mim_bf16_ctx_free(mim_bf16_ctx* ctx);
+mim_bf16_backend mim_bf16_ctx_backend(const mim_bf16_ctx* ctx);
+// oneDNN primitives created so far and calls served from the cache.
+void mim_bf16_ctx_stats(const mim_bf16_ctx* ctx, long* created, long* reused);
+
+// out (N, OC) = bf16(inp (N, C)) @ weight (OC, C)^T + bias (OC); bias may be
+// NULL. ctx first (it is the scratch), then llm.c's order.
+void matmul_forward_bf16(mim_bf16_ctx* ctx, float* out, const float* inp, const mim_bf16* weight,
+                         const float* bias, int N, int C, int OC);
+// d/d of matmul_forward_bf16: dinp (N, C) += bf16(dout) @ weight; dweight
+// (OC, C) += bf16(dout)^T @ bf16(inp); dbias (OC) += sum_n dout (fp32).
+// Any of dinp, dweight, dbias may be NULL.
+void matmul_backward_bf16(mim_bf16_ctx* ctx, float* dinp, float* dweight, float* dbias,
+                          const float* dout, const float* inp, const mim_bf16* weight,
+                          int N, int C, int OC);
+// Plain-loop twins on fp32 weights: every input of a product is rounded to
+// bf16, sums in double. The tests' reference for both backends.
+void matmul_forward_bf16_ref(float* out, const float* inp, const float* weight, const float* bias,
+                             int N, int C, int OC);
+void matmul_backward_bf16_ref(float* dinp, float* dweight, float* dbias,
+                              const float* dout, const float* inp, const float* weight,
+                              int N, int C, int OC);
+
+// ---- choosing the precision (the --precision flag)
+// The CPU's native bf16 matmul ISA from cpuid: "amx_bf16", "avx512_bf16", or
+// NULL when it has neither.
+const char* mim_cpu_bf16_isa(void);
+// 1 when this build links oneDNN (-DMIM_DNNL).
+int mim_onednn_built(void);
+// 1 when oneDNN creates a bf16 matmul primitive here that is not its
+// reference (plain C) implementation; why (may be NULL) gets the chosen
+// implementation's name or the reason there is none. Probed once, cached.
+int mim_onednn_bf16_native(char* why, size_t n);
+typedef struct {
+    mim_precision precision;
+    mim_bf16_backend backend;   // for bf16: ONEDNN or EMULATED
+    int slow;                   // 1: bf16 asked for without native support (emulated)
+    char desc[320];             // "precision bf16 (oneDNN, amx_bf16)", ...
+} mim_precision_choice;
+// Resolves a --precision value: "auto" (bf16 with oneDNN where the CPU has
+// AMX-BF16 / AVX512-BF16 and oneDNN serves it natively, else fp32), "fp32"
+// or "bf16" (emulated where not native). Returns 0 or MIM_EARG.
+int mim_precision_resolve(const char* request, mim_precision_choice* out);
+
 // ---------------------------------------------------------------- layernorm
 // out (N, C) = (inp - mean) * rstd * weight + bias, per row; mean, rstd (N)
 // are saved for backward. rstd = 1 / sqrt(var + eps), biased variance.

@@ -167,6 +167,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     float lr = a->lr > 0 ? a->lr : a->blr * (float)per_step / 256.0f;
 
     if ((rc = mim_mae_init(&m, &c, a->batch))) goto done;
+    if ((rc = mim_mae_set_precision(&m, a->precision, a->bf16_backend))) goto done;
     if ((rc = mim_adamw_init(&opt, m.num_floats))) goto done;
     imgs = mim_malloc(sizeof(float) * (size_t)a->batch * c.in_chans * c.img_h * c.img_w);
     noise = mim_malloc(sizeof(float) * (size_t)a->batch * m.L);
@@ -213,10 +214,10 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     }
     if (loud)
         fprintf(stderr, "pretrain %s: %dx%dx%d patch %d, %.2fM params, %lld images, %lld steps (%lld/epoch), "
-                "batch %d x %d x %d ranks, lr %.3g, %d threads, fp32\n",
+                "batch %d x %d x %d ranks, lr %.3g, %d threads, %s\n",
                 c.name, c.img_h, c.img_w, c.in_chans, c.patch, mim_config_params_total(&c) / 1e6,
                 (long long)mim_source_size(src) * d->world, (long long)total, (long long)steps_per_epoch, a->batch,
-                a->accum, d->world, lr, omp_get_max_threads());
+                a->accum, d->world, lr, omp_get_max_threads(), mim_mae_precision_name(&m));
 
     mim_adamw_hparams hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay};
     int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;

@@ -36,6 +36,8 @@ typedef struct {
     int resume;
     int64_t stop_at;       // stop (with a checkpoint) after this step; 0: never
     int quiet;
+    int precision;         // linear layers: MIM_PREC_FP32 (0) or MIM_PREC_BF16 (ops.h; mim_mae_set_precision)
+    int bf16_backend;      // MIM_BF16_AUTO (0), _EMULATED or _ONEDNN
 } mim_pretrain_args;
 
 // Runs pre-training. Returns 0, or a negative MIM_E* code with mim_err_msg()
