@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
         if (!strcmp(argv[1], commands[i].name)) {
             mim_dist_init(&argc, &argv);   // MPI, when started by mpirun / srun
             int rc = commands[i].fn(argc - 1, argv + 1);
+            // a rank that fails alone would leave the others in a collective
+            // (and itself in MPI_Finalize): end the whole job with its status
+            if (rc != 0 && mim_dist_get()->world > 1) mim_dist_abort(rc);
             mim_dist_finalize();
             return rc;
         }
