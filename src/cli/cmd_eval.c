@@ -2,6 +2,9 @@
 // feature setup (eval/features.h), then eval/knn.h or eval/linprobe.h.
 // Prints per-epoch JSON lines (linprobe) and one final JSON line of metrics
 // on stdout; progress on stderr; --out writes the final object to a file.
+// Under mpirun the ranks split the feature extraction (eval/features.h); rank
+// 0 then runs the kNN / probe on the gathered features and prints, the other
+// ranks exit.
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
@@ -9,6 +12,8 @@
 #include "eval/features.h"
 #include "eval/knn.h"
 #include "eval/linprobe.h"
+#include "train/dist.h"
+#include "train/safetensors.h"
 #include <cjson/cJSON.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,6 +22,8 @@
 
 // The flags both commands share (first NCOMMON entries of each table).
 #define COMMON_FLAGS(a, pool, out)                                                                                   \
+    {"save-features", FLAG_STR, &save_features, "", 0, 0, "write the features (train_x/_y, eval_x/_y) to this safetensors file"}, \
+    {"dist-timeout", FLAG_FLOAT, &dist_timeout, "300", 0, 1e9, "MPI runs: seconds to wait for a silent peer before aborting (0: forever)"}, \
     {"ckpt", FLAG_STR, &(a).ckpt, "", 0, 0, "model.safetensors (mimscale or MAE-named; encoder-only is fine)"},     \
     {"data", FLAG_STR, &(a).data, MIM_FASHION_MNIST_DIR, 0, 0, "train set: IDX folder or sample index (`mimscale index`)"}, \
     {"data-split", FLAG_STR, &(a).data_split, "train", 0, 0, "IDX split of --data"},                                \
@@ -32,15 +39,37 @@
     {"quiet", FLAG_BOOL, &(a).quiet, "0", 0, 1, "no progress lines"}
 
 static const char* opt(const char* s) { return s && *s ? s : NULL; }
+static const char* save_features;
+static float dist_timeout;
 
+static int write_features(const char* path, const mim_features* tr, const mim_features* ev) {
+    mim_st_entry e[4] = {
+        {.name = "train_x", .dtype = MIM_F32, .ndim = 2, .shape = {tr->n, tr->dim}, .data = tr->x},
+        {.name = "train_y", .dtype = MIM_I32, .ndim = 1, .shape = {tr->n}, .data = tr->labels},
+        {.name = "eval_x", .dtype = MIM_F32, .ndim = 2, .shape = {ev->n, ev->dim}, .data = ev->x},
+        {.name = "eval_y", .dtype = MIM_I32, .ndim = 1, .shape = {ev->n}, .data = ev->labels},
+    };
+    return mim_st_write(path, e, 4, NULL, 0);
+}
+
+// Flags -> features. Returns 0 (features on this rank: go on), -1 (a rank
+// other than 0 under MPI: its part is done, exit 0) or an exit status.
 static int setup(mim_eval_common* a, const char* pool, float max_gb, mim_features* tr, mim_features* ev,
                  mim_config* cfg) {
+    mim_dist_set_timeout(dist_timeout);
     a->subset = opt(a->subset); a->eval_data = opt(a->eval_data); a->eval_subset = opt(a->eval_subset);
     a->max_feature_gb = max_gb;
     if (mim_pool_parse(pool, &a->pool)) { fprintf(stderr, "error: --pool: %s\n", mim_err_msg()); return 2; }
     if (!opt(a->ckpt)) { fprintf(stderr, "error: --ckpt is required (a model.safetensors file)\n"); return 2; }
+    mim_dist_context("features", -1);
     int rc = mim_eval_features(a, tr, ev, cfg);
     if (rc) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
+    if (mim_dist_get()->rank != 0) { mim_features_free(tr); mim_features_free(ev); return -1; }
+    if (opt(save_features) && write_features(save_features, tr, ev)) {
+        fprintf(stderr, "error: --save-features: %s\n", mim_err_msg());
+        mim_features_free(tr); mim_features_free(ev);
+        return 1;
+    }
     return 0;
 }
 
@@ -93,7 +122,7 @@ int cmd_knn(int argc, char** argv) {
     double t0 = omp_get_wtime();
     mim_features tr, ev;
     mim_config cfg;
-    if ((rc = setup(&a, pool, max_gb, &tr, &ev, &cfg))) return rc;
+    if ((rc = setup(&a, pool, max_gb, &tr, &ev, &cfg))) return rc < 0 ? 0 : rc;
     mim_l2_normalize_rows(tr.x, tr.n, tr.dim);
     mim_l2_normalize_rows(ev.x, ev.n, ev.dim);
     int C = tr.num_classes > ev.num_classes ? tr.num_classes : ev.num_classes;
@@ -158,7 +187,7 @@ int cmd_linprobe(int argc, char** argv) {
     double t0 = omp_get_wtime();
     mim_features tr, ev;
     mim_config cfg;
-    if ((rc = setup(&a, pool, max_gb, &tr, &ev, &cfg))) return rc;
+    if ((rc = setup(&a, pool, max_gb, &tr, &ev, &cfg))) return rc < 0 ? 0 : rc;
     mim_linprobe_result r;
     double t1 = omp_get_wtime();
     rc = mim_linprobe_train(&r, &tr, &ev, &lp);
