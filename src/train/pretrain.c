@@ -359,7 +359,8 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     }
     if (a->profile && step > step0 && d->rank == 0) {
         double tot = now_s() - t0, acc = 0;
-        fprintf(stderr, "profile (ms per step over %lld steps):", (long long)(step - step0));
+        fprintf(stderr, "profile (ms per step over %lld steps%s):", (long long)(step - step0),
+                d->world > 1 ? ", rank 0" : "");
         for (int k = 0; k < PROF_NCLASS; k++) {
             fprintf(stderr, " %s %.1f |", mim_prof_name(k), 1e3 * mim_prof_secs[k] / (step - step0));
             acc += mim_prof_secs[k];
