@@ -1,100 +1,67 @@
-// test_dist.c: data-parallel training with MPI (mpirun --oversubscribe -np 2
-// on one machine), against the single-process run it must reproduce:
+// test_dist.c: data-parallel pre-training with MPI (mpirun --oversubscribe
+// -np 2 on one machine), against the single-process run it must reproduce,
+// and what a failing rank does to the job:
 //  - 2 ranks x batch B/2 = 1 process x batch B: same losses (<= 1e-5) and
 //    parameters after 10 steps (<= 1e-4: the all-reduce sums in another
 //    order, and Adam rescales tiny gradients), ranks never drift apart;
 //  - a 2-rank checkpoint resumed by 1 process continues the same run;
-//  - killing one rank ends the job in bounded time with a non-zero status and
-//    leaves the last checkpoint intact.
+//  - SIGKILL of one rank ends the job in bounded time with a non-zero status,
+//    the last checkpoint is intact and a 2-rank resume from it completes;
+//  - SIGSTOP of one rank (a hang) is caught by the other's watchdog
+//    (--dist-timeout 5): it names the wait and the job exits with status 5.
 // Skips when built without MPI or when mpirun is missing.
-#include "testutil.h"
-#include "data/idx.h"
+#include "distutil.h"
 #include "train/checkpoint.h"
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
+#include "data/idx.h"
 
+#ifndef MIM_MPI
+int main(void) {
+    printf("SKIP: built without MPI\n");
+    return TU_SKIP;
+}
+#else
 static char bin[512], tmpdir[256];
 
 #define COMMON "--model vit_nano --patch 4 --dec-dim 64 --dec-depth 1 --dec-heads 2 --log-every 1 --threads 1 " \
                "--lr 1e-3 --warmup-epochs 0 --quiet"
-
-static int sh(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char* fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-// Loss at each logged step from metrics.jsonl (steps 1..n).
-static int losses(const char* run, float* out, int n) {
-    char p[600], line[1024];
-    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
-    FILE* f = fopen(p, "r");
-    if (!f) return 0;
-    int k = 0;
-    while (k < n && fgets(line, sizeof line, f)) {
-        char* q = strstr(line, "\"loss\": ");
-        if (q) out[k++] = strtof(q + 8, NULL);
-    }
-    fclose(f);
-    return k;
-}
+#define MPIRUN "mpirun --oversubscribe -np 2"
 
 // maxrel between two model files over all tensors but the attention biases
 // (whose key third has an exact gradient of 0: Adam turns its rounding noise
 // into +-lr steps, see test_mae.c).
-static double model_diff(const char* a, const char* b) {
-    mim_st *x, *y;
-    if (mim_st_open(&x, a) || mim_st_open(&y, b)) return INFINITY;
-    double worst = 0;
-    for (int i = 0; i < mim_st_count(x); i++) {
-        const mim_st_tensor* t = mim_st_get(x, i);
-        if (strstr(t->name, "qkv.bias")) continue;
-        float* u = tu_alloc(t->numel);
-        float* v = tu_alloc(t->numel);
-        if (mim_st_read_f32(x, t->name, u, t->ndim, t->shape) || mim_st_read_f32(y, t->name, v, t->ndim, t->shape))
-            return INFINITY;
-        double r = tu_relerr(u, v, t->numel, NULL);
-        if (r > worst) worst = r;
-    }
-    mim_st_close(x); mim_st_close(y);
-    return worst;
+static double model_diff(const char* a, const char* b) { return du_st_diff(a, b, "qkv.bias", NULL); }
+
+// Starts a long 2-rank run checkpointing every 3 steps and waits for its
+// first checkpoint; returns mpirun's pid and one rank's pid in *rank.
+static pid_t start_long_run(const char* name, const char* extra, pid_t* rank) {
+    char cmd[2048], latest[600];
+    snprintf(cmd, sizeof cmd, MPIRUN " %s pretrain " COMMON " --steps 100000 --save-every 3 --batch 16 %s "
+             "--out %s/%s >%s/%s.log 2>&1", bin, extra, tmpdir, name, tmpdir, name);
+    pid_t pid = du_spawn(cmd);
+    snprintf(latest, sizeof latest, "%s/%s/latest", tmpdir, name);
+    du_wait_file(latest, 60);
+    usleep(500000);
+    *rank = du_child(pid, "mimscale pretrain");
+    return pid;
 }
 
 int main(void) {
-#ifndef MIM_MPI
-    printf("SKIP: built without MPI\n");
-    return TU_SKIP;
-#else
-    if (sh("command -v mpirun >/dev/null")) { printf("SKIP: mpirun not installed\n"); return TU_SKIP; }
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);   // CI runs as root
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    const char* build = getenv("MIM_BUILD") ? getenv("MIM_BUILD") : "build";
-    snprintf(bin, sizeof bin, "%s/mimscale", build);
+    const char* why = NULL;
+    if (du_setup(bin, sizeof bin, &why)) { printf("SKIP: %s\n", why); return TU_SKIP; }
     struct stat sb;
-    if (stat(bin, &sb) || stat(MIM_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", &sb)) {
-        printf("SKIP: needs %s and Fashion-MNIST\n", bin);
-        return TU_SKIP;
-    }
+    if (stat(MIM_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", &sb)) { printf("SKIP: needs Fashion-MNIST\n"); return TU_SKIP; }
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mim_test_dist_XXXXXX");
     CHECK(mkdtemp(tmpdir));
-    const char* mpirun = "mpirun --oversubscribe -np 2";
-    int rc = sh("%s pretrain " COMMON " --steps 10 --save-every 5 --batch 32 --out %s/one", bin, tmpdir);
+    int rc = du_sh("%s pretrain " COMMON " --steps 10 --save-every 5 --batch 32 --out %s/one", bin, tmpdir);
     TU_CHECK(rc == 0, "1 process x batch 32, 10 steps: exit %d", rc);
-    rc = sh("%s %s pretrain " COMMON " --steps 10 --save-every 5 --batch 16 --dist-check-every 1 --out %s/two",
-            mpirun, bin, tmpdir);
+    rc = du_sh(MPIRUN " %s pretrain " COMMON " --steps 10 --save-every 5 --batch 16 --dist-check-every 1 --out %s/two",
+               bin, tmpdir);
     TU_CHECK(rc == 0, "2 ranks x batch 16, weights checked identical across ranks every step: exit %d", rc);
     char a[600], b[600];
     snprintf(a, sizeof a, "%s/one", tmpdir);
     snprintf(b, sizeof b, "%s/two", tmpdir);
     float la[10], lb[10];
-    if (TU_CHECK(losses(a, la, 10) == 10 && losses(b, lb, 10) == 10, "10 losses logged by each"))
+    if (TU_CHECK(du_metric(a, "loss", la, 10) == 10 && du_metric(b, "loss", lb, 10) == 10, "10 losses logged by each"))
         tu_close("2 ranks vs 1 process: loss curve", lb, la, 10, 1e-5);
     snprintf(a, sizeof a, "%s/one/ckpt-000000010/model.safetensors", tmpdir);
     snprintf(b, sizeof b, "%s/two/ckpt-000000010/model.safetensors", tmpdir);
@@ -102,44 +69,56 @@ int main(void) {
     TU_CHECK(d <= 1e-4, "2 ranks vs 1 process: parameters after 10 steps, maxrel %.2e (tol 1e-4)", d);
 
     // a 2-rank checkpoint (step 5) resumed by one process with the same global batch
-    rc = sh("%s %s pretrain " COMMON " --steps 10 --save-every 5 --stop-at 5 --batch 16 --out %s/mix",
-            mpirun, bin, tmpdir);
-    rc |= sh("%s pretrain " COMMON " --steps 10 --save-every 5 --batch 32 --resume --out %s/mix", bin, tmpdir);
+    rc = du_sh(MPIRUN " %s pretrain " COMMON " --steps 10 --save-every 5 --stop-at 5 --batch 16 --out %s/mix",
+               bin, tmpdir);
+    rc |= du_sh("%s pretrain " COMMON " --steps 10 --save-every 5 --batch 32 --resume --out %s/mix", bin, tmpdir);
     snprintf(b, sizeof b, "%s/mix/ckpt-000000010/model.safetensors", tmpdir);
     d = model_diff(a, b);
     TU_CHECK(rc == 0 && d <= 1e-4, "2-rank checkpoint resumed by 1 process: exit %d, maxrel %.2e vs the 1-process run", rc, d);
 
-    // kill one rank mid-run
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "exec %s %s pretrain " COMMON " --steps 100000 --save-every 3 --batch 16 --out %s/kill "
-             ">%s/kill.log 2>&1", mpirun, bin, tmpdir, tmpdir);
-    pid_t pid = fork();
-    if (pid == 0) { execl("/bin/sh", "sh", "-c", cmd, (char*)NULL); _exit(127); }
-    char latest[600];
-    snprintf(latest, sizeof latest, "%s/kill/latest", tmpdir);
-    for (int i = 0; i < 600 && stat(latest, &sb) != 0; i++) usleep(100000);
-    usleep(500000);
-    // the ranks are mpirun's children: kill exactly one of them
-    int killed = sh("kill -KILL $(pgrep -P %d -f 'mimscale pretrain' | head -n 1)", (int)pid) == 0;
-    TU_CHECK(killed, "one rank killed with SIGKILL");
-    time_t t0 = time(NULL);
-    int st = 0, done = 0;
-    while (time(NULL) - t0 < 60) {
-        if (waitpid(pid, &st, WNOHANG) == pid) { done = 1; break; }
-        usleep(100000);
-    }
-    if (!done) { kill(pid, SIGKILL); waitpid(pid, &st, 0); }
+    // SIGKILL one rank mid-run: the launcher ends the job
+    pid_t rank, pid = start_long_run("kill", "", &rank);
+    TU_CHECK(rank > 0 && kill(rank, SIGKILL) == 0, "one rank (pid %d) killed with SIGKILL", (int)rank);
+    int st = 0;
+    double took;
+    int done = du_wait(pid, 60, &st, &took);
+    TU_CHECK(done && !(WIFEXITED(st) && WEXITSTATUS(st) == 0), "a killed rank ends the job within %.1f s (bound 60), "
+             "non-zero status", took);
+    char name[64], ck[700], run[600];
+    snprintf(run, sizeof run, "%s/kill", tmpdir);
+    du_latest(run, name, sizeof name);
+    snprintf(ck, sizeof ck, "%s/%s/model.safetensors", run, name);
     mim_config cfg;
-    char ck[700];
-    FILE* f = fopen(latest, "r");
-    char name[64] = {0};
-    if (f) { if (fscanf(f, "%63s", name) != 1) name[0] = 0; fclose(f); }
-    snprintf(ck, sizeof ck, "%s/kill/%s/model.safetensors", tmpdir, name);
-    TU_CHECK(done && !(WIFEXITED(st) && WEXITSTATUS(st) == 0), "a killed rank ends the job within %ld s, non-zero status",
-             (long)(time(NULL) - t0));
     TU_CHECK(mim_ckpt_read_config(ck, &cfg) == 0, "the last checkpoint (%s) is intact", name);
-    sh("rm -rf %s", tmpdir);
+    long at = strncmp(name, "ckpt-", 5) == 0 ? atol(name + 5) : 0;
+    rc = du_sh("timeout 120 " MPIRUN " %s pretrain " COMMON " --steps 100000 --save-every 3 --batch 16 --resume "
+               "--stop-at %ld --out %s >%s/kill-resume.log 2>&1", bin, at + 2, run, tmpdir);
+    du_latest(run, name, sizeof name);
+    TU_CHECK(rc == 0 && at > 0 && strncmp(name, "ckpt-", 5) == 0 && atol(name + 5) == at + 2,
+             "2-rank resume from it runs 2 more steps: exit %d, step %ld -> %s", rc, at, name);
+
+    // SIGSTOP one rank (a hang): the other's watchdog aborts the job
+    pid = start_long_run("stop", "--dist-timeout 5", &rank);
+    TU_CHECK(rank > 0 && kill(rank, SIGSTOP) == 0, "one rank (pid %d) stopped with SIGSTOP", (int)rank);
+    done = du_wait(pid, 60, &st, &took);
+    if (rank > 0 && kill(rank, 0) == 0) { kill(rank, SIGKILL); kill(rank, SIGCONT); }   // never leave it behind
+    int code = done && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    TU_CHECK(done && code == 5, "a hung rank ends the job within %.1f s (timeout 5, bound 60), exit %d (want 5)",
+             took, code);
+    snprintf(a, sizeof a, "%s/stop.log", tmpdir);
+    uint8_t* log = NULL;
+    tu_slurp(a, &log);
+    const char* msg = log ? strstr((const char*)log, "no progress from peers for") : NULL;
+    int len = msg ? (int)strcspn(msg, "\n") : 0;
+    TU_CHECK(msg && strstr(msg, "pretrain") && strstr(msg, "(step "), "the watchdog names the wait: \"%.*s\"",
+             msg ? len : 12, msg ? msg : "(no message)");
+    snprintf(run, sizeof run, "%s/stop", tmpdir);
+    du_latest(run, name, sizeof name);
+    snprintf(ck, sizeof ck, "%s/%s/model.safetensors", run, name);
+    TU_CHECK(mim_ckpt_read_config(ck, &cfg) == 0, "its last checkpoint (%s) is intact", name);
+
+    du_sh("rm -rf %s", tmpdir);
     tu_free_all();
     return tu_summary("test_dist", 0, NULL);
-#endif
 }
+#endif

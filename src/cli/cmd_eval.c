@@ -2,6 +2,9 @@
 // feature setup (eval/features.h), then eval/knn.h or eval/linprobe.h.
 // Prints per-epoch JSON lines (linprobe) and one final JSON line of metrics
 // on stdout; progress on stderr; --out writes the final object to a file.
+// Under mpirun the ranks split the feature extraction (eval/features.h); rank
+// 0 then runs the kNN / probe on the gathered features and prints, the other
+// ranks exit.
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
@@ -11,6 +14,8 @@
 #include "train/checkpoint.h"
 #include "eval/knn.h"
 #include "eval/linprobe.h"
+#include "train/dist.h"
+#include "train/safetensors.h"
 #include <cjson/cJSON.h>
 #include <omp.h>
 #include <stdio.h>
@@ -20,6 +25,8 @@
 // The flags both commands share (first NCOMMON entries of each table).
 #define COMMON_FLAGS(a, pool, out, cache)                                                                            \
     {"features-cache", FLAG_STR, &(cache), "", 0, 0, "reuse / write the extracted features in this file (knn and linprobe on one checkpoint share it)"}, \
+    {"save-features", FLAG_STR, &save_features, "", 0, 0, "write the features (train_x/_y, eval_x/_y) to this safetensors file"}, \
+    {"dist-timeout", FLAG_FLOAT, &dist_timeout, "300", 0, 1e9, "MPI runs: seconds to wait for a silent peer before aborting (0: forever)"}, \
     {"ckpt", FLAG_STR, &(a).ckpt, "", 0, 0, "model.safetensors (mimscale or MAE-named; encoder-only is fine)"},     \
     {"data", FLAG_STR, &(a).data, MIM_FASHION_MNIST_DIR, 0, 0, "train set: IDX folder or sample index (`mimscale index`)"}, \
     {"data-split", FLAG_STR, &(a).data_split, "train", 0, 0, "IDX split of --data"},                                \
@@ -35,28 +42,42 @@
     {"quiet", FLAG_BOOL, &(a).quiet, "0", 0, 1, "no progress lines"}
 
 static const char* opt(const char* s) { return s && *s ? s : NULL; }
+static const char* save_features;
+static float dist_timeout;
 
+// Flags -> features (from the cache when it holds this checkpoint's).
+// Returns 0 (features on this rank: go on), -1 (a rank other than 0 under
+// MPI: its part is done, exit 0) or an exit status.
 static int setup(mim_eval_common* a, const char* pool, float max_gb, const char* cache, mim_features* tr,
                  mim_features* ev, mim_config* cfg) {
+    mim_dist_set_timeout(dist_timeout);
     a->subset = opt(a->subset); a->eval_data = opt(a->eval_data); a->eval_subset = opt(a->eval_subset);
     a->max_feature_gb = max_gb;
     if (mim_pool_parse(pool, &a->pool)) { fprintf(stderr, "error: --pool: %s\n", mim_err_msg()); return 2; }
     if (!opt(a->ckpt)) { fprintf(stderr, "error: --ckpt is required (a model.safetensors file)\n"); return 2; }
     char key[4096];
+    int hit = 0;
     if (opt(cache)) {
         if (mim_featcache_key(key, sizeof key, a) || mim_ckpt_read_config(a->ckpt, cfg)) {
             fprintf(stderr, "error: %s\n", mim_err_msg());
             return 1;
         }
-        if (mim_featcache_load(cache, key, tr, ev) == 0) {
-            if (!a->quiet) fprintf(stderr, "features: %lld train + %lld eval x %d from %s\n", (long long)tr->n, (long long)ev->n, tr->dim, cache);
-            return 0;
-        }
+        hit = mim_featcache_load(cache, key, tr, ev) == 0;
+        if (hit && !a->quiet) fprintf(stderr, "features: %lld train + %lld eval x %d from %s\n", (long long)tr->n, (long long)ev->n, tr->dim, cache);
     }
-    int rc = mim_eval_features(a, tr, ev, cfg);
-    if (rc) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
-    if (opt(cache) && mim_featcache_save(cache, key, tr, ev))   // a failed cache write costs speed, not the result
+    if (!hit) {
+        mim_dist_context("features", -1);
+        int rc = mim_eval_features(a, tr, ev, cfg);
+        if (rc) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
+    }
+    if (mim_dist_get()->rank != 0) { mim_features_free(tr); mim_features_free(ev); return -1; }
+    if (!hit && opt(cache) && mim_featcache_save(cache, key, tr, ev))   // a failed cache write costs speed, not the result
         fprintf(stderr, "warning: cannot write feature cache %s: %s\n", cache, mim_err_msg());
+    if (opt(save_features) && mim_featcache_save(save_features, NULL, tr, ev)) {
+        fprintf(stderr, "error: --save-features: %s\n", mim_err_msg());
+        mim_features_free(tr); mim_features_free(ev);
+        return 1;
+    }
     return 0;
 }
 
@@ -109,7 +130,7 @@ int cmd_knn(int argc, char** argv) {
     double t0 = omp_get_wtime();
     mim_features tr, ev;
     mim_config cfg;
-    if ((rc = setup(&a, pool, max_gb, cache, &tr, &ev, &cfg))) return rc;
+    if ((rc = setup(&a, pool, max_gb, cache, &tr, &ev, &cfg))) return rc < 0 ? 0 : rc;
     mim_l2_normalize_rows(tr.x, tr.n, tr.dim);
     mim_l2_normalize_rows(ev.x, ev.n, ev.dim);
     int C = tr.num_classes > ev.num_classes ? tr.num_classes : ev.num_classes;
@@ -174,7 +195,7 @@ int cmd_linprobe(int argc, char** argv) {
     double t0 = omp_get_wtime();
     mim_features tr, ev;
     mim_config cfg;
-    if ((rc = setup(&a, pool, max_gb, cache, &tr, &ev, &cfg))) return rc;
+    if ((rc = setup(&a, pool, max_gb, cache, &tr, &ev, &cfg))) return rc < 0 ? 0 : rc;
     mim_linprobe_result r;
     double t1 = omp_get_wtime();
     rc = mim_linprobe_train(&r, &tr, &ev, &lp);

@@ -4,6 +4,7 @@
 #include "core/check.h"
 #include "data/idx.h"
 #include "eval/finetune.h"
+#include "train/dist.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@ int cmd_finetune(int argc, char** argv) {
     mim_finetune_args a = {0};
     const char *init = NULL, *model = NULL, *precision = NULL;
     int patch, chans;
+    float dist_timeout;
     int64_t seed;
     flag f[] = {
         {"ckpt", FLAG_STR, &a.ckpt, "", 0, 0, "pre-trained model.safetensors (MAE / mimscale names)"},
@@ -46,6 +48,8 @@ int cmd_finetune(int argc, char** argv) {
         {"seed", FLAG_I64, &seed, "0", 0, 9.2e18, "seed"},
         {"threads", FLAG_INT, &a.threads, "0", 0, 4096, "OpenMP/BLAS threads (0: all cores)"},
         {"data-threads", FLAG_INT, &a.data_threads, "2", 1, 256, "decode workers for index data"},
+        {"log-every", FLAG_INT, &a.log_every, "0", 0, 1 << 30, "metrics row (step, loss, lr) every N steps (0: per epoch only)"},
+        {"dist-timeout", FLAG_FLOAT, &dist_timeout, "300", 0, 1e9, "MPI runs: seconds to wait for a silent peer before aborting the job (0: forever)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
         {"precision", FLAG_STR, &precision, "auto", 0, 0, "encoder linears: fp32, bf16 (emulated without AMX/AVX512-BF16) or auto (bf16 where native)"},
     };
@@ -71,10 +75,11 @@ int cmd_finetune(int argc, char** argv) {
     if (a.eval_data && !a.eval_data[0]) a.eval_data = NULL;
     a.seed = (uint64_t)seed;
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
+    mim_dist_set_timeout(dist_timeout);
     mim_finetune_result res;
     rc = mim_finetune_run(&a, &res);
     if (rc) { fprintf(stderr, "\nerror: %s\n", mim_err_msg()); return 1; }
-    printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"steps\": %lld, \"seconds\": %.1f}\n", res.top1,
+    if (mim_dist_get()->rank == 0) printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"steps\": %lld, \"seconds\": %.1f}\n", res.top1,
            res.top5, res.best_top1, (long long)res.steps, res.seconds);
     return 0;
 }

@@ -28,7 +28,7 @@ int cmd_pretrain(int argc, char** argv) {
     mim_pretrain_args a = {0};
     const char *model = NULL, *on_nan = NULL, *precision = NULL;
     int patch, dec_dim, dec_depth, dec_heads, norm_pix, img, chans;
-    float mask_ratio;
+    float mask_ratio, dist_timeout;
     int64_t seed;
     flag f[] = {
         {"model", FLAG_STR, &model, "vit_tiny", 0, 0, "encoder preset (see `mimscale models`)"},
@@ -71,6 +71,7 @@ int cmd_pretrain(int argc, char** argv) {
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
         {"on-nan", FLAG_STR, &on_nan, "stop", 0, 0, "non-finite loss/gradient: stop (keep the last checkpoint) or skip the step"},
         {"dist-check-every", FLAG_INT, &a.dist_check_every, "0", 0, 1 << 30, "MPI runs: check every N steps that all ranks hold the same weights"},
+        {"dist-timeout", FLAG_FLOAT, &dist_timeout, "300", 0, 1e9, "MPI runs: seconds to wait for a silent peer before aborting the job (0: forever)"},
         {"debug-nan-at", FLAG_I64, &a.debug_nan_at, "0", 0, 1e15, "testing: put a NaN into the batch of this step"},
         {"precision", FLAG_STR, &precision, "auto", 0, 0, "linear layers: fp32, bf16 (oneDNN; emulated where the CPU lacks AMX/AVX512-BF16) or auto (bf16 where native, else fp32)"},
         {"profile", FLAG_BOOL, &a.profile, "0", 0, 1, "print time per op class per step (matmul, attention, ..., data wait)"},
@@ -97,6 +98,7 @@ int cmd_pretrain(int argc, char** argv) {
     if (!strcmp(on_nan, "skip")) a.on_nan = 1;
     else if (strcmp(on_nan, "stop") != 0) { fprintf(stderr, "error: --on-nan must be stop or skip, got '%s'\n", on_nan); return 2; }
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
+    mim_dist_set_timeout(dist_timeout);
     mim_signals_install();
     rc = mim_pretrain_run(&a);
     if (rc == MIM_PRETRAIN_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }

@@ -1,6 +1,8 @@
 // main.c: `mimscale <command> ...`, dispatching to one file per subcommand.
 #include "cli/cli.h"
 #include "train/dist.h"
+#include "train/pretrain.h"
+#include "train/signals.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +37,12 @@ int main(int argc, char** argv) {
         if (!strcmp(argv[1], commands[i].name)) {
             mim_dist_init(&argc, &argv);   // MPI, when started by mpirun / srun
             int rc = commands[i].fn(argc - 1, argv + 1);
+            // a rank that fails alone would leave the others in a collective
+            // (and itself in MPI_Finalize): end the whole job with its status.
+            // Not for the exits every rank decides together (a signal's stop
+            // after a checkpoint, a non-finite loss): those finalize cleanly.
+            int agreed = rc == MIM_EXIT_STOPPED || rc == MIM_PRETRAIN_NAN;
+            if (rc != 0 && !agreed && mim_dist_get()->world > 1) mim_dist_abort(rc);
             mim_dist_finalize();
             return rc;
         }

@@ -221,3 +221,10 @@ void mim_source_counters(const mim_source* s, char* out, size_t cap) {
     mim_loader_counters c = mim_loader_get_counters(s->loader);
     mim_loader_counters_format(&c, out, cap);
 }
+
+int mim_source_get_counters(const mim_source* s, mim_loader_counters* c) {
+    memset(c, 0, sizeof *c);
+    if (!s->loader) return 0;
+    *c = mim_loader_get_counters(s->loader);
+    return 1;
+}

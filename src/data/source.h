@@ -11,6 +11,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include "data/loader.h"
 
 typedef struct {
     const char* path;        // IDX folder or index file
@@ -46,3 +47,6 @@ int mim_source_set_position(mim_source* s, mim_source_pos pos);
 void mim_source_normalization(const mim_source* s, float mean[3], float std[3]);
 // One line of skip counters for the log ("" for in-memory sources).
 void mim_source_counters(const mim_source* s, char* out, size_t cap);
+// The loader's counters, to sum them over ranks before formatting them with
+// mim_loader_counters_format: 1, or 0 (all zero) for in-memory sources.
+int mim_source_get_counters(const mim_source* s, mim_loader_counters* c);

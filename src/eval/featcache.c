@@ -23,8 +23,8 @@ int mim_featcache_key(char* key, size_t cap, const mim_eval_common* a) {
 // Copies set NAME ("train"/"eval") out of st into f. 0 or MIM_EFORMAT.
 static int load_set(const mim_st* st, const char* name, mim_features* f) {
     char xn[32], ln[32];
-    snprintf(xn, sizeof xn, "%s.x", name);
-    snprintf(ln, sizeof ln, "%s.labels", name);
+    snprintf(xn, sizeof xn, "%s_x", name);
+    snprintf(ln, sizeof ln, "%s_y", name);
     const mim_st_tensor* x = mim_st_find(st, xn);
     const mim_st_tensor* l = mim_st_find(st, ln);
     if (!x || !l || x->dtype != MIM_F32 || x->ndim != 2 || l->dtype != MIM_I32 || l->ndim != 1 ||
@@ -74,11 +74,11 @@ int mim_featcache_load(const char* path, const char* key, mim_features* tr, mim_
 
 int mim_featcache_save(const char* path, const char* key, const mim_features* tr, const mim_features* ev) {
     mim_st_entry e[4] = {
-        {"train.x", MIM_F32, 2, {tr->n, tr->dim}, tr->x},
-        {"train.labels", MIM_I32, 1, {tr->n}, tr->labels},
-        {"eval.x", MIM_F32, 2, {ev->n, ev->dim}, ev->x},
-        {"eval.labels", MIM_I32, 1, {ev->n}, ev->labels},
+        {"train_x", MIM_F32, 2, {tr->n, tr->dim}, tr->x},
+        {"train_y", MIM_I32, 1, {tr->n}, tr->labels},
+        {"eval_x", MIM_F32, 2, {ev->n, ev->dim}, ev->x},
+        {"eval_y", MIM_I32, 1, {ev->n}, ev->labels},
     };
     const char* meta[2] = {"key", key};
-    return mim_st_write(path, e, 4, meta, 1);
+    return mim_st_write(path, e, 4, meta, key ? 1 : 0);
 }

@@ -6,8 +6,8 @@
 //   if (mim_featcache_load(path, key, &tr, &ev) == 0) ...  // hit
 //   else { extract; mim_featcache_save(path, key, &tr, &ev); }
 //
-// The file is safetensors (train.x (n, D) F32, train.labels (n) I32, eval.x,
-// eval.labels) written atomically, with a __metadata__ "key" that names the
+// The file is safetensors (train_x (n, D) F32, train_y (n) I32, eval_x,
+// eval_y; the layout of `--save-features`) written atomically, with a __metadata__ "key" that names the
 // checkpoint (path, size, mtime), both data sets, their splits and subsets,
 // and the pooling. A file whose key differs (another checkpoint, a rewritten
 // checkpoint, other data) is a miss and is overwritten; a malformed file is a
@@ -23,5 +23,6 @@ int mim_featcache_key(char* key, size_t cap, const mim_eval_common* a);
 // 0: tr and ev hold the cached features (free with mim_features_free);
 // 1: miss (no file, another key, or a malformed file: warning on stderr).
 int mim_featcache_load(const char* path, const char* key, mim_features* tr, mim_features* ev);
-// Writes tr and ev under key to path atomically. 0 or MIM_EIO / MIM_EARG.
+// Writes tr and ev under key (NULL: no key, a plain feature file for
+// --save-features) to path atomically. 0 or MIM_EIO / MIM_EARG.
 int mim_featcache_save(const char* path, const char* key, const mim_features* tr, const mim_features* ev);

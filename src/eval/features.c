@@ -3,6 +3,7 @@
 #include "core/check.h"
 #include "ops/ops.h"
 #include "train/checkpoint.h"
+#include "train/dist.h"
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -98,6 +99,29 @@ static void encode_pool(mim_mae* m, const float* imgs, int n, mim_pool pool, flo
     mim_features_pool(out, scratch, m, tok, n, pool);
 }
 
+// Sums the skip counters of the sources over every rank and prints them on
+// rank 0 (nothing for in-memory sources). Collective.
+static void print_counters(mim_source* const* srcs, int n, const char* what, int quiet) {
+    mim_loader_counters t = {0}, c;
+    int has = 0;
+    for (int i = 0; i < n; i++) {
+        if (!srcs[i] || !mim_source_get_counters(srcs[i], &c)) continue;
+        has = 1;
+        t.samples += c.samples; t.read_errors += c.read_errors; t.decode_errors += c.decode_errors;
+        t.too_big += c.too_big; t.unsupported += c.unsupported; t.replaced += c.replaced; t.unfilled += c.unfilled;
+    }
+    uint64_t* f[] = {&t.samples, &t.read_errors, &t.decode_errors, &t.too_big, &t.unsupported, &t.replaced, &t.unfilled};
+    double v[8];
+    for (int i = 0; i < 7; i++) v[i] = (double)*f[i];
+    v[7] = has;
+    mim_dist_allreduce_sum_dv(v, 8);
+    for (int i = 0; i < 7; i++) *f[i] = (uint64_t)v[i];
+    if (v[7] == 0 || quiet || mim_dist_get()->rank != 0) return;
+    char cnt[512];
+    mim_loader_counters_format(&t, cnt, sizeof cnt);
+    if (cnt[0]) fprintf(stderr, "%s (features %s)\n", cnt, what);
+}
+
 int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config* src, mim_pool pool,
                          double max_feature_gb, const char* what, int quiet) {
     memset(out, 0, sizeof *out);
@@ -106,6 +130,10 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
     int B = src->batch;
     if (B < 1 || B > m->max_batch) return mim_err(MIM_EARG, "batch %d outside [1, %d] (the model's capacity)", B, m->max_batch);
     const int D = c->dim;
+    const mim_dist* d = mim_dist_get();
+    int W = d->world, me = d->rank;
+    what = what ? what : "";
+    quiet = quiet || me != 0;
     mim_source_config sc = *src;
     sc.augment = 0; sc.shuffle = 0; sc.rank = 0; sc.world = 1;
     sc.channels = c->in_chans; sc.height = c->img_h; sc.width = c->img_w;
@@ -114,78 +142,102 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
     mim_source *s1 = NULL, *sb = NULL;
     float *imgs = NULL, *scratch = NULL;
     int32_t* lab = NULL;
+    int64_t* first = mim_calloc((size_t)W + 1, sizeof(int64_t));
+    int64_t N = 0, lo = 0, hi = 0, done_n = 0;
+    int r = 0;
     sc.batch = 1;
-    int rc = mim_source_open(&s1, &sc);
-    if (rc) return rc;
-    int64_t N = mim_source_size(s1);
+    int rc = first ? mim_source_open(&s1, &sc) : MIM_ENOMEM;
+    if (rc) goto agree;
+    N = mim_source_size(s1);
     int cc, hh, ww;
     mim_source_geometry(s1, &cc, &hh, &ww);
     if (cc != c->in_chans || hh != c->img_h || ww != c->img_w) {
         rc = mim_err(MIM_EARG, "%s: images are %dx%dx%d, the model takes %dx%dx%d", src->path, cc, hh, ww,
                      c->in_chans, c->img_h, c->img_w);
-        goto done;
+        goto agree;
     }
     double gb = (double)N * D * sizeof(float) / (1u << 30);
     if (gb > max_feature_gb) {
         rc = mim_err(MIM_ENOMEM, "%s: %lld samples x %d features need %.3g GiB, above the cap of %.3g GiB "
                      "(evaluate on a --subset, or raise --max-feature-gb)", src->path, (long long)N, D, gb, max_feature_gb);
-        goto done;
+        goto agree;
     }
-    if (N < 1) { rc = mim_err(MIM_EARG, "%s: no samples", src->path); goto done; }
+    if (N < 1) { rc = mim_err(MIM_EARG, "%s: no samples", src->path); goto agree; }
     if (B > N) B = (int)N;
-    size_t per = (size_t)cc * hh * ww;
+    // rank r: whole batches [nfull r / W, nfull (r+1) / W), the last rank
+    // also the remainder, so every sample is encoded in the batch one
+    // process would use (same bits); rank 0 holds all rows in the end
+    int64_t nfull = N / B;
+    for (int k = 0; k < W; k++) first[k] = nfull * k / W * B;
+    first[W] = N;
+    lo = first[me]; hi = first[me + 1];
+    size_t per = (size_t)cc * hh * ww, rows = (size_t)(me == 0 ? N : hi - lo);
     out->n = N; out->dim = D;
-    out->x = mim_malloc((size_t)N * D * sizeof(float));
-    out->labels = mim_malloc((size_t)N * sizeof(int32_t));
+    out->x = mim_malloc((rows ? rows : 1) * D * sizeof(float));
+    out->labels = mim_malloc((rows ? rows : 1) * sizeof(int32_t));
     imgs = mim_malloc((size_t)B * per * sizeof(float));
     scratch = mim_malloc((size_t)B * D * sizeof(float));
     lab = mim_malloc((size_t)B * sizeof(int32_t));
-    if (!out->x || !out->labels || !imgs || !scratch || !lab) { rc = MIM_ENOMEM; goto done; }
+    if (!out->x || !out->labels || !imgs || !scratch || !lab) { rc = MIM_ENOMEM; goto agree; }
 
-    progress pr = {.what = what ? what : "", .total = N, .t0 = omp_get_wtime(), .tty = isatty(2), .last_pct = -1};
-    int64_t nfull = N / B, done_n = 0;
-    int r = 0;
-    if (nfull > 0 && B > 1) {
+    char label[128];
+    if (W > 1) snprintf(label, sizeof label, "%s (rank 0 of %d)", what, W);
+    else snprintf(label, sizeof label, "%s", what);
+    progress pr = {.what = label, .total = hi - lo, .t0 = omp_get_wtime(), .tty = isatty(2), .last_pct = -1};
+    int64_t kfull = (me == W - 1 ? nfull * B : hi) - lo;   // whole batches of this rank, in samples
+    done_n = lo;
+    if (kfull > 0) {
         sc.batch = B;
-        if ((rc = mim_source_open(&sb, &sc))) goto done;
-        for (int64_t i = 0; i < nfull; i++) {
-            if ((rc = mim_source_next(sb, imgs, out->labels + done_n))) goto done;
-            encode_pool(m, imgs, B, pool, out->x + (size_t)done_n * D, scratch);
+        if ((rc = mim_source_open(&sb, &sc))) goto agree;
+        if ((rc = mim_source_set_position(sb, (mim_source_pos){0, lo}))) goto agree;
+        for (int64_t i = 0; i < kfull / B; i++) {
+            if ((rc = mim_source_next(sb, imgs, out->labels + (done_n - lo)))) goto agree;
+            encode_pool(m, imgs, B, pool, out->x + (size_t)(done_n - lo) * D, scratch);
             done_n += B;
-            if (!quiet) progress_show(&pr, done_n);
+            if (!quiet) progress_show(&pr, done_n - lo);
         }
     }
     // the remainder one sample at a time, encoded together
-    r = (int)(N - done_n);
+    r = (int)(hi - done_n);
     if (r > 0) {
-        if ((rc = mim_source_set_position(s1, (mim_source_pos){0, done_n}))) goto done;
+        CHECK(r < B);
+        if ((rc = mim_source_set_position(s1, (mim_source_pos){0, done_n}))) goto agree;
         for (int i = 0; i < r; i++)
-            if ((rc = mim_source_next(s1, imgs + (size_t)i * per, out->labels + done_n + i))) goto done;
-        encode_pool(m, imgs, r, pool, out->x + (size_t)done_n * D, scratch);
+            if ((rc = mim_source_next(s1, imgs + (size_t)i * per, out->labels + (done_n - lo) + i))) goto agree;
+        encode_pool(m, imgs, r, pool, out->x + (size_t)(done_n - lo) * D, scratch);
         done_n += r;
-        if (!quiet) progress_show(&pr, done_n);
+        if (!quiet) progress_show(&pr, done_n - lo);
     }
-    for (int64_t i = 0; i < N; i++) {
-        if (out->labels[i] < 0) {
+    for (int64_t i = lo; i < hi; i++)
+        if (out->labels[i - lo] < 0) {
             rc = mim_err(MIM_EFORMAT, "%s: sample %lld has no label (kNN and the linear probe need labelled data)",
                          src->path, (long long)i);
-            goto done;
+            goto agree;
         }
-        if (out->labels[i] + 1 > out->num_classes) out->num_classes = out->labels[i] + 1;
+    for (size_t i = 0; i < (size_t)(hi - lo) * D; i++)
+        if (!isfinite(out->x[i])) {
+            rc = mim_err(MIM_EFORMAT, "%s: non-finite feature (sample %lld)", src->path, (long long)(lo + (int64_t)(i / D)));
+            goto agree;
+        }
+agree:
+    // every rank gets here (a rank that failed alone must not leave the others in the gather)
+    if (W > 1 && mim_dist_allreduce_max_i64(rc != 0) && !rc)
+        rc = mim_err(MIM_EIO, "feature extraction failed on another rank (see its message)");
+    if (!rc) {
+        mim_source* both[2] = {sb, s1};
+        print_counters(both, 2, what, quiet);
+        mim_dist_gather_rows(out->x, sizeof(float) * D, first, 0);
+        mim_dist_gather_rows(out->labels, sizeof(int32_t), first, 0);
+        if (me != 0) {   // rank 0 holds the set
+            free(out->x); free(out->labels);
+            out->x = NULL; out->labels = NULL; out->n = 0;
+        }
+        for (int64_t i = 0; i < out->n; i++)
+            if (out->labels[i] + 1 > out->num_classes) out->num_classes = out->labels[i] + 1;
     }
-    for (size_t i = 0; i < (size_t)N * D; i++)
-        if (!isfinite(out->x[i])) { rc = mim_err(MIM_EFORMAT, "%s: non-finite feature (sample %zu)", src->path, i / D); goto done; }
-    for (int i = 0; i < 2 && !quiet; i++) {   // skip counters of index sources: full batches, then the remainder
-        char cnt[512];
-        mim_source* s = i ? s1 : sb;
-        if (!s || (i && r == 0)) continue;
-        mim_source_counters(s, cnt, sizeof cnt);
-        if (cnt[0]) fprintf(stderr, "%s (%s)\n", cnt, i ? "last partial batch" : "full batches");
-    }
-done:
     mim_source_close(sb);
     mim_source_close(s1);
-    free(imgs); free(scratch); free(lab);
+    free(imgs); free(scratch); free(lab); free(first);
     if (rc) mim_features_free(out);
     return rc;
 }

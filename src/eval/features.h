@@ -15,6 +15,13 @@
 // Features are N x D floats in memory: 60k x 192 is 46 MB, ImageNet-1k x 768
 // is 3.9 GB; a set above max_feature_gb is refused with a hint (use a subset)
 // before anything is extracted. Not a feature store on disk.
+//
+// Data parallel (train/dist.h, under mpirun): rank r encodes a contiguous run
+// of whole batches (the last rank also the remainder), so each sample goes
+// through the same batch as in one process and its features have the same
+// bits (same thread count); MPI_Gatherv assembles them, in file order, on
+// rank 0. Only rank 0 returns the features: the other ranks get n = 0 and
+// run nothing after extraction. Errors are agreed on: all ranks fail alike.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -49,7 +56,8 @@ void mim_features_pool(float* out, float* scratch, const mim_mae* m, const float
 // every sample of the source described by src (its batch, augment and
 // shuffle fields are overridden: eval transform, file order) and returns the
 // pooled features and labels. Labels must be present (>= 0). what names the
-// set in the progress line ("train"); quiet: no progress line.
+// set in the progress line ("train"); quiet: no progress line (only rank 0
+// shows one). Collective under MPI: every rank calls it.
 // 0, or MIM_EARG / MIM_ENOMEM / the source's errors, with mim_err_msg().
 int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config* src, mim_pool pool,
                          double max_feature_gb, const char* what, int quiet);

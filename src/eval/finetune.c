@@ -10,6 +10,7 @@
 #include "model/mae.h"
 #include "ops/ops.h"
 #include "train/checkpoint.h"
+#include "train/dist.h"
 #include "train/mixup.h"
 #include "train/optim.h"
 #include "train/safetensors.h"
@@ -210,25 +211,33 @@ static int64_t divisor_at_most(int64_t n, int64_t want) {
     return 1;
 }
 
-// Top-1 / top-5 over every sample of the eval split.
+// Top-1 / top-5 over every sample of the eval split. Data parallel: each
+// rank takes a contiguous run of whole batches (the batches one process
+// would use) and the counts are summed. Collective.
 static int evaluate(mim_mae* m, head* h, const mim_source_config* base, int global_pool, float* top1, float* top5) {
+    const mim_dist* d = mim_dist_get();
     mim_source_config sc = *base;
-    sc.augment = 0; sc.shuffle = 0; sc.batch = 1;
-    mim_source* s;
+    sc.augment = 0; sc.shuffle = 0; sc.batch = 1; sc.rank = 0; sc.world = 1;
+    mim_source* s = NULL;
+    float* imgs = NULL;
+    int32_t* labels = NULL;
+    int64_t c1 = 0, c5 = 0, seen = 0, K = h->K;
     int rc = mim_source_open(&s, &sc);   // batch 1 first, to learn the size
-    if (rc) return rc;
+    if (rc) goto out;
     int64_t n = mim_source_size(s);
     mim_source_close(s);
+    s = NULL;
     sc.batch = (int)divisor_at_most(n, m->max_batch);
-    if ((rc = mim_source_open(&s, &sc))) return rc;
+    if ((rc = mim_source_open(&s, &sc))) goto out;
     int C, H, W;
     mim_source_geometry(s, &C, &H, &W);
-    float* imgs = mim_malloc(sizeof(float) * (size_t)sc.batch * C * H * W);
-    int32_t* labels = mim_malloc(sizeof(int32_t) * (size_t)sc.batch);
+    imgs = mim_malloc(sizeof(float) * (size_t)sc.batch * C * H * W);
+    labels = mim_malloc(sizeof(int32_t) * (size_t)sc.batch);
     if (!imgs || !labels) { rc = MIM_ENOMEM; goto out; }
-    int64_t c1 = 0, c5 = 0, seen = 0, K = h->K;
     m->dp_active = 0;
-    for (int64_t i = 0; i < n / sc.batch; i++) {
+    int64_t nb = n / sc.batch, b0 = nb * d->rank / d->world, b1 = nb * (d->rank + 1) / d->world;
+    if ((rc = mim_source_set_position(s, (mim_source_pos){0, b0 * sc.batch}))) goto out;
+    for (int64_t i = b0; i < b1; i++) {
         if ((rc = mim_source_next(s, imgs, labels))) goto out;
         const float* lat = mim_mae_encode(m, imgs, sc.batch);
         head_forward(h, m, lat, sc.batch, global_pool);
@@ -240,9 +249,12 @@ static int evaluate(mim_mae* m, head* h, const mim_source_config* base, int glob
             c1 += rank == 0; c5 += rank < 5; seen++;
         }
     }
-    *top1 = seen ? (float)c1 / seen : 0;
-    *top5 = seen ? (float)c5 / seen : 0;
-out:
+out:;
+    double v[4] = {(double)c1, (double)c5, (double)seen, rc != 0};
+    mim_dist_allreduce_sum_dv(v, 4);   // every rank, failed or not
+    if (!rc && v[3] > 0) rc = mim_err(MIM_EIO, "evaluation failed on another rank (see its message)");
+    *top1 = v[2] > 0 ? (float)(v[0] / v[2]) : 0;
+    *top5 = v[2] > 0 ? (float)(v[1] / v[2]) : 0;
     free(imgs); free(labels);
     mim_source_close(s);
     return rc;
@@ -294,6 +306,8 @@ int mim_vit_layer_id(const char* name, int depth) {
 
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     memset(res, 0, sizeof *res);
+    const mim_dist* d = mim_dist_get();
+    int loud = !a->quiet && d->rank == 0;   // one progress line per job
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
     double t_start = now_s();
     mim_config c;
@@ -312,7 +326,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     mim_source_config sc = {.path = a->data, .split = a->data_split ? a->data_split : "train", .subset = a->subset,
                             .channels = c.in_chans, .height = c.img_h, .width = c.img_w, .batch = a->batch,
                             .augment = 1, .crop_min_scale = 0.08f, .shuffle = 1, .seed = a->seed,
-                            .world = 1, .threads = a->data_threads};
+                            .rank = d->rank, .world = d->world, .threads = a->data_threads};
     mim_source_config ec = sc;
     ec.path = a->eval_data ? a->eval_data : a->data;
     ec.split = a->eval_split ? a->eval_split : "t10k";
@@ -327,9 +341,10 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     head h = {0};
     mim_adamw opt = {0}, hopt = {0};
     mim_randaug ra;
-    float *imgs = NULL, *lr_scale = NULL;
+    float *imgs = NULL, *pimgs = NULL, *lr_scale = NULL;
     uint8_t *decay = NULL, *u8 = NULL;
-    int32_t* labels = NULL;
+    int32_t *labels = NULL, *plabels = NULL;
+    uint64_t* dp_seeds = NULL;
     FILE* mf = NULL;
     int use_ra = a->aa && a->aa[0] && strcmp(a->aa, "none") != 0;
     if (K < 2) { rc = mim_err(MIM_EARG, "%s: fine-tuning needs labels (found %d classes)", a->data, K); goto done; }
@@ -345,6 +360,8 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         goto done;
     }
     if ((rc = head_init(&h, c.dim, K, a->batch, m.T, &r))) goto done;
+    mim_dist_bcast(m.params, m.num_floats, 0);   // identical start on every rank, whatever happened
+    mim_dist_bcast(h.params, h.n, 0);
     // fine-tuning learns pos_embed; no decay on pos_embed / cls_token (MAE's no_weight_decay)
     lr_scale = mim_malloc(sizeof(float) * (size_t)m.nparams);
     decay = mim_malloc((size_t)m.nparams);
@@ -361,29 +378,36 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     imgs = mim_malloc(sizeof(float) * per * a->batch);
     labels = mim_malloc(sizeof(int32_t) * a->batch);
     u8 = mim_malloc(per * 3 * (size_t)omp_get_max_threads());
-    if (!imgs || !labels || !u8) { rc = MIM_ENOMEM; goto done; }
+    dp_seeds = mim_malloc(sizeof(uint64_t) * a->batch);
+    if (d->world > 1) {   // the mixup partners' batch (another rank's)
+        pimgs = mim_malloc(sizeof(float) * per * a->batch);
+        plabels = mim_malloc(sizeof(int32_t) * a->batch);
+        if (!pimgs || !plabels) { rc = MIM_ENOMEM; goto done; }
+    }
+    if (!imgs || !labels || !u8 || !dp_seeds) { rc = MIM_ENOMEM; goto done; }
     if (mkdir(a->out, 0755) != 0 && errno != EEXIST) { rc = mim_err(MIM_EIO, "cannot create %s: %s", a->out, strerror(errno)); goto done; }
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", a->out);
-    if (!(mf = fopen(path, "w"))) { rc = mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); goto done; }
+    if (d->rank == 0 && !(mf = fopen(path, "w"))) { rc = mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); goto done; }
 
     int64_t spe = mim_source_batches_per_epoch(src) / a->accum;
     if (spe < 1) { rc = mim_err(MIM_EARG, "batch %d x accum %d is larger than the data set", a->batch, a->accum); goto done; }
     int64_t total = a->steps > 0 ? a->steps : (int64_t)ceil(a->epochs * spe);
     int64_t warmup = (int64_t)(a->warmup_epochs * spe);
     if (warmup > total) warmup = total;
-    float lr = a->lr > 0 ? a->lr : a->blr * a->batch * a->accum / 256.0f;
+    int64_t per_step = (int64_t)a->batch * a->accum * d->world;   // images per optimizer step, all ranks
+    float lr = a->lr > 0 ? a->lr : a->blr * (float)per_step / 256.0f;
     float mean[3], stdv[3];
     mim_source_normalization(src, mean, stdv);
     mim_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = a->weight_decay};
     mim_mixup mx;
     mim_mixup_default(&mx, K);
     mx.mixup_alpha = a->mixup; mx.cutmix_alpha = a->cutmix; mx.label_smoothing = a->smoothing;
-    if (!a->quiet)
-        fprintf(stderr, "finetune %s%s: %dx%dx%d, %d classes, %lld steps (%lld/epoch), batch %d x %d, lr %.3g, "
-                "layer decay %.2f, drop path %.2f, mixup %.2f cutmix %.2f, %s, %d threads, %s\n",
+    if (loud)
+        fprintf(stderr, "finetune %s%s: %dx%dx%d, %d classes, %lld steps (%lld/epoch), batch %d x %d x %d ranks, "
+                "lr %.3g, layer decay %.2f, drop path %.2f, mixup %.2f cutmix %.2f, %s, %d threads, %s\n",
                 c.name, a->init_random ? " (from scratch)" : "", c.img_h, c.img_w, c.in_chans, K, (long long)total,
-                (long long)spe, a->batch, a->accum, lr, a->layer_decay, a->drop_path, a->mixup, a->cutmix,
+                (long long)spe, a->batch, a->accum, d->world, lr, a->layer_decay, a->drop_path, a->mixup, a->cutmix,
                 use_ra ? a->aa : "no RandAugment", omp_get_max_threads(), mim_mae_precision_name(&m));
     double t0 = now_s(), loss_acc = 0;
     int nloss = 0;
@@ -391,18 +415,29 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     snprintf(best_path, sizeof best_path, "%s/checkpoint-best.safetensors", a->out);
     snprintf(last_path, sizeof last_path, "%s/checkpoint-last.safetensors", a->out);
     res->best_top1 = -1;
+    mim_dist_stats_reset();
     for (int64_t step = 0; step < total; step++) {
+        mim_dist_context("finetune", step + 1);
         hp.lr = mim_lr_at(step, total, warmup, lr, a->min_lr);
         mim_mae_zero_grad(&m);
         memset(h.grads, 0, sizeof(float) * h.n);
+        double step_loss = 0;
         for (int k = 0; k < a->accum; k++) {
-            if ((rc = mim_source_next(src, imgs, labels))) goto done;
+            if ((rc = mim_source_next(src, imgs, labels)) && d->world > 1) {   // the others wait in a collective
+                fprintf(stderr, "rank %d: error: %s\n", d->rank, mim_err_msg());
+                mim_dist_abort(1);
+            }
+            if (rc) goto done;
             uint64_t sseed = a->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)(step * a->accum + k);
+            // per-sample randomness from the sample's position in the global
+            // micro-batch (rank r holds positions b * world + r)
+            for (int b = 0; b < a->batch; b++)
+                dp_seeds[b] = (sseed ^ 0x5bd1e9955bd1e995ULL) + ((uint64_t)b * d->world + d->rank) * 0x94d049bb133111ebULL;
             // RandAugment (on uint8 pixels) and random erasing, per sample
             #pragma omp parallel for schedule(static)
             for (int b = 0; b < a->batch; b++) {
                 mim_rng rs;
-                mim_rng_seed(&rs, sseed ^ ((uint64_t)b * 0xd1b54a32d192ed03ULL));
+                mim_rng_seed(&rs, sseed ^ (((uint64_t)b * d->world + d->rank) * 0xd1b54a32d192ed03ULL));
                 float* x = imgs + (size_t)b * per;
                 if (use_ra) {
                     uint8_t* px = u8 + per * 3 * (size_t)omp_get_thread_num();
@@ -419,56 +454,99 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                 }
                 if (a->reprob > 0) mim_random_erase(x, c.in_chans, c.img_h, c.img_w, a->reprob, &rs);
             }
+            // mixup / cutmix of the global micro-batch: one draw for all ranks;
+            // sample b's partner, global sample Bg-1-b, is on rank world-1-r
             mim_rng rb;
             mim_rng_seed(&rb, sseed ^ 0xabcdef);
-            mim_mixup_batch(&mx, &rb, imgs, h.targets, labels, a->batch, c.in_chans, c.img_h, c.img_w);
-            mim_mae_drop_path(&m, a->drop_path, a->batch, &rb);
+            mim_mix_params mp;
+            mim_mixup_draw(&mp, &mx, &rb, c.img_h, c.img_w);
+            const float* xp = imgs;
+            const int32_t* yp = labels;
+            int peer = d->world - 1 - d->rank;
+            if (peer != d->rank && (mp.lam != 1.0 || mp.cutmix)) {
+                mim_dist_exchange(imgs, pimgs, sizeof(float) * per * a->batch, peer);
+                mim_dist_exchange(labels, plabels, sizeof(int32_t) * a->batch, peer);
+                xp = pimgs; yp = plabels;
+            }
+            mim_mixup_apply_pair(imgs, xp, &mp, a->batch, c.in_chans, c.img_h, c.img_w);
+            mim_mixup_targets_pair(h.targets, labels, yp, mp.lam, mx.label_smoothing, a->batch, K);
+            mim_mae_drop_path_seeded(&m, a->drop_path, a->batch, dp_seeds);
             const float* lat = mim_mae_encode(&m, imgs, a->batch);
             head_forward(&h, &m, lat, a->batch, a->global_pool);
-            float loss = mim_soft_ce_forward(h.logits, h.targets, h.probs, a->batch, K);
-            if (!isfinite(loss)) {
-                rc = mim_err(MIM_EARG, "loss is %f at step %lld; stopping", loss, (long long)step);
-                goto done;
-            }
-            loss_acc += loss; nloss++;
+            step_loss += mim_soft_ce_forward(h.logits, h.targets, h.probs, a->batch, K);
             memset(h.dlogits, 0, sizeof(float) * (size_t)a->batch * K);
             mim_soft_ce_backward(h.dlogits, h.probs, h.targets, 1.0f / a->accum, a->batch, K);
+            // the last micro-batch's encoder backward hands finished blocks to MPI
+            int last = k == a->accum - 1 && d->world > 1;
+            if (last) mim_dist_grads_begin(m.grads, m.num_floats);
+            m.grad_ready = last ? mim_dist_grads_ready : NULL;
             head_backward(&h, &m, a->batch, a->global_pool);
+            m.grad_ready = NULL;
         }
+        if (d->world > 1) {   // means over ranks
+            mim_dist_grads_finish(1.0f / d->world);
+            mim_dist_allreduce_sum(h.grads, h.n);
+            for (size_t i = 0; i < h.n; i++) h.grads[i] *= 1.0f / d->world;
+            step_loss = mim_dist_allreduce_sum_d(step_loss) / d->world;
+        }
+        if (!isfinite(step_loss)) {   // the same verdict on every rank
+            rc = mim_err(MIM_EARG, "loss is %f at step %lld; stopping", step_loss / a->accum, (long long)step + 1);
+            goto done;
+        }
+        loss_acc += step_loss; nloss += a->accum;
         mim_adamw_step_groups(&opt, m.table, m.nparams, m.params, m.grads, &hp, lr_scale, decay);
         mim_adamw_step(&hopt, h.table, H_N, h.params, h.grads, &hp);
         int end_of_epoch = (step + 1) % spe == 0 || step + 1 == total;
         int ee = a->eval_every > 1 ? a->eval_every : 1;
         int do_eval = ((step + 1) % (spe * ee) == 0) || step + 1 == total;
-        if (!a->quiet && ((step + 1) % 10 == 0 || end_of_epoch)) {
+        if (mf && a->log_every > 0 && (step + 1) % a->log_every == 0) {
+            fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g}\n", (long long)(step + 1),
+                    step_loss / a->accum, hp.lr);
+            fflush(mf);
+        }
+        if (loud && ((step + 1) % 10 == 0 || end_of_epoch)) {
             double t = now_s();
             fprintf(stderr, "\rstep %lld/%lld | loss %.4f | lr %.3g | %.1f img/s   ", (long long)(step + 1),
                     (long long)total, loss_acc / (nloss ? nloss : 1), hp.lr,
-                    (double)(step + 1) * a->batch * a->accum / (t - t0));
+                    (double)(step + 1) * per_step / (t - t0));
         }
         if (do_eval) {
             float t1, t5;
             if ((rc = evaluate(&m, &h, &ec, a->global_pool, &t1, &t5))) goto done;
             int best = t1 > res->best_top1;
-            if (best) { res->best_top1 = t1; if ((rc = save_model(best_path, &m, &h, a->global_pool))) goto done; }
-            if ((rc = save_model(last_path, &m, &h, a->global_pool))) goto done;
+            if (best) res->best_top1 = t1;
+            if (d->rank == 0) {
+                if (best) rc = save_model(best_path, &m, &h, a->global_pool);
+                if (!rc) rc = save_model(last_path, &m, &h, a->global_pool);
+            }
+            if (d->world > 1 && mim_dist_allreduce_max_i64(rc != 0) && !rc)   // rank 0's write failed: all stop
+                rc = mim_err(MIM_EIO, "rank 0 could not write the checkpoint");
+            if (rc) goto done;
             res->top1 = t1; res->top5 = t5;
-            fprintf(mf, "{\"epoch\": %.3f, \"step\": %lld, \"train_loss\": %.5f, \"lr\": %.4g, \"top1\": %.4f, "
+            if (mf) fprintf(mf, "{\"epoch\": %.3f, \"step\": %lld, \"train_loss\": %.5f, \"lr\": %.4g, \"top1\": %.4f, "
                         "\"top5\": %.4f, \"best_top1\": %.4f, \"time_s\": %.1f}\n",
                     (double)(step + 1) / spe, (long long)(step + 1), loss_acc / (nloss ? nloss : 1), hp.lr, t1, t5,
                     res->best_top1, now_s() - t0);
-            fflush(mf);
-            if (!a->quiet)
+            if (mf) fflush(mf);
+            if (loud)
                 fprintf(stderr, "\nepoch %.2f: top-1 %.2f%% top-5 %.2f%% (best %.2f%%)\n", (double)(step + 1) / spe,
                         100 * t1, 100 * t5, 100 * res->best_top1);
             loss_acc = 0; nloss = 0;
         }
         res->steps = step + 1;
     }
+    if (loud && d->world > 1 && res->steps > 0) {
+        mim_dist_stats ds;
+        mim_dist_stats_get(&ds);
+        double n = ds.steps > 0 ? (double)ds.steps : 1;
+        fprintf(stderr, "dist: %d ranks, all-reduce %.2f MB/step in %.1f calls/step, waited %.2f ms/step after the "
+                "backward, first start to last completion %.2f ms/step (rank 0, %lld steps)\n", d->world,
+                ds.bytes / n / 1e6, ds.calls / n, 1e3 * ds.wait_s / n, 1e3 * ds.span_s / n, (long long)ds.steps);
+    }
 done:
     res->seconds = now_s() - t_start;
     if (mf) fclose(mf);
-    free(imgs); free(labels); free(u8); free(lr_scale); free(decay);
+    free(imgs); free(labels); free(pimgs); free(plabels); free(dp_seeds); free(u8); free(lr_scale); free(decay);
     mim_adamw_free(&opt); mim_adamw_free(&hopt);
     head_free(&h);
     if (m.params) mim_mae_free(&m);

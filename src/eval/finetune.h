@@ -30,6 +30,7 @@ typedef struct {
     uint64_t seed;
     int threads, data_threads;
     const char* out;           // run folder: metrics.jsonl, checkpoint-{best,last}.safetensors
+    int log_every;             // also a metrics row (step, loss, lr) every N steps (0: per epoch only)
     int quiet;
     int precision, bf16_backend;   // encoder linears (mim_mae_set_precision); the head stays fp32
 } mim_finetune_args;
@@ -41,6 +42,13 @@ typedef struct {
     double seconds;
 } mim_finetune_result;
 
+// Runs fine-tuning. Data parallel under MPI (train/dist.h): batch is per
+// rank, each rank takes an interleaved slice of every global batch, and the
+// per-sample randomness (RandAugment, erasing, drop path) comes from (seed,
+// step, position in the global batch); mixup / cutmix pair sample b of the
+// global batch with sample Bg-1-b, fetched from the rank that holds it, so N
+// ranks x batch B/N train like 1 x B. Evaluation is split over the ranks and
+// the counts summed; rank 0 writes the files. res is the same on every rank.
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res);
 
 // Bicubic resize of a position-embedding grid, as torch.nn.functional.

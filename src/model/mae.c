@@ -480,6 +480,23 @@ void mim_mae_drop_path(mim_mae* m, float rate, int B, mim_rng* rng) {
     }
 }
 
+void mim_mae_drop_path_seeded(mim_mae* m, float rate, int B, const uint64_t* seeds) {
+    int depth = m->cfg.depth;
+    m->dp_active = rate > 0 && seeds && depth > 0;
+    if (!m->dp_active) return;
+    CHECK(B <= m->max_batch);
+    for (int b = 0; b < B; b++) {
+        mim_rng r;
+        mim_rng_seed(&r, seeds[b]);
+        for (int i = 0; i < depth; i++) {
+            float p = depth > 1 ? rate * i / (depth - 1) : rate, keep = 1.0f - p;
+            float* s = m->dp_scale + (size_t)i * 2 * m->max_batch;
+            for (int j = 0; j < 2; j++)
+                s[2 * b + j] = (p > 0 && mim_rng_uniform(&r) >= keep) ? 0.0f : (p > 0 ? 1.0f / keep : 1.0f);
+        }
+    }
+}
+
 const float* mim_mae_encode(mim_mae* m, const float* imgs, int B) {
     forward_encoder(m, imgs, NULL, B);
     return m->latent;

@@ -169,3 +169,8 @@ void mim_mae_refresh_bf16(mim_mae* m);
 // rate * i / (depth - 1), scaling kept ones by 1 / keep. rate 0 (or rng
 // NULL) turns it off. Draws B * depth * 2 values from rng.
 void mim_mae_drop_path(mim_mae* m, float rate, int B, mim_rng* rng);
+// The same, with each sample's 2 * depth draws (block 0 attention, block 0
+// MLP, block 1 ...) from its own stream seeded by seeds[b] (B entries), so
+// a sample's drops do not depend on the batch it is in (data parallel:
+// N ranks x B/N drop what 1 x B drops).
+void mim_mae_drop_path_seeded(mim_mae* m, float rate, int B, const uint64_t* seeds);

@@ -1,16 +1,27 @@
-// dist.c: see dist.h.
+// dist.c: see dist.h. Every collective is started non-blocking and finished
+// by wait_all(), which polls with a deadline (the watchdog); nothing here
+// calls a blocking MPI wait while the timeout is on.
 #include "train/dist.h"
 #include "core/check.h"
-#include <omp.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef MIM_MPI
 #include <mpi.h>
 #endif
 
 static mim_dist g_dist = {0, 1, 0};
+static double g_timeout = 300.0;
+static const char* g_phase = "";
+static int64_t g_step = -1;
+static mim_dist_stats g_stats;
 
 const mim_dist* mim_dist_get(void) { return &g_dist; }
+void mim_dist_set_timeout(double seconds) { g_timeout = seconds > 0 ? seconds : 0; }
+void mim_dist_context(const char* phase, int64_t step) { g_phase = phase ? phase : ""; g_step = step; }
+void mim_dist_stats_get(mim_dist_stats* s) { *s = g_stats; }
+void mim_dist_stats_reset(void) { memset(&g_stats, 0, sizeof g_stats); }
 
 void mim_dist_init(int* argc, char*** argv) {
 #ifdef MIM_MPI
@@ -41,38 +52,88 @@ void mim_dist_abort(int code) {
     exit(code);
 }
 
+#ifdef MIM_MPI
+static int active(void) { return g_dist.mpi && g_dist.world > 1; }
+
+// Waits for n requests, polling: spins for the first 2 ms (a reduction that
+// is nearly done should not pay a sleep), then sleeps 0.1 ms and, after
+// 0.1 s, 1 ms between tests (a rank waiting for a slow peer should not take a
+// core from it). Each test also advances OpenMPI's non-blocking collectives.
+// Past the timeout: the message of dist.h and MPI_Abort.
+static void wait_all(int n, MPI_Request* req, const char* where) {
+    if (n == 0) return;
+    if (g_timeout <= 0) { MPI_Waitall(n, req, MPI_STATUSES_IGNORE); return; }
+    double t0 = MPI_Wtime();
+    for (;;) {
+        int done = 0;
+        MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
+        if (done) return;
+        double el = MPI_Wtime() - t0;
+        if (el > g_timeout) {
+            char st[48] = "";
+            if (g_step >= 0) snprintf(st, sizeof st, " (step %lld)", (long long)g_step);
+            fprintf(stderr, "\nrank %d: no progress from peers for %.0f s in %s%s%s%s; aborting\n", g_dist.rank, el,
+                    g_phase, g_phase[0] ? " " : "", where, st);
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, MIM_EXIT_DIST_TIMEOUT);
+        }
+        if (el > 0.002) {
+            struct timespec ts = {0, el > 0.1 ? 1000000 : 100000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+#define CHUNK ((size_t)1 << 30)   // elements per MPI call (int counts)
+#endif
+
 void mim_dist_allreduce_sum(float* buf, size_t n) {
 #ifdef MIM_MPI
-    if (!g_dist.mpi || g_dist.world == 1) return;
-    for (size_t o = 0; o < n; o += 1u << 30) {
-        int c = (int)(n - o < (1u << 30) ? n - o : (1u << 30));
-        MPI_Allreduce(MPI_IN_PLACE, buf + o, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    if (!active()) return;
+    for (size_t o = 0; o < n; o += CHUNK) {
+        MPI_Request r;
+        MPI_Iallreduce(MPI_IN_PLACE, buf + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, MPI_SUM,
+                       MPI_COMM_WORLD, &r);
+        wait_all(1, &r, "all-reduce");
     }
 #else
     (void)buf; (void)n;
 #endif
 }
 
-double mim_dist_allreduce_sum_d(double x) {
+void mim_dist_allreduce_sum_dv(double* x, int n) {
 #ifdef MIM_MPI
-    if (g_dist.mpi && g_dist.world > 1) MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    if (!active() || n < 1) return;
+    MPI_Request r;
+    MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &r);
+    wait_all(1, &r, "all-reduce");
+#else
+    (void)x; (void)n;
 #endif
+}
+
+double mim_dist_allreduce_sum_d(double x) {
+    mim_dist_allreduce_sum_dv(&x, 1);
     return x;
 }
 
 int64_t mim_dist_allreduce_max_i64(int64_t x) {
 #ifdef MIM_MPI
-    if (g_dist.mpi && g_dist.world > 1) MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    if (!active()) return x;
+    MPI_Request r;
+    MPI_Iallreduce(MPI_IN_PLACE, &x, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD, &r);
+    wait_all(1, &r, "all-reduce");
 #endif
     return x;
 }
 
 void mim_dist_bcast(float* buf, size_t n, int root) {
 #ifdef MIM_MPI
-    if (!g_dist.mpi || g_dist.world == 1) return;
-    for (size_t o = 0; o < n; o += 1u << 30) {
-        int c = (int)(n - o < (1u << 30) ? n - o : (1u << 30));
-        MPI_Bcast(buf + o, c, MPI_FLOAT, root, MPI_COMM_WORLD);
+    if (!active()) return;
+    for (size_t o = 0; o < n; o += CHUNK) {
+        MPI_Request r;
+        MPI_Ibcast(buf + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, root, MPI_COMM_WORLD, &r);
+        wait_all(1, &r, "broadcast");
     }
 #else
     (void)buf; (void)n; (void)root;
@@ -81,7 +142,10 @@ void mim_dist_bcast(float* buf, size_t n, int root) {
 
 void mim_dist_barrier(void) {
 #ifdef MIM_MPI
-    if (g_dist.mpi && g_dist.world > 1) MPI_Barrier(MPI_COMM_WORLD);
+    if (!active()) return;
+    MPI_Request r;
+    MPI_Ibarrier(MPI_COMM_WORLD, &r);
+    wait_all(1, &r, "barrier");
 #endif
 }
 
@@ -93,6 +157,47 @@ int mim_dist_same_everywhere(const float* buf, size_t n) {
     return mim_dist_allreduce_max_i64(lo) == lo && -mim_dist_allreduce_max_i64(-lo) == lo;
 }
 
+void mim_dist_gather_rows(void* buf, size_t row_bytes, const int64_t* first, int root) {
+#ifdef MIM_MPI
+    if (!active()) return;
+    int W = g_dist.world, me = g_dist.rank;
+    CHECK(row_bytes > 0 && row_bytes <= INT_MAX && first[W] <= INT_MAX);
+    MPI_Datatype row;
+    MPI_Type_contiguous((int)row_bytes, MPI_BYTE, &row);
+    MPI_Type_commit(&row);
+    int* cnt = malloc(sizeof(int) * 2 * (size_t)W);
+    CHECK(cnt != NULL);
+    int* dsp = cnt + W;
+    for (int r = 0; r < W; r++) { cnt[r] = (int)(first[r + 1] - first[r]); dsp[r] = (int)first[r]; }
+    MPI_Request q;
+    if (me == root) MPI_Igatherv(MPI_IN_PLACE, 0, row, buf, cnt, dsp, row, root, MPI_COMM_WORLD, &q);
+    else MPI_Igatherv(buf, cnt[me], row, NULL, NULL, NULL, row, root, MPI_COMM_WORLD, &q);
+    wait_all(1, &q, "gather");
+    free(cnt);
+    MPI_Type_free(&row);
+#else
+    (void)buf; (void)row_bytes; (void)first; (void)root;
+#endif
+}
+
+void mim_dist_exchange(const void* send, void* recv, size_t bytes, int peer) {
+#ifdef MIM_MPI
+    if (active() && peer != g_dist.rank) {
+        for (size_t o = 0; o < bytes; o += CHUNK) {
+            int c = (int)(bytes - o < CHUNK ? bytes - o : CHUNK);
+            MPI_Request q[2];
+            MPI_Irecv((char*)recv + o, c, MPI_BYTE, peer, 7, MPI_COMM_WORLD, &q[0]);
+            MPI_Isend((const char*)send + o, c, MPI_BYTE, peer, 7, MPI_COMM_WORLD, &q[1]);
+            wait_all(2, q, "exchange");
+        }
+        return;
+    }
+#else
+    (void)peer;
+#endif
+    if (recv != send) memcpy(recv, send, bytes);
+}
+
 // ---------------------------------------------------------------- buckets
 
 #define MAX_REQ 4096
@@ -102,20 +207,26 @@ static int g_nreq;
 #ifdef MIM_MPI
 static size_t g_off[MAX_REQ], g_cnt[MAX_REQ];
 static MPI_Request g_req[MAX_REQ];
+static double g_first;   // when this step's first bucket started
 #endif
-static double g_bytes, g_wait;
 
 void mim_dist_grads_begin(float* grads, size_t n) {
-    g_buf = grads; g_n = n; g_nreq = 0; g_bytes = 0; g_wait = 0;
+    g_buf = grads; g_n = n; g_nreq = 0;
 }
 
 void mim_dist_grads_ready(size_t offset, size_t count) {
 #ifdef MIM_MPI
-    if (!g_dist.mpi || g_dist.world == 1 || !g_buf || count == 0 || g_nreq >= MAX_REQ || count > (1u << 30)) return;
+    if (!active() || !g_buf || count == 0 || g_nreq >= MAX_REQ || count > CHUNK) return;
     CHECK(offset + count <= g_n);
+    if (g_nreq == 0) g_first = MPI_Wtime();
     g_off[g_nreq] = offset; g_cnt[g_nreq] = count;
     MPI_Iallreduce(MPI_IN_PLACE, g_buf + offset, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &g_req[g_nreq]);
     g_nreq++;
+    g_stats.calls++;
+    g_stats.bytes += (double)count * sizeof(float);
+    // nudge the started reductions along (OpenMPI progresses them only inside MPI calls)
+    int done;
+    MPI_Testall(g_nreq, g_req, &done, MPI_STATUSES_IGNORE);
 #else
     (void)offset; (void)count;
 #endif
@@ -131,26 +242,36 @@ static int cmp_idx(const void* a, const void* b) {
 void mim_dist_grads_finish(float scale) {
     if (!g_buf) return;
 #ifdef MIM_MPI
-    if (g_dist.mpi && g_dist.world > 1) {
-        double t0 = omp_get_wtime();
-        if (g_nreq) MPI_Waitall(g_nreq, g_req, MPI_STATUSES_IGNORE);
-        // the parts nobody announced, in one blocking reduction per gap
+    if (active()) {
+        double t0 = MPI_Wtime();
+        if (g_nreq == 0) g_first = t0;
+        wait_all(g_nreq, g_req, "gradient all-reduce");
+        // the parts nobody announced, one reduction per gap
         int order[MAX_REQ];
         for (int i = 0; i < g_nreq; i++) order[i] = i;
         qsort(order, g_nreq, sizeof(int), cmp_idx);
         size_t pos = 0;
         for (int k = 0; k <= g_nreq; k++) {
             size_t next = k < g_nreq ? g_off[order[k]] : g_n;
-            if (next > pos) mim_dist_allreduce_sum(g_buf + pos, next - pos);
+            if (next > pos) {
+                for (size_t o = pos; o < next; o += CHUNK) {
+                    size_t c = next - o < CHUNK ? next - o : CHUNK;
+                    MPI_Request r;
+                    MPI_Iallreduce(MPI_IN_PLACE, g_buf + o, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r);
+                    wait_all(1, &r, "gradient all-reduce");
+                    g_stats.calls++;
+                    g_stats.bytes += (double)c * sizeof(float);
+                }
+            }
             if (k < g_nreq) pos = g_off[order[k]] + g_cnt[order[k]];
         }
-        g_wait = omp_get_wtime() - t0;
-        g_bytes = (double)g_n * sizeof(float);
+        double t1 = MPI_Wtime();
+        g_stats.steps++;
+        g_stats.wait_s += t1 - t0;
+        g_stats.span_s += t1 - g_first;
     }
 #endif
     if (scale != 1.0f)
         for (size_t i = 0; i < g_n; i++) g_buf[i] *= scale;
     g_buf = NULL;
 }
-
-void mim_dist_grads_stats(double* bytes, double* wait_seconds) { *bytes = g_bytes; *wait_seconds = g_wait; }

@@ -1,4 +1,5 @@
-// dist.h: data-parallel training over MPI (OpenMPI / any MPI-3), optional.
+// dist.h: data-parallel training and evaluation over MPI (OpenMPI / any
+// MPI-3), optional.
 //
 // Built with MPI (the Makefile defines MIM_MPI when mpicc is found) and
 // launched by mpirun / srun, every rank runs the same program on its own
@@ -7,6 +8,14 @@
 // with the rest of the backward, then averaged; every rank applies the same
 // AdamW update. Without MPI, or when not launched by an MPI starter, all of
 // this is a single process (rank 0 of 1) and every call is a no-op.
+//
+// Watchdog: every wait on a collective polls (MPI_Test) against a deadline
+// (mim_dist_set_timeout, default 300 s). A peer that is stopped, hung in a
+// read or otherwise silent for that long ends the job: the waiting rank
+// prints "rank R: no progress from peers for N s in <where> (step S);
+// aborting" and calls MPI_Abort with MIM_EXIT_DIST_TIMEOUT. A peer that dies
+// is handled by the launcher (mpirun kills the rest). Checkpoints are written
+// by rank 0 with a temp file + rename, so the last complete one survives both.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +24,8 @@ typedef struct {
     int rank, world;
     int mpi;               // 1 when MPI was initialised
 } mim_dist;
+
+#define MIM_EXIT_DIST_TIMEOUT 5   // a peer made no progress within the timeout
 
 // Initialises MPI when built with it and started by an MPI launcher
 // (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK in the environment).
@@ -25,14 +36,31 @@ const mim_dist* mim_dist_get(void);
 // waiting in a collective forever).
 void mim_dist_abort(int code);
 
+// Seconds a rank waits in one collective for its peers before it aborts the
+// job (0: wait forever). Must exceed the longest gap between collectives a
+// healthy peer can have: a step, a checkpoint write, an evaluation.
+void mim_dist_set_timeout(double seconds);
+// What the job is doing, for the watchdog's message: phase ("pretrain",
+// "finetune", "features") and the optimizer step (-1: none).
+void mim_dist_context(const char* phase, int64_t step);
+
 // Blocking collectives (no-ops for one process).
 void mim_dist_allreduce_sum(float* buf, size_t n);
+void mim_dist_allreduce_sum_dv(double* x, int n);
 double mim_dist_allreduce_sum_d(double x);
 int64_t mim_dist_allreduce_max_i64(int64_t x);
 void mim_dist_bcast(float* buf, size_t n, int root);
 void mim_dist_barrier(void);
 // 1 when buf (n floats) has the same bits on every rank (debug checksum).
 int mim_dist_same_everywhere(const float* buf, size_t n);
+// Rows of row_bytes each; rank r owns rows [first[r], first[r+1]) (first
+// has world + 1 entries, first[world] = N < 2^31). On root, buf is the whole
+// (N rows) array with root's own rows already in place, and receives the
+// others'; on the other ranks buf holds just their own rows.
+void mim_dist_gather_rows(void* buf, size_t row_bytes, const int64_t* first, int root);
+// Sends `bytes` of send to rank peer and receives as many from it into recv
+// (peer == own rank: a copy).
+void mim_dist_exchange(const void* send, void* recv, size_t bytes, int peer);
 
 // Overlapped gradient reduction over one flat buffer of n floats:
 //   mim_dist_grads_begin(g, n); ... mim_dist_grads_ready(off, cnt) as parts
@@ -42,5 +70,15 @@ int mim_dist_same_everywhere(const float* buf, size_t n);
 void mim_dist_grads_begin(float* grads, size_t n);
 void mim_dist_grads_ready(size_t offset, size_t count);
 void mim_dist_grads_finish(float scale);
-// Bytes and seconds spent in the last finish() (waits + the blocking rest).
-void mim_dist_grads_stats(double* bytes, double* wait_seconds);
+
+// Counters of the gradient reductions (begin .. finish) since the last reset,
+// this rank's view; all zero for one process.
+typedef struct {
+    int64_t steps;         // finish() calls
+    int64_t calls;         // all-reduce operations started (buckets + gaps)
+    double bytes;          // bytes all-reduced (each rank's contribution)
+    double wait_s;         // time blocked in finish(): after the backward, until all completed
+    double span_s;         // first bucket started -> last one completed, summed over steps
+} mim_dist_stats;
+void mim_dist_stats_get(mim_dist_stats* s);
+void mim_dist_stats_reset(void);

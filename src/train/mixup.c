@@ -138,13 +138,47 @@ void mim_mixup_apply(float* x, const mim_mix_params* p, int B, int C, int H, int
     }
 }
 
+void mim_mixup_apply_pair(float* x, const float* xp, const mim_mix_params* p, int B, int C, int H, int W) {
+    if (xp == x) { mim_mixup_apply(x, p, B, C, H, W); return; }
+    CHECK(x != NULL && xp != NULL && p != NULL && B > 0 && C > 0 && H > 0 && W > 0);
+    size_t n = (size_t)C * H * W;
+    if (p->cutmix) {
+        CHECK(0 <= p->yl && p->yl <= p->yh && p->yh <= H && 0 <= p->xl && p->xl <= p->xh && p->xh <= W);
+        for (int b = 0; b < B; b++) {
+            float* xa = x + (size_t)b * n;
+            const float* xb = xp + (size_t)(B - 1 - b) * n;
+            for (int c = 0; c < C; c++)
+                for (int y = p->yl; y < p->yh; y++) {
+                    size_t o = ((size_t)c * H + y) * W;
+                    memcpy(xa + o + p->xl, xb + o + p->xl, sizeof(float) * (size_t)(p->xh - p->xl));
+                }
+        }
+        return;
+    }
+    if (p->lam == 1.0) return;
+    const float a = (float)p->lam, bw = (float)(1.0 - p->lam);   // as mim_mixup_apply, product by product
+    for (int b = 0; b < B; b++) {
+        float* xa = x + (size_t)b * n;
+        const float* xb = xp + (size_t)(B - 1 - b) * n;
+        for (size_t i = 0; i < n; i++) {
+            float ua = xa[i] * a, vb = xb[i] * bw;
+            xa[i] = ua + vb;
+        }
+    }
+}
+
 void mim_mixup_targets(float* targets, const int32_t* labels, double lam, double smoothing, int B, int K) {
-    CHECK(targets != NULL && labels != NULL && B > 0 && K > 0);
+    mim_mixup_targets_pair(targets, labels, labels, lam, smoothing, B, K);
+}
+
+void mim_mixup_targets_pair(float* targets, const int32_t* labels, const int32_t* yp, double lam, double smoothing,
+                            int B, int K) {
+    CHECK(targets != NULL && labels != NULL && yp != NULL && B > 0 && K > 0);
     double off_d = smoothing / K;
     const float off = (float)off_d, on = (float)(1. - smoothing + off_d);
     const float a = (float)lam, bw = (float)(1. - lam);
     for (int b = 0; b < B; b++) {
-        int y1 = labels[b], y2 = labels[B - 1 - b];
+        int y1 = labels[b], y2 = yp[B - 1 - b];
         CHECK(y1 >= 0 && y1 < K && y2 >= 0 && y2 < K);
         float* t = targets + (size_t)b * K;
         for (int k = 0; k < K; k++) {

@@ -81,6 +81,16 @@ void mim_mixup_apply(float* x, const mim_mix_params* p, int B, int C, int H, int
 // as PyTorch computes it. labels in [0, K) (checked).
 void mim_mixup_targets(float* targets, const int32_t* labels, double lam, double smoothing, int B, int K);
 
+// Data parallel: the batch's partner samples live on another rank. xp (B, C,
+// H, W) and yp (B) are the partner rank's batch and labels before mixing
+// (x.flip(0) of the global batch pairs sample b here with sample B-1-b
+// there); x and targets get exactly what the single-process batch gives
+// its samples. With xp == x and yp == labels these are mim_mixup_apply and
+// mim_mixup_targets.
+void mim_mixup_apply_pair(float* x, const float* xp, const mim_mix_params* p, int B, int C, int H, int W);
+void mim_mixup_targets_pair(float* targets, const int32_t* labels, const int32_t* yp, double lam, double smoothing,
+                            int B, int K);
+
 // Draw + apply + targets for one batch; returns the lam used (corrected for
 // cutmix). targets (B, m->num_classes).
 double mim_mixup_batch(const mim_mixup* m, mim_rng* rng, float* x, float* targets, const int32_t* labels,

@@ -110,6 +110,22 @@ static void fmt_eta(char* buf, size_t n, double s) {
     if (h) snprintf(buf, n, "%dh%02dm", h, m); else snprintf(buf, n, "%dm%02ds", m, sec);
 }
 
+// The source's skip counters summed over all ranks, as one log line ("" for
+// in-memory sources). Collective: every rank calls it.
+static void counters_all_ranks(const mim_source* s, char* out, size_t cap) {
+    mim_loader_counters c;
+    int has = mim_source_get_counters(s, &c);
+    if (mim_dist_get()->world == 1) { mim_source_counters(s, out, cap); return; }
+    uint64_t* f[] = {&c.samples, &c.read_errors, &c.decode_errors, &c.too_big, &c.unsupported, &c.replaced, &c.unfilled};
+    double v[8];
+    for (int i = 0; i < 7; i++) v[i] = (double)*f[i];
+    v[7] = has;
+    mim_dist_allreduce_sum_dv(v, 8);
+    for (int i = 0; i < 7; i++) *f[i] = (uint64_t)v[i];
+    if (v[7] > 0) mim_loader_counters_format(&c, out, cap);
+    else if (cap) out[0] = 0;
+}
+
 // Fills noise (B, L) for the local micro-batch k of a step: each sample's
 // masking noise comes from (seed, step, its position in the global batch),
 // so 1 rank x batch B and N ranks x batch B/N mask the same images alike.
@@ -225,7 +241,9 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     int64_t step0 = step, last_logged = step, nan_skipped = 0;
     mim_prof_on = a->profile;
     mim_prof_reset();
+    mim_dist_stats_reset();
     while (step < end) {
+        mim_dist_context("pretrain", step + 1);
         hp.lr = mim_lr_at(step, total, warmup, lr, a->min_lr);
         mim_mae_zero_grad(&m);
         double loss_sum = 0;
@@ -326,21 +344,24 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             goto done;
         }
     }
-    if (loud) {
-        char cnt[512];
-        mim_source_counters(src, cnt, sizeof cnt);
+    char cnt[512];
+    counters_all_ranks(src, cnt, sizeof cnt);   // skips of every rank
+    if (loud)
         fprintf(stderr, "\ndone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", (long long)step,
                 (long long)nan_skipped, mpath, cnt[0] ? "\n" : "", cnt);
-    }
-    if (a->profile && step > step0 && d->world > 1 && loud) {
-        double bytes, wait;
-        mim_dist_grads_stats(&bytes, &wait);
-        fprintf(stderr, "all-reduce: %.1f MB of gradients per step, last step waited %.1f ms after its backward\n",
-                bytes / 1e6, wait * 1e3);
+    if (loud && d->world > 1) {
+        mim_dist_stats ds;
+        mim_dist_stats_get(&ds);
+        double n = ds.steps > 0 ? (double)ds.steps : 1;
+        // rank 0's view; "dist:" lines are parsed by bench/bench_mpi.sh
+        fprintf(stderr, "dist: %d ranks, all-reduce %.2f MB/step in %.1f calls/step, waited %.2f ms/step after the "
+                "backward, first start to last completion %.2f ms/step (rank 0, %lld steps)\n", d->world,
+                ds.bytes / n / 1e6, ds.calls / n, 1e3 * ds.wait_s / n, 1e3 * ds.span_s / n, (long long)ds.steps);
     }
     if (a->profile && step > step0 && d->rank == 0) {
         double tot = now_s() - t0, acc = 0;
-        fprintf(stderr, "profile (ms per step over %lld steps):", (long long)(step - step0));
+        fprintf(stderr, "profile (ms per step over %lld steps%s):", (long long)(step - step0),
+                d->world > 1 ? ", rank 0" : "");
         for (int k = 0; k < PROF_NCLASS; k++) {
             fprintf(stderr, " %s %.1f |", mim_prof_name(k), 1e3 * mim_prof_secs[k] / (step - step0));
             acc += mim_prof_secs[k];

@@ -1,0 +1,128 @@
+// test_dist_eval.c: data-parallel fine-tuning and evaluation with MPI
+// (mpirun --oversubscribe -np 2), against one process:
+//  - finetune, 2 ranks x batch 16 = 1 process x batch 32, with RandAugment,
+//    random erasing, mixup/cutmix and drop path on: the same loss at every
+//    step (<= 1e-5), weights after 6 steps (<= 1e-5; biases 1e-4) and eval
+//    top-1;
+//  - knn: features extracted by 2 ranks (each a run of whole batches, the
+//    remainder on the last) and gathered on rank 0 have the same bits as one
+//    process's, and top-1 is equal; linprobe runs and prints once.
+// On a synthetic 10-class IDX set (train 250: a remainder batch, t10k 100).
+// Skips when built without MPI or when mpirun is missing.
+#include "distutil.h"
+
+#ifndef MIM_MPI
+int main(void) {
+    printf("SKIP: built without MPI\n");
+    return TU_SKIP;
+}
+#else
+static char bin[512], tmpdir[256];
+
+#define MPIRUN "mpirun --oversubscribe -np 2"
+
+// class c: a square of side 4 + c % 4 and grey level 20 c + 10 on noise
+static void write_split(const char* dir, const char* split, int n, uint64_t seed) {
+    enum { H = 16, W = 16 };
+    mim_rng r;
+    mim_rng_seed(&r, seed);
+    uint8_t* px = tu_alloc_bytes((size_t)n * H * W);
+    uint8_t* lab = tu_alloc_bytes((size_t)n);
+    for (int i = 0; i < n; i++) {
+        uint8_t* img = px + (size_t)i * H * W;
+        int c = (int)mim_rng_below(&r, 10), s = 4 + c % 4;
+        int y = (int)mim_rng_below(&r, H - s), x = (int)mim_rng_below(&r, W - s);
+        for (int k = 0; k < H * W; k++) img[k] = 100 + (uint8_t)mim_rng_below(&r, 20);
+        for (int a = y; a < y + s; a++)
+            for (int b = x; b < x + s; b++) img[a * W + b] = (uint8_t)(20 * c + 10);
+        lab[i] = (uint8_t)c;
+    }
+    tu_write_idx(dir, split, n, H, W, px, lab);
+}
+
+// The number after "key": in the first line of FILE (the command's JSON), or NAN.
+static double json_num(const char* file, const char* key) {
+    uint8_t* s = NULL;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    if (!tu_slurp(file, &s)) return NAN;
+    const char* q = strstr((const char*)s, pat);
+    return q ? strtod(q + strlen(pat), NULL) : NAN;
+}
+
+static int count_lines(const char* file) {
+    uint8_t* s = NULL;
+    size_t n = tu_slurp(file, &s);
+    int k = 0;
+    for (size_t i = 0; i < n; i++) k += s[i] == '\n';
+    return k;
+}
+
+int main(void) {
+    const char* why = NULL;
+    if (du_setup(bin, sizeof bin, &why)) { printf("SKIP: %s\n", why); return TU_SKIP; }
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mim_test_dist_eval_XXXXXX");
+    CHECK(mkdtemp(tmpdir));
+    char data[600], a[700], b[700];
+    snprintf(data, sizeof data, "%s/data", tmpdir);
+    mkdir(data, 0755);
+    write_split(data, "train", 250, 1);
+    write_split(data, "t10k", 100, 2);
+
+    // fine-tuning with the full MAE recipe (RandAugment, erasing, mixup/cutmix, drop path 0.1)
+#define FT "finetune --init random --model vit_nano --patch 4 --threads 1 --steps 6 --log-every 1 --lr 1e-3 " \
+           "--warmup-epochs 0 --drop-path 0.1 --seed 3 --quiet"
+    int rc = du_sh("%s " FT " --data %s --batch 32 --out %s/ft1 >%s/ft1.json", bin, data, tmpdir, tmpdir);
+    TU_CHECK(rc == 0, "finetune, 1 process x batch 32, 6 steps: exit %d", rc);
+    rc = du_sh(MPIRUN " %s " FT " --data %s --batch 16 --out %s/ft2 >%s/ft2.json", bin, data, tmpdir, tmpdir);
+    TU_CHECK(rc == 0, "finetune, 2 ranks x batch 16: exit %d", rc);
+    snprintf(a, sizeof a, "%s/ft1", tmpdir);
+    snprintf(b, sizeof b, "%s/ft2", tmpdir);
+    float la[6], lb[6];
+    if (TU_CHECK(du_metric(a, "loss", la, 6) == 6 && du_metric(b, "loss", lb, 6) == 6, "6 step losses logged by each"))
+        tu_close("finetune 2 ranks vs 1 process: losses", lb, la, 6, 1e-5);
+    snprintf(a, sizeof a, "%s/ft1/checkpoint-last.safetensors", tmpdir);
+    snprintf(b, sizeof b, "%s/ft2/checkpoint-last.safetensors", tmpdir);
+    // the biases start at 0 and Adam turns rounding noise in their near-zero
+    // gradients into relative errors (test_dist.c): the weights to 1e-5, the
+    // biases but the exactly-zero-gradient key third of qkv.bias to 1e-4
+    double d = du_st_diff(a, b, "bias", NULL), db = du_st_diff(a, b, "qkv.bias", NULL);
+    TU_CHECK(d <= 1e-5, "finetune 2 ranks vs 1 process: weights after 6 steps, maxrel %.2e (tol 1e-5)", d);
+    TU_CHECK(db <= 1e-4, "finetune 2 ranks vs 1 process: all but qkv.bias, maxrel %.2e (tol 1e-4)", db);
+    snprintf(a, sizeof a, "%s/ft1.json", tmpdir);
+    snprintf(b, sizeof b, "%s/ft2.json", tmpdir);
+    double t1 = json_num(a, "top1"), t2 = json_num(b, "top1");
+    TU_CHECK(isfinite(t1) && t1 == t2 && count_lines(b) == 1, "eval top-1 split over 2 ranks: %.4f vs %.4f, "
+             "one result line", t2, t1);
+
+    // features: a short pre-training for a checkpoint, then kNN by 1 and 2 processes
+    rc = du_sh("%s pretrain --model vit_nano --patch 4 --dec-dim 64 --dec-depth 1 --dec-heads 2 --threads 1 "
+               "--data %s --batch 32 --steps 2 --quiet --out %s/pre", bin, data, tmpdir);
+    char ck[700];
+    snprintf(ck, sizeof ck, "%s/pre/ckpt-000000002/model.safetensors", tmpdir);
+#define KNN "knn --batch 16 --threads 1 --quiet"
+    rc |= du_sh("%s " KNN " --ckpt %s --data %s --save-features %s/f1.st >%s/knn1.json", bin, ck, data, tmpdir, tmpdir);
+    rc |= du_sh(MPIRUN " %s " KNN " --ckpt %s --data %s --save-features %s/f2.st >%s/knn2.json", bin, ck, data,
+                tmpdir, tmpdir);
+    TU_CHECK(rc == 0, "pretrain 2 steps, knn by 1 process and by 2 ranks: exit %d", rc);
+    snprintf(a, sizeof a, "%s/f1.st", tmpdir);
+    snprintf(b, sizeof b, "%s/f2.st", tmpdir);
+    int bits = 0;
+    d = du_st_diff(a, b, NULL, &bits);
+    TU_CHECK(bits, "features of 250 + 100 images from 2 ranks == 1 process, bit for bit (maxrel %.2e)", d);
+    snprintf(a, sizeof a, "%s/knn1.json", tmpdir);
+    snprintf(b, sizeof b, "%s/knn2.json", tmpdir);
+    t1 = json_num(a, "top1"); t2 = json_num(b, "top1");
+    TU_CHECK(isfinite(t1) && t1 == t2 && count_lines(b) == 1 && json_num(b, "n_train") == 250,
+             "knn top-1 from 2 ranks %.4f == 1 process %.4f, printed once, 250 train features", t2, t1);
+    rc = du_sh(MPIRUN " %s linprobe --batch 16 --threads 1 --quiet --epochs 2 --ckpt %s --data %s >%s/lp.json", bin,
+               ck, data, tmpdir);
+    snprintf(a, sizeof a, "%s/lp.json", tmpdir);
+    TU_CHECK(rc == 0 && count_lines(a) == 1 && isfinite(json_num(a, "top1")), "linprobe on 2 ranks: exit %d, one "
+             "result line", rc);
+
+    du_sh("rm -rf %s", tmpdir);
+    tu_free_all();
+    return tu_summary("test_dist_eval", 0, NULL);
+}
+#endif
