@@ -30,6 +30,12 @@ CFLAGS  += -DMIM_MPI $(shell mpicc --showme:compile)
 LDLIBS  += $(shell mpicc --showme:link)
 endif
 
+# The teacher network (model/teacher.h, feature targets for `pretrain
+# --target teacher`) is compiled in when its source is in the tree.
+ifneq ($(wildcard src/model/teacher.h),)
+CFLAGS  += -DMIM_HAVE_TEACHER
+endif
+
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
