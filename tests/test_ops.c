@@ -681,6 +681,105 @@ static void test_loss(const char* tag, int B, int L, int P, int use_norm_pix) {
     fd_check(tag, "pred", loss_obj, &ctx, pred, n, dpred, FD_EPS_LOSS);
 }
 
+// ================================================================ cosine, smooth-L1
+// Neither is quadratic, so the central difference has truncation error and
+// the fp32 loss value's rounding matters: steps sized for the small cases
+// (gradients ~1e-2); the big cases check the threaded path against PyTorch
+// only (their per-element gradients ~1e-5 drown in the rounding of f).
+#define FD_EPS_COS 1e-2
+#define FD_EPS_HUBER 4e-3   // small enough that few elements cross the |d| = 1 kink
+
+typedef struct { const float *pred, *target, *mask; float dloss; int B, L, P, kind; } loss2_ctx;
+static double loss2_obj(void* p) {
+    loss2_ctx* c = p;
+    float l = c->kind ? smooth_l1_loss_forward(c->pred, c->target, c->mask, c->B, c->L, c->P, 1.0f)
+                      : cos_loss_forward(c->pred, c->target, c->mask, c->B, c->L, c->P);
+    return (double)c->dloss * l;
+}
+
+// kind 0: cos_loss, 1: smooth_l1_loss (beta 1).
+static void test_loss2(const char* tag, int B, int L, int P, int kind, int fd) {
+    size_t n = (size_t)B * L * P;
+    float *pred = tu_alloc(n), *target = tu_alloc(n), *mask = tu_alloc((size_t)B * L), dloss = 0.7f;
+    input(tag, "pred", pred, 3, SH(B, L, P), kind ? 1.5f : 1.0f);
+    input(tag, "target", target, 3, SH(B, L, P), 1.5f);
+    input(tag, "mask", mask, 2, SH(B, L), 1.0f);
+    if (g_ref) input(tag, "dloss", &dloss, 1, SH(1), 1.0f);
+    else {
+        for (int i = 0; i < B * L; i++) mask[i] = mim_rng_uniform(&g_rng) < 0.6f;
+        mask[0] = 1.0f;
+        if (strstr(tag, "_zero")) memset(target, 0, sizeof(float) * P);   // as ops_ref.py
+    }
+    float loss = kind ? smooth_l1_loss_forward(pred, target, mask, B, L, P, 1.0f)
+                      : cos_loss_forward(pred, target, mask, B, L, P);
+    expect(tag, "loss", &loss, 1, SH(1));
+    {   // the formula in double
+        double s = 0.0, ms = 0.0;
+        for (int i = 0; i < B * L; i++) {
+            const float *a = pred + (size_t)i * P, *t = target + (size_t)i * P;
+            double e = 0.0;
+            if (kind) {
+                for (int j = 0; j < P; j++) {
+                    double d = fabs((double)a[j] - t[j]);
+                    e += d < 1.0 ? 0.5 * d * d : d - 0.5;
+                }
+                e /= P;
+            } else {
+                double aa = 0, tt = 0, at = 0;
+                for (int j = 0; j < P; j++) { aa += (double)a[j] * a[j]; tt += (double)t[j] * t[j]; at += (double)a[j] * t[j]; }
+                e = 2.0 - 2.0 * at / (fmax(sqrt(aa), 1e-12) * fmax(sqrt(tt), 1e-12));
+            }
+            s += mask[i] * e;
+            ms += mask[i];
+        }
+        float want = (float)(s / ms);
+        char l[160];
+        snprintf(l, sizeof l, "%s.loss vs double formula", tag);
+        tu_close(l, &loss, &want, 1, TOL_TORCH);
+    }
+    float* dpred = tu_alloc(n);
+    if (kind) smooth_l1_loss_backward(dpred, pred, target, mask, dloss, B, L, P, 1.0f);
+    else cos_loss_backward(dpred, pred, target, mask, dloss, B, L, P);
+    expect(tag, "dpred", dpred, 3, SH(B, L, P));
+    size_t bad = 0;
+    for (int i = 0; i < B * L; i++)
+        if (mask[i] == 0.0f)
+            for (int j = 0; j < P; j++) bad += dpred[(size_t)i * P + j] != 0.0f;
+    TU_CHECK(bad == 0, "%s.dpred zero on visible patches (%zu nonzero)", tag, bad);
+    float *a = tu_alloc(n), *s = tu_alloc(n);
+    acc_init(a, s, dpred, n);
+    for (int r = 0; r < 2; r++) {
+        if (kind) smooth_l1_loss_backward(a, pred, target, mask, dloss, B, L, P, 1.0f);
+        else cos_loss_backward(a, pred, target, mask, dloss, B, L, P);
+    }
+    acc_check(tag, "dpred", a, s, dpred, n);
+    if (fd) {
+        loss2_ctx ctx = {pred, target, mask, dloss, B, L, P, kind};
+        fd_check(tag, "pred", loss2_obj, &ctx, pred, n, dpred, kind ? FD_EPS_HUBER : FD_EPS_COS);
+    }
+}
+
+static void test_layernorm_rows(const char* tag, int N, int C) {
+    size_t n = (size_t)N * C;
+    float *x = tu_alloc(n), *y = tu_alloc(n), *want = tu_alloc(n);
+    input(tag, "inp", x, 2, SH(N, C), 3.0f);
+    memcpy(y, x, n * 4);
+    layernorm_rows(y, N, C, 1e-6f);
+    expect(tag, "out", y, 2, SH(N, C));
+    for (int i = 0; i < N; i++) {   // the formula in double, biased variance
+        const float* r = x + (size_t)i * C;
+        double m = 0.0, v = 0.0;
+        for (int j = 0; j < C; j++) m += r[j];
+        m /= C;
+        for (int j = 0; j < C; j++) v += (r[j] - m) * (r[j] - m);
+        v /= C;
+        for (int j = 0; j < C; j++) want[(size_t)i * C + j] = (float)((r[j] - m) / sqrt(v + 1e-6));
+    }
+    char l[160];
+    snprintf(l, sizeof l, "%s.out vs double formula", tag);
+    tu_close(l, y, want, n, TOL_TORCH);
+}
+
 // ================================================================ elementwise
 static void test_elementwise(void) {
     enum { n = 37 };
@@ -749,6 +848,10 @@ int main(void) {
     test_norm_pix("norm_pix", 7, 12);
     test_loss("loss", 2, 6, 12, 0);
     test_loss("loss_np", 2, 6, 12, 1);
+    test_loss2("cos_loss", 2, 6, 12, 0, 1);
+    test_loss2("cos_loss_zero", 2, 5, 9, 0, 1);
+    test_loss2("smooth_l1", 2, 6, 12, 1, 1);
+    test_layernorm_rows("layernorm_rows", 7, 20);
     test_elementwise();
     // >= 65536 elements: the OpenMP-parallel paths (PyTorch, FD on a few samples)
     g_fd_max = FD_MAX_BIG;
@@ -760,6 +863,8 @@ int main(void) {
     test_patch("im2col_big", 2, 3, 128, 144, 16, 1);
     test_gather("gather_big", 4, 160, 150, 128);
     test_loss("loss_big_np", 4, 196, 96, 1);
+    test_loss2("cos_loss_big", 4, 196, 108, 0, 0);
+    test_loss2("smooth_l1_big", 4, 196, 108, 1, 0);
 
     if (st) mim_st_close(st);
     tu_free_all();

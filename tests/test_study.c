@@ -149,6 +149,78 @@ static void test_grid(void) {
     mim_study_free(&s); mim_study_free(&s2);
 }
 
+// Feature targets: hog and teacher parse, expand to their own runs and
+// reach the pretrain command line; teacher needs a teacher path.
+static void test_feature_targets(void) {
+    const char* base =
+        "{\"data\": {\"idx\": \"/x\", \"img\": 32, \"in_chans\": 3}, \"subsets\": {\"sizes\": [1000]},\n"
+        " \"models\": [{\"preset\": \"vit_nano\", \"patch\": 16}], \"budget\": {\"epochs\": 1}, \"pretrain\": {\"hog_cell\": 4}, %s}";
+    char buf[2048];
+    snprintf(buf, sizeof buf, base, "\"targets\": [\"pixel\", \"pixel-norm\", \"hog\", \"teacher\"], "
+             "\"teacher\": {\"path\": \"/t/dinov2.safetensors\", \"layer\": 6, \"norm\": true}");
+    mim_study s;
+    int rc = mim_study_parse(&s, buf, "ft.json");
+    EXPECT(rc == 0);
+    if (rc) { fprintf(stderr, "feature targets: %s\n", mim_err_msg()); return; }
+    EXPECT(s.ntargets == 4 && s.targets[2] == MIM_TARGET_HOG && s.targets[3] == MIM_TARGET_TEACHER);
+    EXPECT(s.teacher && !strcmp(s.teacher, "/t/dinov2.safetensors") && s.teacher_layer == 6 && s.teacher_norm == 1);
+    mim_study_run* r;
+    int n = mim_study_expand(&s, &r);
+    EXPECT(n == 4);
+    mim_study_paths p;
+    mim_study_data_paths(&s, "OUT", &p);
+    const char* want_target[4] = {NULL, NULL, "--target=hog", "--target=teacher"};
+    const char* want_np[4] = {"--norm-pix=0", "--norm-pix=1", NULL, NULL};
+    for (int i = 0; i < n && i < 4; i++) {
+        EXPECT(r[i].target == s.targets[i] && mim_config_target(&r[i].cfg) == s.targets[i]);
+        EXPECT(r[i].cfg.target_dim == (r[i].target == MIM_TARGET_HOG ? 3 * 9 * 4 * 4 : 0));   // 16 / hog_cell 4 = 4 cells a side
+        char idpart[32];
+        snprintf(idpart, sizeof idpart, "-%s-", mim_target_name(r[i].target));
+        EXPECT(strstr(r[i].id, idpart) != NULL);
+        for (int k = 0; k < i; k++) EXPECT(strcmp(r[i].id, r[k].id) != 0);
+        char** av = mim_study_pretrain_argv(&s, &r[i], &p, "BIN", "RUN", "SUB");
+        int has_t = 0, has_np = 0, any_np = 0, any_t = 0, teach = 0, cell = 0;
+        for (char** a = av; *a; a++) {
+            has_t |= want_target[i] && !strcmp(*a, want_target[i]);
+            has_np |= want_np[i] && !strcmp(*a, want_np[i]);
+            any_np |= !strncmp(*a, "--norm-pix", 10);
+            any_t |= !strncmp(*a, "--target", 8);
+            teach += !strcmp(*a, "--teacher=/t/dinov2.safetensors") + !strcmp(*a, "--teacher-layer=6") + !strcmp(*a, "--teacher-norm=1");
+            cell += !strncmp(*a, "--hog-cell", 10) ? (!strcmp(*a, "--hog-cell=4") ? 1 : 100) : 0;
+        }
+        EXPECT(cell == (r[i].target == MIM_TARGET_HOG));   // only the hog run gets it
+        if (want_target[i]) EXPECT(has_t && !any_np);
+        else EXPECT(has_np && !any_t);
+        EXPECT(teach == (r[i].target == MIM_TARGET_TEACHER ? 3 : 0));
+        mim_argv_free(av);
+    }
+    // another teacher (or layer) is another run; the other targets keep their ids
+    mim_study s2;
+    snprintf(buf, sizeof buf, base, "\"targets\": [\"pixel\", \"pixel-norm\", \"hog\", \"teacher\"], \"teacher\": \"/t/other.safetensors\"");
+    EXPECT(mim_study_parse(&s2, buf, "ft.json") == 0);
+    EXPECT(s2.teacher_layer == -1 && s2.teacher_norm == 0);
+    mim_study_run* r2;
+    EXPECT(mim_study_expand(&s2, &r2) == 4);
+    for (int i = 0; i < 4; i++) EXPECT((strcmp(r[i].id, r2[i].id) == 0) == (i < 3));
+    free(r); free(r2);
+    mim_study_free(&s); mim_study_free(&s2);
+    struct { const char* rest; const char* must; } bad[] = {
+        {"\"targets\": [\"teacher\"]", "needs the teacher checkpoint"},
+        {"\"targets\": [\"hog\"], \"teacher\": \"/t/x\"", "no target is \"teacher\""},
+        {"\"targets\": [\"teacher\"], \"teacher\": {\"path\": \"/t/x\", \"depth\": 3}", "unknown key \"depth\""},
+        {"\"targets\": [\"teacher\"], \"teacher\": {\"layer\": 3}", "needs \"path\""},
+        {"\"targets\": [\"hog\", \"hog\"]", "listed twice"},
+        {"\"targets\": [\"dino\"]", "known: pixel, pixel-norm, hog, teacher"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(buf, sizeof buf, base, bad[i].rest);
+        rc = mim_study_parse(&s, buf, "bad.json");
+        EXPECT(rc < 0);
+        if (rc < 0 && !strstr(mim_err_msg(), bad[i].must)) { fprintf(stderr, "feature case %zu: message lacks \"%s\": %s\n", i, bad[i].must, mim_err_msg()); fails++; }
+        if (rc == 0) mim_study_free(&s);
+    }
+}
+
 static void test_powerlaw(void) {
     double D[8], E[8];
     for (int i = 0; i < 8; i++) { D[i] = 1000 * pow(2.2, i); E[i] = 3.0 * pow(D[i], -0.35) + 0.08; }
@@ -354,6 +426,7 @@ int main(void) {
     CHECK(chmod(bin, 0755) == 0);
     test_parse_errors();
     test_grid();
+    test_feature_targets();
     test_powerlaw();
     test_results_file();
     test_runner(bin);

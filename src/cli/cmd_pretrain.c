@@ -24,9 +24,15 @@ int cli_precision(const char* request, int quiet, int* precision, int* backend) 
     return 0;
 }
 
+static int given(const flag* f, int nf, const char* name) {
+    for (int i = 0; i < nf; i++)
+        if (!strcmp(f[i].name, name)) return f[i].set;
+    return 0;
+}
+
 int cmd_pretrain(int argc, char** argv) {
     mim_pretrain_args a = {0};
-    const char *model = NULL, *on_nan = NULL, *precision = NULL;
+    const char *model = NULL, *on_nan = NULL, *precision = NULL, *target = NULL, *loss = NULL;
     int patch, dec_dim, dec_depth, dec_heads, norm_pix, img, chans;
     float mask_ratio, dist_timeout;
     int64_t seed;
@@ -37,7 +43,13 @@ int cmd_pretrain(int argc, char** argv) {
         {"dec-depth", FLAG_INT, &dec_depth, "2", 0, 1024, "decoder blocks"},
         {"dec-heads", FLAG_INT, &dec_heads, "4", 1, 1024, "decoder attention heads"},
         {"mask-ratio", FLAG_FLOAT, &mask_ratio, "0.75", 0, 0.99, "fraction of patches masked"},
-        {"norm-pix", FLAG_BOOL, &norm_pix, "0", 0, 1, "normalise each target patch (MAE --norm_pix_loss)"},
+        {"norm-pix", FLAG_BOOL, &norm_pix, "0", 0, 1, "normalise each target patch (MAE --norm_pix_loss); = --target pixel-norm"},
+        {"target", FLAG_STR, &target, "", 0, 0, "reconstruction target: pixel (default), pixel-norm, hog (MaskFeat), teacher (a frozen teacher's tokens)"},
+        {"loss", FLAG_STR, &loss, "", 0, 0, "mse, cos (2 - 2 cos per patch) or smooth-l1, on masked patches (default: cos for teacher, else mse)"},
+        {"hog-cell", FLAG_INT, &a.hog_cell, "8", 1, 1024, "--target hog: histogram cell side in pixels, a divisor of the patch (MaskFeat 8)"},
+        {"teacher", FLAG_STR, &a.teacher, "", 0, 0, "--target teacher: the teacher checkpoint"},
+        {"teacher-layer", FLAG_INT, &a.teacher_layer, "-1", -1, 1024, "--target teacher: block whose output tokens are the targets (-1: last)"},
+        {"teacher-norm", FLAG_BOOL, &a.teacher_norm, "0", 0, 1, "--target teacher: layer-normalise each target token (no affine, eps 1e-6)"},
         {"data", FLAG_STR, &a.data, MIM_FASHION_MNIST_DIR, 0, 0, "IDX folder (train-images-idx3-ubyte.gz) or a sample index from `mimscale index`"},
         {"subset", FLAG_STR, &a.subset, "", 0, 0, "subset file from `mimscale subset` (index data only)"},
         {"img", FLAG_INT, &img, "0", 0, 1 << 14, "square input size (0: the data's own; required for index data)"},
@@ -88,7 +100,31 @@ int cmd_pretrain(int argc, char** argv) {
     a.model.patch = patch;
     a.model.dec_dim = dec_dim; a.model.dec_depth = dec_depth; a.model.dec_heads = dec_heads;
     a.model.mask_ratio = mask_ratio;
-    a.model.norm_pix = norm_pix;
+    mim_target tgt = norm_pix ? MIM_TARGET_PIXEL_NORM : MIM_TARGET_PIXEL;
+    if (target && target[0]) {
+        if (mim_target_parse(target, &tgt)) { fprintf(stderr, "error: --target: %s\n", mim_err_msg()); return 2; }
+        if (norm_pix && tgt != MIM_TARGET_PIXEL_NORM) {
+            fprintf(stderr, "error: --norm-pix means --target pixel-norm; it does not go with --target %s\n", target);
+            return 2;
+        }
+    }
+    mim_config_set_target(&a.model, tgt);
+    mim_loss lk = tgt == MIM_TARGET_TEACHER ? MIM_LOSS_COS : MIM_LOSS_MSE;   // MILAN/EVA: cosine on features
+    if (loss && loss[0] && mim_loss_parse(loss, &lk)) { fprintf(stderr, "error: --loss: %s\n", mim_err_msg()); return 2; }
+    a.model.loss = lk;
+    if (a.teacher && !a.teacher[0]) a.teacher = NULL;
+    if (tgt == MIM_TARGET_TEACHER && !a.teacher) {
+        fprintf(stderr, "error: --target teacher needs --teacher FILE (the teacher checkpoint)\n");
+        return 2;
+    }
+    if (tgt != MIM_TARGET_TEACHER && (a.teacher || given(f, nf, "teacher-layer") || given(f, nf, "teacher-norm"))) {
+        fprintf(stderr, "error: --teacher, --teacher-layer and --teacher-norm apply to --target teacher only\n");
+        return 2;
+    }
+    if (tgt != MIM_TARGET_HOG && given(f, nf, "hog-cell")) {
+        fprintf(stderr, "error: --hog-cell applies to --target hog only\n");
+        return 2;
+    }
     a.model.img_h = a.model.img_w = img;   // 0: from the data
     a.model.in_chans = chans;
     if (a.subset && !a.subset[0]) a.subset = NULL;

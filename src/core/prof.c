@@ -6,7 +6,7 @@ int mim_prof_on;
 double mim_prof_secs[PROF_NCLASS];
 
 const char* mim_prof_name(mim_prof_class c) {
-    static const char* names[PROF_NCLASS] = {"matmul", "attention", "norm", "elementwise", "optimizer", "data"};
+    static const char* names[PROF_NCLASS] = {"matmul", "attention", "norm", "elementwise", "optimizer", "data", "target"};
     return names[c];
 }
 

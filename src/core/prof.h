@@ -3,7 +3,7 @@
 #pragma once
 #include <omp.h>
 
-typedef enum { PROF_MATMUL, PROF_ATTENTION, PROF_NORM, PROF_ELEMWISE, PROF_OPTIM, PROF_DATA, PROF_NCLASS } mim_prof_class;
+typedef enum { PROF_MATMUL, PROF_ATTENTION, PROF_NORM, PROF_ELEMWISE, PROF_OPTIM, PROF_DATA, PROF_TARGET, PROF_NCLASS } mim_prof_class;
 
 extern int mim_prof_on;
 extern double mim_prof_secs[PROF_NCLASS];

@@ -23,6 +23,11 @@ int mim_reconstruct_run(const mim_reconstruct_args* a, float* loss_out) {
     if (c.dec_dim == 0)
         return mim_err(MIM_EARG, "%s has no decoder (an encoder-only or fine-tuned checkpoint); "
                        "reconstruct needs an MAE pre-training checkpoint", a->ckpt);
+    if (c.target != MIM_TARGET_PIXEL && c.target != MIM_TARGET_PIXEL_NORM)
+        return mim_err(MIM_EARG, "%s was pre-trained with --target %s: its decoder predicts %s, not pixels, so there is "
+                       "no picture to reconstruct (reconstruct needs a pixel or pixel-norm target)", a->ckpt,
+                       mim_target_name((mim_target)c.target),
+                       c.target == MIM_TARGET_HOG ? "HOG histograms" : "teacher features");
     if (a->mask_ratio >= 0) c.mask_ratio = a->mask_ratio;
     if ((rc = mim_config_validate(&c))) return rc;
     int n = a->n > 0 ? a->n : 8;

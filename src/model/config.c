@@ -15,6 +15,34 @@ static const preset presets[] = {
 };
 #define NPRESETS (int)(sizeof presets / sizeof presets[0])
 
+static const char* target_names[MIM_TARGET_COUNT] = {"pixel", "pixel-norm", "hog", "teacher"};
+static const char* loss_names[MIM_LOSS_COUNT] = {"mse", "cos", "smooth-l1"};
+
+const char* mim_target_name(mim_target t) { return (unsigned)t < MIM_TARGET_COUNT ? target_names[t] : "?"; }
+const char* mim_loss_name(mim_loss l) { return (unsigned)l < MIM_LOSS_COUNT ? loss_names[l] : "?"; }
+
+int mim_target_parse(const char* name, mim_target* out) {
+    for (int i = 0; i < MIM_TARGET_COUNT; i++)
+        if (name && !strcmp(name, target_names[i])) { *out = (mim_target)i; return 0; }
+    return mim_err(MIM_EARG, "unknown target '%s' (known: pixel, pixel-norm, hog, teacher)", name ? name : "");
+}
+
+int mim_loss_parse(const char* name, mim_loss* out) {
+    for (int i = 0; i < MIM_LOSS_COUNT; i++)
+        if (name && !strcmp(name, loss_names[i])) { *out = (mim_loss)i; return 0; }
+    return mim_err(MIM_EARG, "unknown loss '%s' (known: mse, cos, smooth-l1)", name ? name : "");
+}
+
+mim_target mim_config_target(const mim_config* c) {
+    if (c->target == MIM_TARGET_PIXEL && c->norm_pix) return MIM_TARGET_PIXEL_NORM;
+    return (mim_target)c->target;
+}
+
+void mim_config_set_target(mim_config* c, mim_target t) {
+    c->target = t;
+    c->norm_pix = t == MIM_TARGET_PIXEL_NORM;
+}
+
 int mim_config_num_presets(void) { return NPRESETS; }
 const char* mim_config_preset_name(int i) { return i >= 0 && i < NPRESETS ? presets[i].name : NULL; }
 
@@ -53,6 +81,15 @@ int mim_config_validate(const mim_config* c) {
     if ((size_t)(c->img_h / c->patch) * (c->img_w / c->patch) > 1 << 20)
         return mim_err(MIM_EARG, "too many patches (%d x %d)", c->img_h / c->patch, c->img_w / c->patch);
     if (mim_config_len_keep(c) < 1) return mim_err(MIM_EARG, "mask ratio %g leaves no visible patch", c->mask_ratio);
+    if (c->target < 0 || c->target >= MIM_TARGET_COUNT) return mim_err(MIM_EARG, "unknown target kind %d", c->target);
+    if (c->loss < 0 || c->loss >= MIM_LOSS_COUNT) return mim_err(MIM_EARG, "unknown loss kind %d", c->loss);
+    int pixels = c->target == MIM_TARGET_PIXEL || c->target == MIM_TARGET_PIXEL_NORM;
+    if (pixels && c->target_dim != 0)
+        return mim_err(MIM_EARG, "pixel targets have width p*p*C; target_dim must be 0 (got %d)", c->target_dim);
+    if (!pixels && (c->target_dim < 1 || c->target_dim > 1 << 20))
+        return mim_err(MIM_EARG, "target %s needs a target width in 1..2^20 (got %d)", mim_target_name((mim_target)c->target), c->target_dim);
+    if (!pixels && c->norm_pix) return mim_err(MIM_EARG, "norm-pix applies to pixel targets only (target %s)", mim_target_name((mim_target)c->target));
+    if (c->target == MIM_TARGET_PIXEL_NORM && !c->norm_pix) return mim_err(MIM_EARG, "target pixel-norm needs norm_pix set");
     return 0;
 }
 
@@ -61,6 +98,7 @@ int mim_config_len_keep(const mim_config* c) {
     return (int)(mim_config_num_patches(c) * (1.0 - (double)c->mask_ratio));
 }
 int mim_config_patch_dim(const mim_config* c) { return c->patch * c->patch * c->in_chans; }
+int mim_config_target_dim(const mim_config* c) { return c->target_dim ? c->target_dim : mim_config_patch_dim(c); }
 
 // One pre-norm block of width D: 2 LayerNorms, qkv, proj, fc1, fc2.
 static size_t block_params(size_t D, size_t r) {
@@ -75,7 +113,7 @@ size_t mim_config_params_encoder(const mim_config* c) {
 
 size_t mim_config_params_total(const mim_config* c) {
     if (c->dec_dim == 0) return mim_config_params_encoder(c);
-    size_t D = c->dim, Dd = c->dec_dim, L = mim_config_num_patches(c), P = mim_config_patch_dim(c);
+    size_t D = c->dim, Dd = c->dec_dim, L = mim_config_num_patches(c), P = mim_config_target_dim(c);
     return mim_config_params_encoder(c) + Dd /*mask token*/ + (1 + L) * Dd + D * Dd + Dd +
            c->dec_depth * block_params(Dd, c->mlp_ratio) + 2 * Dd + Dd * P + P;
 }
@@ -90,11 +128,12 @@ static double blocks_flops(double T, double D, double depth, double r) {
 double mim_config_train_flops(const mim_config* c) {
     double L = mim_config_num_patches(c), T = 1 + mim_config_len_keep(c), Td = 1 + L;
     double D = c->dim, Dd = c->dec_dim, K = (double)c->patch * c->patch * c->in_chans;
+    double Pt = mim_config_target_dim(c);
     double fwd = 2.0 * L * K * D +                      // patch embedding over all patches
                  blocks_flops(T, D, c->depth, c->mlp_ratio) +
                  2.0 * T * D * Dd +                     // decoder_embed
                  blocks_flops(Td, Dd, c->dec_depth, c->mlp_ratio) +
-                 2.0 * Td * Dd * K;                     // decoder_pred
+                 2.0 * Td * Dd * Pt;                    // decoder_pred
     return 3.0 * fwd;
 }
 

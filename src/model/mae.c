@@ -1,6 +1,7 @@
 // mae.c: MAE forward and backward (see mae.h). Shapes in comments use
 // B batch, L patches, T = 1 + len_keep encoder tokens, Td = 1 + L decoder
-// tokens, D / Dd encoder / decoder width, P = p*p*C, K = C*p*p.
+// tokens, D / Dd encoder / decoder width, P = p*p*C, K = C*p*p, Pt the
+// target width (P for pixel targets).
 #include "model/mae.h"
 #include "core/check.h"
 #include "core/prof.h"
@@ -62,7 +63,7 @@ static void build_table(mim_mae* m) {
     P2("decoder_embed.weight", Dd, D); P1("decoder_embed.bias", Dd);
     for (int i = 0; i < c->dec_depth; i++) add_block(m, "decoder_blocks", i, Dd, r);
     P1("decoder_norm.weight", Dd); P1("decoder_norm.bias", Dd);
-    P2("decoder_pred.weight", m->P, Dd); P1("decoder_pred.bias", m->P);
+    P2("decoder_pred.weight", m->Pt, Dd); P1("decoder_pred.bias", m->Pt);
 }
 
 // Points every field of w at its tensor in buf, walking the table in order.
@@ -131,9 +132,9 @@ static void carve_acts(mim_mae* m, carver* c) {
     m->dx0 = carve(c, B * Td * Dd);
     for (int i = 0; i < k->dec_depth; i++) carve_block(c, &m->dec[i], B, Td, Dd, k->dec_heads, r);
     m->dnorm = carve(c, B * Td * Dd); m->dn_mean = carve(c, B * Td); m->dn_rstd = carve(c, B * Td);
-    m->pred_full = carve(c, B * Td * m->P);
-    m->pred = carve(c, B * L * m->P);
-    m->target = carve(c, B * L * m->P);
+    m->pred_full = carve(c, B * Td * m->Pt);
+    m->pred = carve(c, B * L * m->Pt);
+    m->target = carve(c, B * L * m->Pt);
 }
 
 static size_t max3(size_t a, size_t b, size_t c) { size_t x = a > b ? a : b; return x > c ? x : c; }
@@ -146,7 +147,7 @@ static void carve_scratch(mim_mae* m, carver* c) {
     m->s_datty = carve(c, B * TD); m->s_dqkv = carve(c, B * TD * 3); m->s_datt = carve(c, B * att);
     m->s_dfc1 = carve(c, B * TD * k->mlp_ratio); m->s_dgelu = carve(c, B * TD * k->mlp_ratio);
     m->s_dscaled = carve(c, B * TD);
-    if (k->dec_dim) m->s_dpred = carve(c, B * m->Td * m->P);
+    if (k->dec_dim) m->s_dpred = carve(c, B * m->Td * m->Pt);
 }
 
 int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
@@ -160,6 +161,7 @@ int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
     m->T = 1 + mim_config_len_keep(cfg);
     m->Td = 1 + m->L;
     m->P = m->K = mim_config_patch_dim(cfg);
+    m->Pt = mim_config_target_dim(cfg);
     build_table(m);
     m->params = mim_calloc(m->num_floats, sizeof(float));
     m->grads = mim_calloc(m->num_floats, sizeof(float));
@@ -502,11 +504,31 @@ const float* mim_mae_encode(mim_mae* m, const float* imgs, int B) {
     return m->latent;
 }
 
-float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) {
+// Loss of kind `loss` over the masked rows (see ops.h).
+static float loss_forward(int loss, const float* pred, const float* target, const float* mask, int B, int L, int P) {
+    switch (loss) {
+    case MIM_LOSS_COS: return cos_loss_forward(pred, target, mask, B, L, P);
+    case MIM_LOSS_SMOOTH_L1: return smooth_l1_loss_forward(pred, target, mask, B, L, P, 1.0f);
+    default: return mae_loss_forward(pred, target, mask, B, L, P);
+    }
+}
+
+static void loss_backward(int loss, float* dpred, const float* pred, const float* target, const float* mask,
+                          float dloss, int B, int L, int P) {
+    switch (loss) {
+    case MIM_LOSS_COS: cos_loss_backward(dpred, pred, target, mask, dloss, B, L, P); break;
+    case MIM_LOSS_SMOOTH_L1: smooth_l1_loss_backward(dpred, pred, target, mask, dloss, B, L, P, 1.0f); break;
+    default: mae_loss_backward(dpred, pred, target, mask, dloss, B, L, P);
+    }
+}
+
+// Encoder, decoder and decoder_pred into m->pred (B, L, Pt); the loss
+// against m->target, which the caller has filled.
+static float forward_mae(mim_mae* m, const float* imgs, const float* noise, int B) {
     const mim_config* c = &m->cfg;
-    CHECK(noise != NULL);
+    CHECK(c->dec_dim > 0);
     forward_encoder(m, imgs, noise, B);
-    int L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->P;
+    int L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->Pt;
     int keep = T - 1, r = c->mlp_ratio;
     const mim_weights* w = &m->w;
     const float* x;
@@ -538,10 +560,24 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
         memcpy(m->pred + (size_t)b * L * P, m->pred_full + ((size_t)b * Td + 1) * P, (size_t)L * P * sizeof(float));
 
     // loss on the masked patches
-    PROF(PROF_ELEMWISE, patchify_forward(m->target, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch));
-    if (c->norm_pix) norm_pix_rows(m->target, B * L, P);
-    m->loss = mae_loss_forward(m->pred, m->target, m->mask, B, L, P);
+    m->loss = loss_forward(c->loss, m->pred, m->target, m->mask, B, L, P);
     return m->loss;
+}
+
+float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) {
+    const mim_config* c = &m->cfg;
+    CHECK(noise != NULL && B >= 1 && B <= m->max_batch);
+    // pixel targets only: the others come through mim_mae_forward_target
+    CHECK(c->target == MIM_TARGET_PIXEL || c->target == MIM_TARGET_PIXEL_NORM);
+    PROF(PROF_ELEMWISE, patchify_forward(m->target, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch));
+    if (c->norm_pix) norm_pix_rows(m->target, B * m->L, m->P);
+    return forward_mae(m, imgs, noise, B);
+}
+
+float mim_mae_forward_target(mim_mae* m, const float* imgs, const float* noise, const float* target, int B) {
+    CHECK(noise != NULL && target != NULL && B >= 1 && B <= m->max_batch);
+    memcpy(m->target, target, sizeof(float) * (size_t)B * m->L * m->Pt);
+    return forward_mae(m, imgs, noise, B);
 }
 
 // ---------------------------------------------------------------- backward
@@ -590,7 +626,7 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
 
 void mim_mae_backward(mim_mae* m, float dloss_scale) {
     const mim_config* c = &m->cfg;
-    int B = m->B, L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->P;
+    int B = m->B, L = m->L, T = m->T, Td = m->Td, D = c->dim, Dd = c->dec_dim, P = m->Pt;
     int keep = T - 1, r = c->mlp_ratio;
     const mim_weights* w = &m->w;
     mim_weights* g = &m->g;
@@ -598,7 +634,7 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     // (block_backward allows dx == dout).
     float* dcur = m->s_dnext;
 
-    // loss -> dpred_full (B, Td, P), cls rows zero. Per sample, each call
+    // loss -> dpred_full (B, Td, Pt), cls rows zero. Per sample, each call
     // gets dloss scaled by its share of the global sum(mask) normaliser.
     float* dpred = m->s_dpred;
     memset(dpred, 0, (size_t)B * Td * P * sizeof(float));
@@ -608,9 +644,9 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
         double db = 0.0;
         for (int l = 0; l < L; l++) db += m->mask[(size_t)b * L + l];
         if (db == 0.0) continue;
-        mae_loss_backward(dpred + ((size_t)b * Td + 1) * P, m->pred + (size_t)b * L * P,
-                          m->target + (size_t)b * L * P, m->mask + (size_t)b * L,
-                          (float)(dloss_scale * db / den), 1, L, P);
+        loss_backward(c->loss, dpred + ((size_t)b * Td + 1) * P, m->pred + (size_t)b * L * P,
+                      m->target + (size_t)b * L * P, m->mask + (size_t)b * L,
+                      (float)(dloss_scale * db / den), 1, L, P);
     }
 
     // decoder_pred, decoder_norm, decoder blocks

@@ -6,6 +6,7 @@
 //   mim_mae_init_weights(&m, seed);                 // MAE init (or load)
 //   mim_mae_zero_grad(&m);
 //   float loss = mim_mae_forward(&m, imgs, noise, B);   // imgs (B,C,H,W)
+//   (or mim_mae_forward_target(&m, imgs, noise, target, B) for HOG/teacher targets)
 //   mim_mae_backward(&m);                           // grads += dloss/dparam
 //   ... optimizer on m.params / m.grads ...
 //   mim_mae_free(&m);
@@ -51,7 +52,7 @@ typedef struct {           // every weight of the MAE, as pointers into a buffer
     float *de_w, *de_b;    // decoder_embed: (Dd, D), (Dd)
     mim_block_w* dblocks;  // [dec_depth]
     float *dnorm_w, *dnorm_b;          // (Dd)
-    float *pred_w, *pred_b;            // decoder_pred: (P, Dd), (P)
+    float *pred_w, *pred_b;            // decoder_pred: (Pt, Dd), (Pt)
 } mim_weights;
 
 typedef struct {           // saved activations of one block over (B, T, width)
@@ -69,6 +70,7 @@ typedef struct {
     mim_config cfg;
     int max_batch, B;      // capacity and the batch of the last forward
     int L, T, Td, P, K;    // patches, encoder tokens (1+keep), decoder tokens (1+L), p*p*C, C*p*p
+    int Pt;                // target width per patch: P for pixels, cfg.target_dim otherwise
 
     mim_param table[MIM_MAX_PARAMS];
     int nparams;
@@ -90,9 +92,9 @@ typedef struct {
     float* dp_scale;       // (depth, max_batch, 2) drop-path scales per block, sample, branch
     int dp_active;         // 1: forward/backward apply dp_scale (set by mim_mae_drop_path)
     float *dnorm, *dn_mean, *dn_rstd;      // (B,Td,Dd), (B,Td)
-    float *pred_full;      // (B, Td, P)
-    float *pred;           // (B, L, P) without the cls row
-    float *target;         // (B, L, P) patchified (and normalised) images
+    float *pred_full;      // (B, Td, Pt)
+    float *pred;           // (B, L, Pt) without the cls row
+    float *target;         // (B, L, Pt) patchified (and normalised) images, or the external target
     float *mask;           // (B, L) 1 = removed
     int32_t *ids_shuffle, *ids_restore;    // (B, L)
     float loss;
@@ -105,7 +107,7 @@ typedef struct {
     // reducing them while the backward goes on. NULL: not called.
     void (*grad_ready)(size_t offset, size_t count);
     float *s_dscaled;      // drop path: a branch's scaled output gradient
-    float *s_dpred;        // (B, Td, P)
+    float *s_dpred;        // (B, Td, Pt)
 
     // matmul precision (mim_mae_set_precision); fp32 unless set
     int precision;         // MIM_PREC_FP32 (0) or MIM_PREC_BF16 (ops.h)
@@ -129,8 +131,13 @@ const mim_param* mim_mae_find(const mim_mae* m, const char* name);
 
 void mim_mae_zero_grad(mim_mae* m);
 // imgs (B, C, H, W) normalised pixels; noise (B, L) masking noise (lower =
-// kept). Returns the loss; saves what backward needs.
+// kept). Returns the loss (cfg.loss on the masked patches) against pixel
+// targets (cfg.target pixel or pixel-norm); saves what backward needs.
 float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B);
+// The same against an externally computed target (B, L, Pt), e.g. HOG
+// features (model/hog.h) or teacher tokens, row l = patch l in row-major grid
+// order. Any cfg.target; the target is copied, so it may be reused at once.
+float mim_mae_forward_target(mim_mae* m, const float* imgs, const float* noise, const float* target, int B);
 // Accumulates d(loss * dloss_scale)/d(params) into m->grads (scale for
 // gradient accumulation: 1/accum_iter).
 void mim_mae_backward(mim_mae* m, float dloss_scale);

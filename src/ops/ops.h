@@ -219,3 +219,25 @@ void mae_loss_backward(float* dpred, const float* pred, const float* target, con
 // norm_pix target: each row of target (N, P) becomes (x - mean) / sqrt(var + 1e-6)
 // with the unbiased variance (torch.var default), in place.
 void norm_pix_rows(float* target, int N, int P);
+// Teacher-token normalisation: each row of x (N, C) becomes
+// (x - mean) / sqrt(var + eps) with the biased variance, in place
+// (F.layer_norm without affine).
+void layernorm_rows(float* x, int N, int C, float eps);
+
+// Cosine loss (MILAN, EVA): per patch 2 - 2 cos(pred, target), with each
+// vector divided by max(|v|_2, 1e-12) (F.normalize), averaged over the masked
+// patches: loss = sum_{b,l} mask * (2 - 2 <pred^, target^>) / sum mask.
+// pred, target (B, L, P), mask (B, L). Returns the loss (double accumulation).
+float cos_loss_forward(const float* pred, const float* target, const float* mask, int B, int L, int P);
+// d/d of cos_loss_forward scaled by dloss: per masked row with |pred| > eps,
+// dpred += -2 dloss mask / sum mask * (t^ - <p^, t^> p^) / |pred|.
+void cos_loss_backward(float* dpred, const float* pred, const float* target, const float* mask,
+                       float dloss, int B, int L, int P);
+// Smooth-L1 (Huber with beta), elementwise on d = pred - target:
+// 0.5 d^2 / beta if |d| < beta, else |d| - 0.5 beta; averaged over the masked
+// elements: sum_{b,l} mask * sum_p f(d) / (P * sum mask), as
+// F.smooth_l1_loss(pred[mask], target[mask], beta=beta).
+float smooth_l1_loss_forward(const float* pred, const float* target, const float* mask, int B, int L, int P, float beta);
+// dpred += dloss * mask * clamp(d / beta, -1, 1) / (P * sum mask).
+void smooth_l1_loss_backward(float* dpred, const float* pred, const float* target, const float* mask,
+                             float dloss, int B, int L, int P, float beta);

@@ -3,6 +3,7 @@
 // Not the runner (runner.c) nor the report (report.c).
 #include "study/study.h"
 #include "core/check.h"
+#include "model/hog.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -12,9 +13,7 @@
 #include <string.h>
 
 static const char* eval_names[MIM_EVAL_COUNT] = {"knn", "linprobe", "finetune", "scratch"};
-static const char* target_names[MIM_TARGET_COUNT] = {"pixel", "pixel-norm"};
 const char* mim_eval_name(mim_eval_kind e) { return e < MIM_EVAL_COUNT ? eval_names[e] : "?"; }
-const char* mim_target_name(mim_target t) { return t < MIM_TARGET_COUNT ? target_names[t] : "?"; }
 const char* mim_budget_name(mim_budget_kind b) { return b == MIM_BUDGET_IMAGES ? "images_seen" : "epochs"; }
 
 static char* dupstr(const char* s) {
@@ -112,7 +111,7 @@ static void argv_list_free(mim_argv_list* l) {
 
 void mim_study_free(mim_study* s) {
     free(s->name); free(s->path); free(s->idx_dir); free(s->shards); free(s->eval_shards);
-    free(s->index); free(s->eval_index); free(s->subsets); free(s->models); free(s->seeds);
+    free(s->index); free(s->eval_index); free(s->subsets); free(s->models); free(s->seeds); free(s->teacher);
     argv_list_free(&s->pretrain_extra);
     for (int e = 0; e < MIM_EVAL_COUNT; e++) argv_list_free(&s->eval_extra[e]);
     memset(s, 0, sizeof *s);
@@ -220,8 +219,8 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
     int rc = 0;
 #define TRY(x) do { if ((rc = (x)) != 0) goto done; } while (0)
     if (!cJSON_IsObject(root)) { rc = mim_err(MIM_EFORMAT, "%s: the study must be a JSON object", path); goto done; }
-    static const char* const top[] = {"name", "description", "data", "subsets", "models", "targets", "budget", "pretrain",
-                                      "evaluations", "seeds", "estimate", "report", NULL};
+    static const char* const top[] = {"name", "description", "data", "subsets", "models", "targets", "teacher", "budget",
+                                      "pretrain", "evaluations", "seeds", "estimate", "report", NULL};
     TRY(check_keys(&c, root, "(top level)", top));
     s->path = dupstr(path);
     TRY(get_str(&c, root, "name", "name", &s->name));
@@ -297,13 +296,36 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
     else if (!cJSON_IsArray(ts) || cJSON_GetArraySize(ts) == 0) { rc = bad(&c, "targets", "expected a non-empty array, e.g. [\"pixel\", \"pixel-norm\"]"); goto done; }
     else
         for (const cJSON* it = ts->child; it; it = it->next) {
-            int t = -1;
-            for (int k = 0; k < MIM_TARGET_COUNT; k++) if (cJSON_IsString(it) && !strcmp(it->valuestring, target_names[k])) t = k;
-            if (t < 0) { rc = bad(&c, "targets", "unknown target %s%s%s (known: pixel, pixel-norm; feature targets are not built yet)",
-                                  cJSON_IsString(it) ? "\"" : "", cJSON_IsString(it) ? it->valuestring : "(not a string)", cJSON_IsString(it) ? "\"" : ""); goto done; }
-            for (int k = 0; k < s->ntargets; k++) if ((int)s->targets[k] == t) { rc = bad(&c, "targets", "\"%s\" listed twice", target_names[t]); goto done; }
-            s->targets[s->ntargets++] = (mim_target)t;
+            mim_target t;
+            if (!cJSON_IsString(it) || mim_target_parse(it->valuestring, &t)) {
+                rc = bad(&c, "targets", "unknown target %s%s%s (known: pixel, pixel-norm, hog, teacher)",
+                         cJSON_IsString(it) ? "\"" : "", cJSON_IsString(it) ? it->valuestring : "(not a string)", cJSON_IsString(it) ? "\"" : "");
+                goto done;
+            }
+            for (int k = 0; k < s->ntargets; k++) if (s->targets[k] == t) { rc = bad(&c, "targets", "\"%s\" listed twice", mim_target_name(t)); goto done; }
+            s->targets[s->ntargets++] = t;
         }
+
+    // teacher: "path" or {"path": "...", "layer": -1, "norm": true}; needed by target "teacher"
+    const cJSON* te = cJSON_GetObjectItemCaseSensitive(root, "teacher");
+    s->teacher_layer = -1;
+    if (te && cJSON_IsString(te)) TRY(get_str(&c, root, "teacher", "teacher", &s->teacher));
+    else if (te && cJSON_IsObject(te)) {
+        static const char* const tkeys[] = {"path", "layer", "norm", NULL};
+        TRY(check_keys(&c, te, "teacher", tkeys));
+        TRY(get_str(&c, te, "path", "teacher.path", &s->teacher));
+        TRY(get_int(&c, te, "layer", "teacher.layer", -1, 1024, &s->teacher_layer));
+        const cJSON* tn = cJSON_GetObjectItemCaseSensitive(te, "norm");
+        if (tn && !cJSON_IsBool(tn)) { rc = bad(&c, "teacher.norm", "expected true or false"); goto done; }
+        s->teacher_norm = tn && cJSON_IsTrue(tn);
+        if (!s->teacher) { rc = bad(&c, "teacher", "needs \"path\": the teacher checkpoint"); goto done; }
+    } else if (te) { rc = bad(&c, "teacher", "expected a checkpoint path or {\"path\": ..., \"layer\": -1, \"norm\": true}"); goto done; }
+    {
+        int want = 0;
+        for (int k = 0; k < s->ntargets; k++) want |= s->targets[k] == MIM_TARGET_TEACHER;
+        if (want && !s->teacher) { rc = bad(&c, "teacher", "target \"teacher\" needs the teacher checkpoint: \"teacher\": \"path\""); goto done; }
+        if (!want && s->teacher) { rc = bad(&c, "teacher", "given, but no target is \"teacher\""); goto done; }
+    }
 
     // budget
     const cJSON* b = cJSON_GetObjectItemCaseSensitive(root, "budget");
@@ -320,7 +342,8 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
 
     // pretrain settings shared by every run
     const cJSON* p = cJSON_GetObjectItemCaseSensitive(root, "pretrain");
-    static const char* const pkeys[] = {"batch", "blr", "warmup_frac", "save_every", "threads", "eval_threads", "extra", NULL};
+    static const char* const pkeys[] = {"batch", "blr", "warmup_frac", "save_every", "threads", "eval_threads", "hog_cell",
+                                        "extra", NULL};
     s->batch = 128; s->blr = 1.5e-4; s->warmup_frac = 0.05; s->save_every = 200; s->threads = 0; s->eval_threads = -1;
     if (p && !cJSON_IsObject(p)) { rc = bad(&c, "pretrain", "expected an object"); goto done; }
     if (p) {
@@ -331,6 +354,7 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
         TRY(get_int(&c, p, "save_every", "pretrain.save_every", 1, 1 << 30, &s->save_every));
         TRY(get_int(&c, p, "threads", "pretrain.threads", 0, 4096, &s->threads));
         TRY(get_int(&c, p, "eval_threads", "pretrain.eval_threads", 0, 4096, &s->eval_threads));
+        TRY(get_int(&c, p, "hog_cell", "pretrain.hog_cell", 1, 1024, &s->hog_cell));
         TRY(argv_from_object(&c, cJSON_GetObjectItemCaseSensitive(p, "extra"), "pretrain.extra", &s->pretrain_extra));
     }
     if (s->eval_threads < 0) s->eval_threads = s->threads;
@@ -462,7 +486,11 @@ static void run_config(const mim_study* s, mim_study_run* r) {
     mim_config_preset(&r->cfg, m->preset);
     r->cfg.patch = m->patch; r->cfg.dec_dim = m->dec_dim; r->cfg.dec_depth = m->dec_depth; r->cfg.dec_heads = m->dec_heads;
     r->cfg.img_h = r->cfg.img_w = s->img; r->cfg.in_chans = s->in_chans;
-    r->cfg.norm_pix = r->target == MIM_TARGET_PIXEL_NORM;
+    mim_config_set_target(&r->cfg, r->target);
+    // decoder_pred's width for the FLOP estimate; a teacher's is unknown
+    // here, so it counts at pixel width (a small share of a step either way)
+    mim_hog_params hp = {.cell = s->hog_cell ? s->hog_cell : 8, .nbins = 9, .window = m->patch};
+    if (r->target == MIM_TARGET_HOG && m->patch % hp.cell == 0) r->cfg.target_dim = mim_hog_dim(&hp, s->in_chans, m->patch);
     int64_t bpe = r->size / s->batch;
     if (bpe < 1) bpe = 1;
     if (s->budget_kind == MIM_BUDGET_EPOCHS) r->steps = (int64_t)ceil(s->budget * (double)bpe - 1e-9);
@@ -494,11 +522,15 @@ static void run_id(const mim_study* s, mim_study_run* r) {
     char key[4096];
     int n = snprintf(key, sizeof key, "v1|%s|%s|%d|%d|%d|%d|%d|%d|%s|%s|%" PRId64 "|%" PRIu64 "|%" PRIu64 "|%d|%.9g|%.9g|%d|%s|%.9g",
                      r->kind == MIM_RUN_MIM ? "mim" : "scratch", m->preset, m->patch, m->dec_dim, m->dec_depth, m->dec_heads,
-                     s->img, s->in_chans, r->kind == MIM_RUN_MIM ? target_names[r->target] : "-", sub->strategy, sub->size,
+                     s->img, s->in_chans, r->kind == MIM_RUN_MIM ? mim_target_name(r->target) : "-", sub->strategy, sub->size,
                      s->subset_seed, r->seed, s->batch, s->blr, s->warmup_frac, (int)s->budget_kind, "", s->budget);
     const mim_argv_list* extra[2] = {&s->pretrain_extra, NULL};
     if (r->kind == MIM_RUN_SCRATCH) extra[0] = &s->eval_extra[MIM_EVAL_SCRATCH];
     for (int i = 0; i < extra[0]->argc && n < (int)sizeof key - 2; i++) n += snprintf(key + n, sizeof key - (size_t)n, "|%s", extra[0]->argv[i]);
+    if (r->kind == MIM_RUN_MIM && r->target == MIM_TARGET_TEACHER && n < (int)sizeof key - 2)   // which teacher, which layer
+        n += snprintf(key + n, sizeof key - (size_t)n, "|teacher=%s|%d|%d", s->teacher, s->teacher_layer, s->teacher_norm);
+    if (r->kind == MIM_RUN_MIM && r->target == MIM_TARGET_HOG && s->hog_cell && n < (int)sizeof key - 2)
+        n += snprintf(key + n, sizeof key - (size_t)n, "|hog_cell=%d", s->hog_cell);
     // The data identity: where the images come from.
     uint64_t h = fnv(1469598103934665603ull, key);
     h = fnv(h, s->idx_dir ? s->idx_dir : "");
@@ -508,7 +540,7 @@ static void run_id(const mim_study* s, mim_study_run* r) {
     snprintf(ev, sizeof ev, "|%lld|%lld", (long long)s->eval_size, (long long)s->probe_size);
     h = fnv(h, ev);
     snprintf(r->id, sizeof r->id, "%s-%s-%s%" PRId64 "-s%" PRIu64 "-%08x", m->label,
-             r->kind == MIM_RUN_MIM ? target_names[r->target] : "scratch", sub->strategy, sub->size, r->seed,
+             r->kind == MIM_RUN_MIM ? mim_target_name(r->target) : "scratch", sub->strategy, sub->size, r->seed,
              (unsigned)(h ^ (h >> 32)));
 }
 
@@ -593,7 +625,16 @@ char** mim_study_pretrain_argv(const mim_study* s, const mim_study_run* r, const
     add(&a, "--img=%d", s->img); add(&a, "--in-chans=%d", s->in_chans);
     add(&a, "--model=%s", m->preset); add(&a, "--patch=%d", m->patch);
     add(&a, "--dec-dim=%d", m->dec_dim); add(&a, "--dec-depth=%d", m->dec_depth); add(&a, "--dec-heads=%d", m->dec_heads);
-    add(&a, "--norm-pix=%d", r->target == MIM_TARGET_PIXEL_NORM);
+    if (r->target == MIM_TARGET_PIXEL || r->target == MIM_TARGET_PIXEL_NORM) {
+        add(&a, "--norm-pix=%d", r->target == MIM_TARGET_PIXEL_NORM);
+    } else {
+        add(&a, "--target=%s", mim_target_name(r->target));
+        if (r->target == MIM_TARGET_HOG && s->hog_cell) add(&a, "--hog-cell=%d", s->hog_cell);
+        if (r->target == MIM_TARGET_TEACHER) {
+            add(&a, "--teacher=%s", s->teacher); add(&a, "--teacher-layer=%d", s->teacher_layer);
+            add(&a, "--teacher-norm=%d", s->teacher_norm);
+        }
+    }
     add(&a, "--batch=%d", s->batch); add(&a, "--steps=%" PRId64, r->steps);
     add(&a, "--blr=%.9g", s->blr); add(&a, "--warmup-epochs=%.9g", r->warmup_epochs);
     add(&a, "--seed=%" PRIu64, r->seed); add(&a, "--threads=%d", s->threads);

@@ -28,12 +28,12 @@
 #include "model/config.h"
 
 typedef enum { MIM_EVAL_KNN = 0, MIM_EVAL_LINPROBE, MIM_EVAL_FINETUNE, MIM_EVAL_SCRATCH, MIM_EVAL_COUNT } mim_eval_kind;
-typedef enum { MIM_TARGET_PIXEL = 0, MIM_TARGET_PIXEL_NORM, MIM_TARGET_COUNT } mim_target;
 typedef enum { MIM_BUDGET_EPOCHS = 0, MIM_BUDGET_IMAGES = 1 } mim_budget_kind;
 typedef enum { MIM_RUN_MIM = 0, MIM_RUN_SCRATCH = 1 } mim_run_kind;
 
 const char* mim_eval_name(mim_eval_kind e);      // "knn", "linprobe", "finetune", "scratch"
-const char* mim_target_name(mim_target t);       // "pixel", "pixel-norm"
+// targets: mim_target and mim_target_name() of model/config.h (pixel,
+// pixel-norm, hog, teacher)
 const char* mim_budget_name(mim_budget_kind b);  // "epochs", "images_seen"
 
 typedef struct {
@@ -61,6 +61,10 @@ typedef struct {
     mim_study_subset* subsets; int nsubsets;
     mim_study_model* models; int nmodels;
     mim_target targets[MIM_TARGET_COUNT]; int ntargets;
+    char* teacher;              // target "teacher": the teacher checkpoint (--teacher), else NULL
+    int teacher_layer;          // its block whose tokens are the targets (-1: last)
+    int teacher_norm;           // 1: layer-normalise the teacher targets (--teacher-norm)
+    int hog_cell;               // target "hog": --hog-cell (0: pretrain's default, 8)
     mim_budget_kind budget_kind;
     double budget;              // epochs or images seen per run
     int batch;

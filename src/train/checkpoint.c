@@ -11,19 +11,22 @@
 #include <signal.h>
 #include <unistd.h>
 
-#define NMETA 14
+#define NMETA 17
 
 // Config as metadata strings; buf holds the values.
 static int config_meta(const mim_config* c, const char** kv, char buf[NMETA][64]) {
     const char* keys[NMETA] = {"img_h", "img_w", "in_chans", "patch", "embed_dim", "depth", "num_heads",
                                "decoder_embed_dim", "decoder_depth", "decoder_num_heads", "mlp_ratio",
-                               "mask_ratio", "norm_pix_loss", "model"};
+                               "mask_ratio", "norm_pix_loss", "model", "target", "target_dim", "loss"};
     int vals[12] = {c->img_h, c->img_w, c->in_chans, c->patch, c->dim, c->depth, c->heads,
                     c->dec_dim, c->dec_depth, c->dec_heads, c->mlp_ratio, 0};
     for (int i = 0; i < 11; i++) snprintf(buf[i], 64, "%d", vals[i]);
     snprintf(buf[11], 64, "%.9g", c->mask_ratio);
     snprintf(buf[12], 64, "%d", c->norm_pix);
     snprintf(buf[13], 64, "%s", c->name);
+    snprintf(buf[14], 64, "%s", mim_target_name(mim_config_target(c)));
+    snprintf(buf[15], 64, "%d", c->target_dim);
+    snprintf(buf[16], 64, "%s", mim_loss_name((mim_loss)c->loss));
     for (int i = 0; i < NMETA; i++) { kv[2 * i] = keys[i]; kv[2 * i + 1] = buf[i]; }
     return NMETA;
 }
@@ -72,6 +75,20 @@ int mim_ckpt_read_config(const char* path, mim_config* c) {
         c->mask_ratio = mr ? strtof(mr, NULL) : 0.75f;
         const char* name = mim_st_meta(st, "model");
         snprintf(c->name, sizeof c->name, "%s", name ? name : "custom");
+        // target, target_dim, loss: absent in files from before feature
+        // targets (pixel targets, mse)
+        const char* tg = mim_st_meta(st, "target");
+        const char* ls = mim_st_meta(st, "loss");
+        mim_target t = c->norm_pix ? MIM_TARGET_PIXEL_NORM : MIM_TARGET_PIXEL;
+        mim_loss l = MIM_LOSS_MSE;
+        if (tg && mim_target_parse(tg, &t)) rc = mim_err(MIM_EFORMAT, "%s: metadata 'target': %s", path, mim_err_msg());
+        if (!rc && ls && mim_loss_parse(ls, &l)) rc = mim_err(MIM_EFORMAT, "%s: metadata 'loss': %s", path, mim_err_msg());
+        if (!rc && mim_st_meta(st, "target_dim")) rc = meta_int(st, path, "target_dim", &c->target_dim);
+        // pixel kinds: norm_pix_loss decides (the key MAE's own files carry)
+        if (t == MIM_TARGET_PIXEL || t == MIM_TARGET_PIXEL_NORM) t = c->norm_pix ? MIM_TARGET_PIXEL_NORM : MIM_TARGET_PIXEL;
+        c->target = t; c->loss = l;
+    }
+    if (!rc) {
         rc = mim_config_validate(c);
         if (rc) rc = mim_err(MIM_EFORMAT, "%s: stored config is invalid: %s", path, mim_err_msg());
     }

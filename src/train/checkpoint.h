@@ -4,7 +4,10 @@
 // shapes (they load with safetensors.torch.load_file into models_mae.py),
 // plus __metadata__ describing the config (keys img_h, img_w, in_chans,
 // patch, embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth,
-// decoder_num_heads, mlp_ratio, mask_ratio, norm_pix_loss, model).
+// decoder_num_heads, mlp_ratio, mask_ratio, norm_pix_loss, model, and the
+// reconstruction target: target (pixel, pixel-norm, hog, teacher),
+// target_dim (decoder_pred width, 0 for pixels), loss (mse, cos, smooth-l1);
+// files without the last three read as pixel targets with mse).
 //
 // A training run's folder holds checkpoints as subfolders
 //   RUN/ckpt-<step>/model.safetensors   weights (as above)

@@ -4,7 +4,9 @@
 #include "core/rng.h"
 #include "core/prof.h"
 #include "data/source.h"
+#include "model/hog.h"
 #include "model/mae.h"
+#include "ops/ops.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "train/signals.h"
@@ -17,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "model/teacher.h"
 
 void openblas_set_num_threads(int);
 
@@ -31,6 +34,74 @@ static uint64_t stream_seed(uint64_t seed, uint64_t kind, uint64_t i) {
     return seed * 0x9e3779b97f4a7c15ULL ^ (kind << 56) ^ (i * 0xd1b54a32d192ed03ULL);
 }
 
+// ---------------------------------------------------------------- targets
+// Where a micro-batch's targets come from. Pixel targets need nothing here
+// (the model patchifies); hog and teacher fill buf (B, L, Pt) per batch.
+typedef struct {
+    mim_target kind;
+    mim_hog_params hog;
+    float* buf;            // (batch, L, Pt); NULL for pixel targets
+    mim_teacher teacher;
+    int teacher_loaded, layer, norm;
+} target_gen;
+
+// Sets c->target_dim for the target of c and prepares tg (loads the
+// teacher). 0 or an MIM_E* code with a message.
+static int target_open(target_gen* tg, const mim_pretrain_args* a, mim_config* c, const mim_source* src) {
+    memset(tg, 0, sizeof *tg);
+    tg->kind = mim_config_target(c);
+    int rc;
+    if (tg->kind == MIM_TARGET_HOG) {
+        tg->hog = (mim_hog_params){.cell = a->hog_cell > 0 ? a->hog_cell : 8, .nbins = 9, .window = c->patch};
+        if ((rc = mim_hog_check(&tg->hog, c->in_chans, c->img_h, c->img_w, c->patch))) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", mim_err_msg());
+            return mim_err(rc, "--target hog: %s", why);
+        }
+        c->target_dim = mim_hog_dim(&tg->hog, c->in_chans, c->patch);
+    } else if (tg->kind == MIM_TARGET_TEACHER) {
+        if (!a->teacher || !a->teacher[0]) return mim_err(MIM_EARG, "--target teacher needs --teacher FILE (the teacher checkpoint)");
+        if ((rc = mim_teacher_load(&tg->teacher, a->teacher, c->img_h / c->patch, c->img_w / c->patch, a->batch))) return rc;
+        tg->teacher_loaded = 1;
+        float mean[3], std[3];   // the student's normalisation, which the teacher undoes
+        mim_source_normalization(src, mean, std);
+        if ((rc = mim_teacher_set_input(&tg->teacher, c->in_chans, c->img_h, c->img_w, mean, std))) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", mim_err_msg());
+            return mim_err(rc, "--teacher %s: %s", a->teacher, why);
+        }
+        tg->layer = a->teacher_layer;
+        tg->norm = a->teacher_norm;
+        c->target_dim = mim_teacher_dim(&tg->teacher);
+    } else {
+        c->target_dim = 0;
+        return 0;
+    }
+    size_t n = (size_t)a->batch * (c->img_h / c->patch) * (c->img_w / c->patch) * (size_t)c->target_dim;
+    tg->buf = mim_malloc(sizeof(float) * n);
+    return tg->buf ? 0 : MIM_ENOMEM;
+}
+
+static void target_close(target_gen* tg) {
+    free(tg->buf);
+    if (tg->teacher_loaded) mim_teacher_free(&tg->teacher);
+    memset(tg, 0, sizeof *tg);
+}
+
+// The model's forward on one micro-batch with tg's targets, computed from
+// the same (augmented, normalised) imgs the student sees.
+static float forward_with_target(mim_mae* m, target_gen* tg, const float* imgs, const float* noise, int B) {
+    if (!tg->buf) return mim_mae_forward(m, imgs, noise, B);
+    const mim_config* c = &m->cfg;
+    if (tg->kind == MIM_TARGET_HOG) {
+        PROF(PROF_TARGET, mim_hog_forward(tg->buf, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch, &tg->hog));
+    } else {
+        PROF(PROF_TARGET, mim_teacher_forward(&tg->teacher, tg->buf, imgs, B, tg->layer));
+        if (tg->norm) PROF(PROF_TARGET, layernorm_rows(tg->buf, B * m->L, m->Pt, 1e-6f));
+    }
+    return mim_mae_forward_target(m, imgs, noise, tg->buf, B);
+}
+
 static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON* j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", c->name);
@@ -40,6 +111,20 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON_AddNumberToObject(j, "heads", c->heads); cJSON_AddNumberToObject(j, "dec_dim", c->dec_dim);
     cJSON_AddNumberToObject(j, "dec_depth", c->dec_depth); cJSON_AddNumberToObject(j, "dec_heads", c->dec_heads);
     cJSON_AddNumberToObject(j, "mask_ratio", c->mask_ratio); cJSON_AddNumberToObject(j, "norm_pix", c->norm_pix);
+    // Only for feature targets or another loss, so runs from before they
+    // existed (pixel, mse) keep their settings string and still resume.
+    mim_target t = mim_config_target(c);
+    if (t == MIM_TARGET_HOG || t == MIM_TARGET_TEACHER || c->loss != MIM_LOSS_MSE) {
+        cJSON_AddStringToObject(j, "target", mim_target_name(t));
+        cJSON_AddStringToObject(j, "loss", mim_loss_name((mim_loss)c->loss));
+        cJSON_AddNumberToObject(j, "target_dim", c->target_dim);
+        if (t == MIM_TARGET_HOG) cJSON_AddNumberToObject(j, "hog_cell", a->hog_cell > 0 ? a->hog_cell : 8);
+        if (t == MIM_TARGET_TEACHER) {
+            cJSON_AddStringToObject(j, "teacher", a->teacher ? a->teacher : "");
+            cJSON_AddNumberToObject(j, "teacher_layer", a->teacher_layer);
+            cJSON_AddNumberToObject(j, "teacher_norm", a->teacher_norm);
+        }
+    }
     cJSON_AddStringToObject(j, "data", a->data);
     cJSON_AddStringToObject(j, "subset", a->subset ? a->subset : "");
     // the global batch, so a run can resume on another number of ranks
@@ -78,7 +163,8 @@ static void metrics_truncate(const char* path, int64_t step) {
 // Mean masked loss over the first nb batches of vs (file order, eval
 // transform) with fixed masks: noise of batch i from (seed, i), the same at
 // every validation, so the curve compares like with like.
-static int validation_loss(mim_mae* m, mim_source* vs, int nb, uint64_t seed, float* imgs, float* noise, double* out) {
+static int validation_loss(mim_mae* m, target_gen* tg, mim_source* vs, int nb, uint64_t seed, float* imgs, float* noise,
+                           double* out) {
     int rc = mim_source_set_position(vs, (mim_source_pos){0, 0});
     double sum = 0;
     int B = m->max_batch;
@@ -87,7 +173,7 @@ static int validation_loss(mim_mae* m, mim_source* vs, int nb, uint64_t seed, fl
         mim_rng r;
         mim_rng_seed(&r, stream_seed(seed, 3, (uint64_t)i));
         for (size_t k = 0; k < (size_t)B * m->L; k++) noise[k] = mim_rng_uniform(&r);
-        sum += mim_mae_forward(m, imgs, noise, B);
+        sum += forward_with_target(m, tg, imgs, noise, B);
     }
     *out = mim_dist_allreduce_sum_d(sum / nb) / mim_dist_get()->world;
     return rc;
@@ -168,6 +254,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     int64_t steps_per_epoch = mim_source_batches_per_epoch(src) / a->accum;
     mim_mae m = {0};
     mim_adamw opt = {0};
+    target_gen tg = {0};
     float *imgs = NULL, *noise = NULL;
     char* aj = NULL;
     FILE* mf = NULL;
@@ -182,6 +269,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     if (warmup > total) warmup = total;
     float lr = a->lr > 0 ? a->lr : a->blr * (float)per_step / 256.0f;
 
+    if ((rc = target_open(&tg, a, &c, src))) goto done;
     if ((rc = mim_mae_init(&m, &c, a->batch))) goto done;
     if ((rc = mim_mae_set_precision(&m, a->precision, a->bf16_backend))) goto done;
     if ((rc = mim_adamw_init(&opt, m.num_floats))) goto done;
@@ -206,6 +294,12 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             mim_mae_init_weights(&m, a->seed);
             rc = 0;
         } else if (rc) {
+            if (rc == MIM_ESHAPE) {   // e.g. another --target: decoder_pred has another width
+                char why[1024];
+                snprintf(why, sizeof why, "%s", mim_err_msg());
+                rc = mim_err(rc, "cannot resume %s: its checkpoint does not fit this command's model (other --model, "
+                             "--patch, --target?): %s", a->out, why);
+            }
             goto done;
         } else {
             if (strcmp(st.args_json, aj) != 0) {
@@ -230,10 +324,11 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     }
     if (loud)
         fprintf(stderr, "pretrain %s: %dx%dx%d patch %d, %.2fM params, %lld images, %lld steps (%lld/epoch), "
-                "batch %d x %d x %d ranks, lr %.3g, %d threads, %s\n",
+                "batch %d x %d x %d ranks, lr %.3g, %d threads, %s, target %s (%d per patch), loss %s\n",
                 c.name, c.img_h, c.img_w, c.in_chans, c.patch, mim_config_params_total(&c) / 1e6,
                 (long long)mim_source_size(src) * d->world, (long long)total, (long long)steps_per_epoch, a->batch,
-                a->accum, d->world, lr, omp_get_max_threads(), mim_mae_precision_name(&m));
+                a->accum, d->world, lr, omp_get_max_threads(), mim_mae_precision_name(&m),
+                mim_target_name(mim_config_target(&c)), mim_config_target_dim(&c), mim_loss_name((mim_loss)c.loss));
 
     mim_adamw_hparams hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay};
     int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;
@@ -257,7 +352,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             if (rc) goto done;
             if (a->debug_nan_at == step + 1) imgs[0] = NAN;
             step_noise(noise, a->batch, m.L, k, a->seed, step, d);
-            float loss = mim_mae_forward(&m, imgs, noise, a->batch);
+            float loss = forward_with_target(&m, &tg, imgs, noise, a->batch);
             loss_sum += loss;
             // the last micro-batch's backward hands finished blocks to MPI
             int last = k == a->accum - 1 && d->world > 1;
@@ -315,7 +410,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         }
         if (vsrc && ((a->val_every > 0 && step % a->val_every == 0) || step == end)) {
             double vl;
-            if ((rc = validation_loss(&m, vsrc, val_batches, a->seed, imgs, noise, &vl))) goto done;
+            if ((rc = validation_loss(&m, &tg, vsrc, val_batches, a->seed, imgs, noise, &vl))) goto done;
             if (mf) {
                 fprintf(mf, "{\"step\": %lld, \"val_loss\": %.6f, \"val_images\": %d}\n", (long long)step, vl,
                         val_batches * a->batch * d->world);
@@ -372,6 +467,7 @@ done:
     mim_prof_on = 0;
     if (mf) fclose(mf);
     free(aj); free(imgs); free(noise);
+    target_close(&tg);
     mim_adamw_free(&opt);
     if (m.params) mim_mae_free(&m);
     mim_source_close(src);

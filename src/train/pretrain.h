@@ -8,7 +8,9 @@
 #include "model/config.h"
 
 typedef struct {
-    mim_config model;      // image geometry: 0 = the data's own (IDX sources)
+    mim_config model;      // image geometry: 0 = the data's own (IDX sources);
+                           // model.target / model.loss pick the reconstruction
+                           // target and loss (target_dim is derived here)
     const char* data;      // IDX folder (Fashion-MNIST layout) or a sample index file
     const char* subset;    // subset file for index sources, or NULL
     int data_threads;      // decode workers for index sources
@@ -24,6 +26,11 @@ typedef struct {
     float warmup_epochs;
     float weight_decay, beta1, beta2, clip_grad;
     int augment;           // RandomResizedCrop (0.2, 1) + flip, as MAE
+    int hog_cell;          // target hog: histogram cell side (0: 8, MaskFeat); divides the patch.
+                           // The Gaussian window is the patch (MaskFeat: 16 and 16)
+    const char* teacher;   // target teacher: the teacher checkpoint (model/teacher.h)
+    int teacher_layer;     // its block whose tokens are the targets (-1: last)
+    int teacher_norm;      // layer-normalise each teacher token (no affine, eps 1e-6)
     int profile;           // print time per op class per step at the end
     int on_nan;            // non-finite loss or gradient: 0 stop (keep the last checkpoint), 1 skip the step
     int dist_check_every;  // data-parallel: verify every N steps that all ranks hold the same weights (0: off)
@@ -40,6 +47,11 @@ typedef struct {
     int bf16_backend;      // MIM_BF16_AUTO (0), _EMULATED or _ONEDNN
 } mim_pretrain_args;
 
+// Targets are computed per micro-batch from the same augmented images the
+// student sees: pixels inside the model, HOG by model/hog.h, teacher tokens
+// by model/teacher.h (a frozen ViT from a safetensors file). The run's settings (metrics/checkpoint args JSON) and the model
+// files' metadata record the target, so resume and `reconstruct` know it.
+//
 // Runs pre-training. Returns 0, or a negative MIM_E* code with mim_err_msg()
 // set (the caller prints it), MIM_PRETRAIN_NAN when the loss or a gradient
 // went non-finite (with on_nan = stop), or MIM_PRETRAIN_STOPPED when SIGTERM/

@@ -2,8 +2,12 @@
 models_mae.py semantics), used by the C tests and bench/torch_mae_bench.py.
 
 Written from scratch with plain torch.nn (no timm). Parameter names match
-MAE / timm so checkpoints move both ways. Generalised from MAE in two ways
-only: any channel count C, and non-square images (grid gh x gw).
+MAE / timm so checkpoints move both ways. Generalised from MAE in two ways:
+any channel count C, and non-square images (grid gh x gw). For feature
+targets (HOG, teacher tokens) it also takes an external target (N, L, Pt)
+(tensor "target" in IN; decoder_pred then has Pt outputs, metadata
+target_dim) and a loss kind (metadata loss: mse, cos = 2 - 2 cos per patch
+as MILAN/EVA, smooth-l1 = F.smooth_l1_loss on the masked rows).
 
 It is not a training program: no data loading, schedules or augmentation.
 
@@ -133,11 +137,13 @@ class MaskedAutoencoderViT(nn.Module):
     def __init__(self, img_h=224, img_w=224, patch=16, in_chans=3,
                  embed_dim=1024, depth=24, num_heads=16,
                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
-                 mlp_ratio=4.0, norm_pix_loss=False, conv_bias_init="mae"):
+                 mlp_ratio=4.0, norm_pix_loss=False, conv_bias_init="mae",
+                 target_dim=0, loss="mse"):
         super().__init__()
         self.patch = patch
         self.in_chans = in_chans
         self.norm_pix_loss = norm_pix_loss
+        self.loss_kind = loss
 
         # encoder
         self.patch_embed = PatchEmbed(img_h, img_w, patch, in_chans, embed_dim)
@@ -160,7 +166,7 @@ class MaskedAutoencoderViT(nn.Module):
             Block(decoder_embed_dim, decoder_num_heads, mlp_ratio)
             for _ in range(decoder_depth)])
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch * patch * in_chans,
+        self.decoder_pred = nn.Linear(decoder_embed_dim, target_dim or patch * patch * in_chans,
                                       bias=True)
 
         self.initialize_weights(conv_bias_init)
@@ -257,21 +263,29 @@ class MaskedAutoencoderViT(nn.Module):
         x = self.decoder_pred(x)
         return x[:, 1:, :]                               # (N, L, p*p*C)
 
-    def forward_loss(self, imgs, pred, mask):
-        """imgs (N, C, H, W), pred (N, L, p*p*C), mask (N, L) -> scalar:
-        per-patch MSE averaged over removed patches only."""
-        target = self.patchify(imgs)
-        if self.norm_pix_loss:
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)  # unbiased, as MAE
-            target = (target - mean) / (var + 1.e-6) ** .5
-        loss = ((pred - target) ** 2).mean(dim=-1)  # (N, L)
+    def forward_loss(self, imgs, pred, mask, target=None):
+        """imgs (N, C, H, W), pred (N, L, Pt), mask (N, L) -> scalar:
+        per-patch loss averaged over removed patches only. target (N, L, Pt):
+        an external target; None: the (normalised) pixels, as MAE."""
+        if target is None:
+            target = self.patchify(imgs)
+            if self.norm_pix_loss:
+                mean = target.mean(dim=-1, keepdim=True)
+                var = target.var(dim=-1, keepdim=True)  # unbiased, as MAE
+                target = (target - mean) / (var + 1.e-6) ** .5
+        if self.loss_kind == "cos":
+            loss = 2 - 2 * (F.normalize(pred, dim=-1) * F.normalize(target, dim=-1)).sum(-1)
+        elif self.loss_kind == "smooth-l1":
+            sel = mask.bool()
+            return F.smooth_l1_loss(pred[sel], target[sel], beta=1.0)
+        else:
+            loss = ((pred - target) ** 2).mean(dim=-1)  # (N, L)
         return (loss * mask).sum() / mask.sum()
 
-    def forward(self, imgs, mask_ratio=0.75, noise=None):
+    def forward(self, imgs, mask_ratio=0.75, noise=None, target=None):
         latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
         pred = self.forward_decoder(latent, ids_restore)
-        loss = self.forward_loss(imgs, pred, mask)
+        loss = self.forward_loss(imgs, pred, mask, target)
         return loss, pred, mask
 
 
@@ -311,6 +325,8 @@ def config_from_meta(meta):
     cfg = {k: int(meta[k]) for k in _INT_KEYS}
     cfg["mlp_ratio"] = float(meta.get("mlp_ratio", "4"))
     cfg["norm_pix_loss"] = _flag(meta.get("norm_pix_loss", "0"))
+    cfg["target_dim"] = int(meta.get("target_dim", "0"))
+    cfg["loss"] = meta.get("loss", "mse")
     mask_ratio = float(meta.get("mask_ratio", "0.75"))
     return cfg, mask_ratio
 
@@ -378,7 +394,8 @@ def cmd_grads(a, dtype):
     latent, mask, ids_restore = model.forward_encoder(imgs, mask_ratio, noise)
     latent.retain_grad()
     pred = model.forward_decoder(latent, ids_restore)
-    loss = model.forward_loss(imgs, pred, mask)
+    target = tensors.get("target")
+    loss = model.forward_loss(imgs, pred, mask, None if target is None else target.to(dtype))
     loss.backward()
     out = {"loss": _f32(loss).reshape(1), "pred": _f32(pred), "mask": _f32(mask),
            "latent": _f32(latent), "ids_restore": ids_restore.to(torch.int64)}

@@ -215,6 +215,49 @@ def loss(case, B, L, P, use_norm_pix):
         put(case, k, v)
 
 
+def cos_loss(case, B, L, P, zero_row=False):
+    """MILAN / EVA: per masked patch 2 - 2 cos(pred, target), F.normalize
+    (eps 1e-12) on both, mean over the masked patches."""
+    g = gen(case)
+    pred = leaf(randn(g, B, L, P))
+    target = randn(g, B, L, P, scale=1.5, shift=0.3)
+    mask = (torch.rand(B, L, generator=g) < 0.6).to(F64)
+    mask[0, 0] = 1.0
+    if zero_row:  # a zero target row: F.normalize's floor keeps it finite (cos 0)
+        target[0, 0] = 0.0
+    dloss = torch.tensor([0.7], dtype=F64)
+    c = (F.normalize(pred, dim=-1) * F.normalize(target, dim=-1)).sum(-1)
+    l = ((2 - 2 * c) * mask).sum() / mask.sum()
+    (l * dloss[0]).backward()
+    for k, v in dict(pred=pred, target=target, mask=mask, dloss=dloss,
+                     loss=l.reshape(1), dpred=pred.grad).items():
+        put(case, k, v)
+
+
+def smooth_l1(case, B, L, P):
+    """F.smooth_l1_loss (beta 1, mean) on the masked rows."""
+    g = gen(case)
+    pred = leaf(randn(g, B, L, P, scale=1.5))
+    target = randn(g, B, L, P, scale=1.5, shift=0.3)
+    mask = (torch.rand(B, L, generator=g) < 0.6).to(F64)
+    mask[0, 0] = 1.0
+    dloss = torch.tensor([0.7], dtype=F64)
+    sel = mask.bool()
+    l = F.smooth_l1_loss(pred[sel], target[sel], beta=1.0)
+    (l * dloss[0]).backward()
+    for k, v in dict(pred=pred, target=target, mask=mask, dloss=dloss,
+                     loss=l.reshape(1), dpred=pred.grad).items():
+        put(case, k, v)
+
+
+def layernorm_rows_case(case, N, C):
+    """Teacher-token normalisation: F.layer_norm without affine, eps 1e-6."""
+    g = gen(case)
+    inp = randn(g, N, C, scale=3.0, shift=1.0)
+    put(case, "inp", inp)
+    put(case, "out", F.layer_norm(inp, (C,), eps=1e-6))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: ops_ref.py OUT.safetensors")
@@ -242,6 +285,10 @@ def main():
     norm_pix_case("norm_pix", 7, 12)
     loss("loss", 2, 6, 12, False)
     loss("loss_np", 2, 6, 12, True)
+    cos_loss("cos_loss", 2, 6, 12)
+    cos_loss("cos_loss_zero", 2, 5, 9, zero_row=True)
+    smooth_l1("smooth_l1", 2, 6, 12)
+    layernorm_rows_case("layernorm_rows", 7, 20)
     # >= 65536 elements: the ops' OpenMP-parallel paths
     layernorm("layernorm_big", 300, 256)
     gelu("gelu_big", 70001)
@@ -250,6 +297,8 @@ def main():
     im2col("im2col_big", 2, 3, 128, 144, 16)
     gather("gather_big", 4, 160, 150, 128)
     loss("loss_big_np", 4, 196, 96, True)
+    cos_loss("cos_loss_big", 4, 196, 108)
+    smooth_l1("smooth_l1_big", 4, 196, 108)
     meta = {"generator": "tests/ref/ops_ref.py", "torch": torch.__version__}
     try:
         import stio
