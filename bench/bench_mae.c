@@ -71,9 +71,9 @@ int main(int argc, char** argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double ips = (double)steps * B / dt, flops = mim_config_train_flops(&c) * ips;
-    printf("{\"impl\": \"mimscale\", \"model\": \"%s\", \"precision\": \"%s\", \"img\": %d, \"patch\": %d, "
+    printf("{\"impl\": \"mimscale\", \"model\": \"%s\", \"precision\": \"%s\", \"sgemm\": \"%s\", \"img\": %d, \"patch\": %d, "
            "\"batch\": %d, \"threads\": %d, \"img_per_s\": %.2f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, \"profile_ms_per_step\": {",
-           model, mim_mae_precision_name(&m), img, patch, B, threads, ips, flops / 1e9, ru.ru_maxrss / 1024.0);
+           model, mim_mae_precision_name(&m), mim_sgemm_backend_name(), img, patch, B, threads, ips, flops / 1e9, ru.ru_maxrss / 1024.0);
     double acc = 0;
     for (int k = 0; k < PROF_NCLASS; k++) {
         printf("\"%s\": %.1f, ", mim_prof_name(k), 1e3 * mim_prof_secs[k] / steps);

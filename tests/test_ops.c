@@ -827,6 +827,15 @@ int main(void) {
     test_linear("linear_c1", 5, 1, 3, 1);
     test_linear("linear_big", 37, 64, 48, 1);
     test_linear("linear_twin", 300, 128, 257, 0);  // N*OC > 65536: threaded path
+    if (mim_onednn_built()) {   // the other sgemm backend against the same twins (and PyTorch)
+        int was = mim_sgemm_backend();
+        mim_sgemm_set_backend(was == MIM_SGEMM_ONEDNN ? MIM_SGEMM_OPENBLAS : MIM_SGEMM_ONEDNN);
+        printf("sgemm backend for the next checks: %s\n", mim_sgemm_backend_name());
+        test_linear("linear_big", 37, 64, 48, 1);
+        test_linear("linear_twin", 300, 128, 257, 0);
+        test_attention("attention_twin", 2, 65, 64, 4, 0);
+        mim_sgemm_set_backend(was);
+    }
     test_layernorm("layernorm", 7, 20);
     test_layernorm("layernorm_c1", 3, 1);
     test_gelu("gelu", 64);

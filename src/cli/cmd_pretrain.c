@@ -16,7 +16,7 @@ int cli_precision(const char* request, int quiet, int* precision, int* backend) 
     *precision = pc.precision;
     *backend = pc.backend;
     if (!quiet && mim_dist_get()->rank == 0) {
-        fprintf(stderr, "%s\n", pc.desc);
+        fprintf(stderr, "%s; fp32 products: %s\n", pc.desc, mim_sgemm_backend_name());
         if (pc.slow)
             fprintf(stderr, "warning: bf16 without native support is emulated: it checks bf16 numerics and is "
                     "slower than fp32, not faster\n");

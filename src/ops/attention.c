@@ -44,9 +44,9 @@ static void attn_head_forward(float* out, int ldo, float* att, const float* q, c
 
 static void attn_head_forward_gemm(float* out, int ldo, float* att, const float* q, const float* k,
                                    const float* v, int ld, int T, int hs, float scale) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld, 0.0f, att, T);
+    mim_sgemm(0, 1, T, T, hs, scale, q, ld, k, ld, 0.0f, att, T);
     softmax_forward(att, att, T, T);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, att, T, v, ld, 0.0f, out, ldo);
+    mim_sgemm(0, 0, T, hs, T, 1.0f, att, T, v, ld, 0.0f, out, ldo);
 }
 
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
@@ -98,8 +98,8 @@ static void attn_head_backward_gemm(float* dq, float* dk, float* dv, int ld, flo
                                     const float* dout, int ldo, const float* q, const float* k,
                                     const float* v, const float* att, int T, int hs, float scale) {
     // datt = dout v^T; dv += att^T dout
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout, ldo, v, ld, 0.0f, datt, T);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, att, T, dout, ldo, 1.0f, dv, ld);
+    mim_sgemm(0, 1, T, T, hs, 1.0f, dout, ldo, v, ld, 0.0f, datt, T);
+    mim_sgemm(1, 0, T, hs, T, 1.0f, att, T, dout, ldo, 1.0f, dv, ld);
     // softmax backward in place: ds = att * (datt - rowsum(datt * att)) * scale
     for (int i = 0; i < T; i++) {
         float* d = datt + (size_t)i * T;
@@ -111,8 +111,8 @@ static void attn_head_backward_gemm(float* dq, float* dk, float* dv, int ld, flo
         for (int j = 0; j < T; j++) d[j] = a[j] * (d[j] - dot) * scale;
     }
     // dq += ds k; dk += ds^T q
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, datt, T, k, ld, 1.0f, dq, ld);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, datt, T, q, ld, 1.0f, dk, ld);
+    mim_sgemm(0, 0, T, hs, T, 1.0f, datt, T, k, ld, 1.0f, dq, ld);
+    mim_sgemm(1, 0, T, hs, T, 1.0f, datt, T, q, ld, 1.0f, dk, ld);
 }
 
 void attention_backward(float* dqkv, float* datt, const float* dout,

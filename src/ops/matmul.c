@@ -42,19 +42,16 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
             for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias[o];
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
-                1.0f, inp, C, weight, C, beta, out, OC);
+    mim_sgemm(0, 1, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, const float* weight,
                      int N, int C, int OC) {
     if (dinp)    // dinp (N, C) += dout (N, OC) @ weight (OC, C)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
-                    1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+        mim_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
     if (dweight) // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N,
-                    1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+        mim_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {   // column blocks: contiguous SIMD adds down the rows
         #pragma omp parallel for if ((size_t)N * OC > 65536)
         for (int o0 = 0; o0 < OC; o0 += 64) {

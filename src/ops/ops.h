@@ -13,6 +13,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// ---------------------------------------------------------------- sgemm
+// C (M, N) = alpha * op(A) @ op(B) + beta * C, row-major, op = transpose when
+// ta / tb: the fp32 product under every linear layer and attention head
+// (sgemm.c). Backend: OpenBLAS, or oneDNN's dnnl_sgemm on AVX-512 CPUs where
+// Debian's OpenBLAS is several times slower (MIM_SGEMM=openblas|onednn
+// overrides; chosen once per process).
+enum { MIM_SGEMM_OPENBLAS = 0, MIM_SGEMM_ONEDNN = 1 };
+void mim_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+               float beta, float* C, int ldc);
+int mim_sgemm_backend(void);                 // MIM_SGEMM_*
+void mim_sgemm_set_backend(int backend);     // tests; ONEDNN falls back to OpenBLAS when not built
+const char* mim_sgemm_backend_name(void);    // "OpenBLAS sgemm" / "oneDNN sgemm"
+
 // ---------------------------------------------------------------- linear
 // out (N, OC) = inp (N, C) @ weight(OC, C)^T + bias (OC); bias may be NULL.
 // weight has PyTorch nn.Linear layout.
