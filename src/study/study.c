@@ -515,7 +515,7 @@ static void run_id(const mim_study* s, mim_study_run* r) {
 int mim_study_expand(const mim_study* s, mim_study_run** runs) {
     size_t nmim = (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels * (size_t)s->ntargets;
     size_t nscr = s->evals[MIM_EVAL_SCRATCH] ? (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels : 0;
-    if (nmim + nscr > 1000000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr);
+    if (nmim + nscr > 100000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr);
     mim_study_run* r = calloc(nmim + nscr, sizeof *r);
     if (!r) return mim_err(MIM_ENOMEM, "out of memory");
     int n = 0;
