@@ -4,6 +4,7 @@
 #include "core/check.h"
 #include "data/idx.h"
 #include "eval/finetune.h"
+#include "train/signals.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -45,6 +46,10 @@ int cmd_finetune(int argc, char** argv) {
         {"seed", FLAG_I64, &seed, "0", 0, 9.2e18, "seed"},
         {"threads", FLAG_INT, &a.threads, "0", 0, 4096, "OpenMP/BLAS threads (0: all cores)"},
         {"data-threads", FLAG_INT, &a.data_threads, "2", 1, 256, "decode workers for index data"},
+        {"save-every", FLAG_INT, &a.save_every, "0", 0, 1 << 30, "run checkpoint (ckpt-<step>/, for --resume) every N steps (0: each epoch); also at the end"},
+        {"keep", FLAG_INT, &a.keep, "2", 0, 1 << 20, "run checkpoints kept (0: all)"},
+        {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint (fresh start if none)"},
+        {"io-retries", FLAG_INT, &a.io_retries, "0", 0, 1000, "retry a failed checkpoint write (full disk, I/O error) N times (0: stop at once)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
     };
     const char* pos[1];
@@ -69,7 +74,9 @@ int cmd_finetune(int argc, char** argv) {
     if (a.eval_data && !a.eval_data[0]) a.eval_data = NULL;
     a.seed = (uint64_t)seed;
     mim_finetune_result res;
+    mim_signals_install();
     rc = mim_finetune_run(&a, &res);
+    if (rc == MIM_FINETUNE_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }
     if (rc) { fprintf(stderr, "\nerror: %s\n", mim_err_msg()); return 1; }
     printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"steps\": %lld, \"seconds\": %.1f}\n", res.top1,
            res.top5, res.best_top1, (long long)res.steps, res.seconds);

@@ -50,6 +50,7 @@ int cmd_pretrain(int argc, char** argv) {
         {"save-every", FLAG_INT, &a.save_every, "500", 0, 1 << 30, "checkpoint every N steps (and at the end)"},
         {"log-every", FLAG_INT, &a.log_every, "10", 1, 1 << 30, "metrics/progress every N steps"},
         {"keep", FLAG_INT, &a.keep, "2", 0, 1 << 20, "checkpoints kept (0: all)"},
+        {"io-retries", FLAG_INT, &a.io_retries, "0", 0, 1000, "retry a failed checkpoint write (full disk, I/O error) N times, waiting 1, 2, 4 .. s (0: stop at once, keeping the previous checkpoint)"},
         {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint"},
         {"stop-at", FLAG_I64, &a.stop_at, "0", 0, 1e15, "stop after this step with a checkpoint (0: run to the end)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},

@@ -13,6 +13,9 @@
 #include "train/mixup.h"
 #include "train/optim.h"
 #include "train/safetensors.h"
+#include "train/signals.h"
+#include "core/fault.h"
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -292,6 +295,60 @@ int mim_vit_layer_id(const char* name, int depth) {
     return depth + 1;
 }
 
+// The settings a resume must match (not threads, quiet, resume, keep, ...).
+static char* args_json(const mim_finetune_args* a, const mim_config* c) {
+    cJSON* j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "init", a->init_random ? "random" : (a->ckpt ? a->ckpt : ""));
+    cJSON_AddStringToObject(j, "model", c->name);
+    cJSON_AddNumberToObject(j, "img_h", c->img_h); cJSON_AddNumberToObject(j, "img_w", c->img_w);
+    cJSON_AddNumberToObject(j, "in_chans", c->in_chans); cJSON_AddNumberToObject(j, "patch", c->patch);
+    cJSON_AddNumberToObject(j, "dim", c->dim); cJSON_AddNumberToObject(j, "depth", c->depth);
+    cJSON_AddNumberToObject(j, "heads", c->heads);
+    cJSON_AddStringToObject(j, "data", a->data ? a->data : "");
+    cJSON_AddStringToObject(j, "data_split", a->data_split ? a->data_split : "");
+    cJSON_AddStringToObject(j, "subset", a->subset ? a->subset : "");
+    cJSON_AddStringToObject(j, "eval_data", a->eval_data ? a->eval_data : "");
+    cJSON_AddStringToObject(j, "eval_split", a->eval_split ? a->eval_split : "");
+    cJSON_AddNumberToObject(j, "batch", a->batch); cJSON_AddNumberToObject(j, "accum", a->accum);
+    cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
+    cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
+    cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
+    cJSON_AddNumberToObject(j, "weight_decay", a->weight_decay); cJSON_AddNumberToObject(j, "layer_decay", a->layer_decay);
+    cJSON_AddNumberToObject(j, "drop_path", a->drop_path); cJSON_AddNumberToObject(j, "smoothing", a->smoothing);
+    cJSON_AddNumberToObject(j, "mixup", a->mixup); cJSON_AddNumberToObject(j, "cutmix", a->cutmix);
+    cJSON_AddNumberToObject(j, "reprob", a->reprob);
+    cJSON_AddStringToObject(j, "aa", a->aa ? a->aa : "");
+    cJSON_AddNumberToObject(j, "global_pool", a->global_pool);
+    cJSON_AddNumberToObject(j, "seed", (double)a->seed);
+    char* s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+// Accuracies so far and the running training loss, as the checkpoint's
+// "engine" metadata (%.17g: a resumed run prints the same numbers).
+static void engine_format(char* buf, size_t cap, const mim_finetune_result* res, double loss_acc, int nloss) {
+    snprintf(buf, cap, "{\"best_top1\": %.9g, \"top1\": %.9g, \"top5\": %.9g, \"loss_acc\": %.17g, \"nloss\": %d}",
+             res->best_top1, res->top1, res->top5, loss_acc, nloss);
+}
+
+static int engine_parse(const char* js, mim_finetune_result* res, double* loss_acc, int* nloss) {
+    cJSON* j = cJSON_Parse(js);
+    const char* keys[] = {"best_top1", "top1", "top5", "loss_acc", "nloss"};
+    double v[5];
+    int ok = j != NULL;
+    for (int k = 0; k < 5 && ok; k++) {
+        const cJSON* x = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
+        ok = cJSON_IsNumber(x);
+        if (ok) v[k] = x->valuedouble;
+    }
+    cJSON_Delete(j);
+    if (!ok) return -1;
+    res->best_top1 = (float)v[0]; res->top1 = (float)v[1]; res->top5 = (float)v[2];
+    *loss_acc = v[3]; *nloss = (int)v[4];
+    return 0;
+}
+
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     memset(res, 0, sizeof *res);
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
@@ -327,6 +384,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     head h = {0};
     mim_adamw opt = {0}, hopt = {0};
     mim_randaug ra;
+    char* aj = NULL;
     float *imgs = NULL, *lr_scale = NULL;
     uint8_t *decay = NULL, *u8 = NULL;
     int32_t* labels = NULL;
@@ -362,12 +420,46 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     u8 = mim_malloc(per * 3 * (size_t)omp_get_max_threads());
     if (!imgs || !labels || !u8) { rc = MIM_ENOMEM; goto done; }
     if (mkdir(a->out, 0755) != 0 && errno != EEXIST) { rc = mim_err(MIM_EIO, "cannot create %s: %s", a->out, strerror(errno)); goto done; }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", a->out);
-    if (!(mf = fopen(path, "w"))) { rc = mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); goto done; }
-
     int64_t spe = mim_source_batches_per_epoch(src) / a->accum;
     if (spe < 1) { rc = mim_err(MIM_EARG, "batch %d x accum %d is larger than the data set", a->batch, a->accum); goto done; }
+
+    // Resume: encoder, head, both AdamW states, data position, accuracies.
+    mim_ckpt_extra hx = {h.table, H_N, h.params, &hopt};
+    mim_train_state st;
+    memset(&st, 0, sizeof st);
+    aj = args_json(a, &c);
+    if (!aj) { rc = mim_err(MIM_ENOMEM, "out of memory"); goto done; }
+    int64_t step0 = 0;
+    double loss_acc = 0;
+    int nloss = 0;
+    res->best_top1 = -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", a->out);
+    if (a->resume) {
+        int stale = mim_ckpt_clean_stale(a->out);
+        if (stale && !a->quiet) fprintf(stderr, "resume: removed %d temp file(s) of an interrupted checkpoint write\n", stale);
+        rc = mim_ckpt_load_run_ex(a->out, &m, &opt, &hx, &st);
+        if (rc == MIM_ENOTFOUND) {
+            if (!a->quiet) fprintf(stderr, "resume: %s has no checkpoint yet, starting fresh\n", a->out);
+            rc = 0;
+        } else if (rc) {
+            goto done;
+        } else if (strcmp(st.args_json, aj) != 0) {
+            rc = mim_err(MIM_EARG, "cannot resume %s: its settings differ from this command's\n  saved: %s\n  now:   %s",
+                         a->out, st.args_json, aj);
+            goto done;
+        } else if (engine_parse(st.engine_json, res, &loss_acc, &nloss)) {
+            rc = mim_err(MIM_EFORMAT, "%s: the latest checkpoint lacks the fine-tuning state (metadata \"engine\")", a->out);
+            goto done;
+        } else {
+            step0 = st.step;
+            if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index}))) goto done;
+            mim_ckpt_metrics_truncate(path, step0);
+            if (!a->quiet) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step0);
+        }
+    }
+    snprintf(st.args_json, sizeof st.args_json, "%s", aj);
+    if (!(mf = fopen(path, step0 > 0 ? "a" : "w"))) { rc = mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); goto done; }
     int64_t total = a->steps > 0 ? a->steps : (int64_t)ceil(a->epochs * spe);
     int64_t warmup = (int64_t)(a->warmup_epochs * spe);
     if (warmup > total) warmup = total;
@@ -384,13 +476,12 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                 c.name, a->init_random ? " (from scratch)" : "", c.img_h, c.img_w, c.in_chans, K, (long long)total,
                 (long long)spe, a->batch, a->accum, lr, a->layer_decay, a->drop_path, a->mixup, a->cutmix,
                 use_ra ? a->aa : "no RandAugment", omp_get_max_threads());
-    double t0 = now_s(), loss_acc = 0;
-    int nloss = 0;
+    double t0 = now_s();
     char best_path[4200], last_path[4200];
     snprintf(best_path, sizeof best_path, "%s/checkpoint-best.safetensors", a->out);
     snprintf(last_path, sizeof last_path, "%s/checkpoint-last.safetensors", a->out);
-    res->best_top1 = -1;
-    for (int64_t step = 0; step < total; step++) {
+    res->steps = step0;
+    for (int64_t step = step0; step < total; step++) {
         hp.lr = mim_lr_at(step, total, warmup, lr, a->min_lr);
         mim_mae_zero_grad(&m);
         memset(h.grads, 0, sizeof(float) * h.n);
@@ -441,7 +532,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             double t = now_s();
             fprintf(stderr, "\rstep %lld/%lld | loss %.4f | lr %.3g | %.1f img/s   ", (long long)(step + 1),
                     (long long)total, loss_acc / (nloss ? nloss : 1), hp.lr,
-                    (double)(step + 1) * a->batch * a->accum / (t - t0));
+                    (double)(step + 1 - step0) * a->batch * a->accum / (t - t0));
         }
         if (end_of_epoch) {
             float t1, t5;
@@ -461,10 +552,34 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             loss_acc = 0; nloss = 0;
         }
         res->steps = step + 1;
+        // the run checkpoint: every save_every steps (0: each epoch), at the
+        // end, on SIGUSR1, and before stopping on SIGTERM / SIGINT
+        int stop = mim_signals_stop_requested(), want = mim_signals_take_checkpoint();
+        int due = a->save_every > 0 ? (step + 1) % a->save_every == 0 : end_of_epoch;
+        if (due || step + 1 == total || stop || want) {
+            mim_source_pos pos = mim_source_get_position(src);
+            st.step = step + 1; st.data_epoch = pos.epoch; st.data_index = pos.index;
+            engine_format(st.engine_json, sizeof st.engine_json, res, loss_acc, nloss);
+            for (int t = 0; (rc = mim_ckpt_save_run_ex(a->out, &m, &opt, &hx, &st, a->keep)) == MIM_EIO &&
+                            mim_retry_wait(t, a->io_retries, "checkpoint write", mim_err_msg()); t++) {}
+            if (rc) {
+                char why[700];
+                snprintf(why, sizeof why, "%s", mim_err_msg());
+                rc = mim_err(rc, "checkpoint of step %lld not written: %s; the previous checkpoint is intact "
+                             "(continue with --resume)", (long long)(step + 1), why);
+                goto done;
+            }
+        }
+        if (stop) {
+            rc = mim_err(MIM_FINETUNE_STOPPED, "stopped by signal %d after step %lld; checkpoint written, "
+                         "continue with --resume", stop, (long long)(step + 1));
+            goto done;
+        }
     }
 done:
     res->seconds = now_s() - t_start;
     if (mf) fclose(mf);
+    free(aj);
     free(imgs); free(labels); free(u8); free(lr_scale); free(decay);
     mim_adamw_free(&opt); mim_adamw_free(&hopt);
     head_free(&h);

@@ -28,7 +28,12 @@ typedef struct {
     int global_pool;           // 1: mean of patch tokens + fc_norm (MAE default); 0: cls token
     uint64_t seed;
     int threads, data_threads;
-    const char* out;           // run folder: metrics.jsonl, checkpoint-{best,last}.safetensors
+    const char* out;           // run folder: metrics.jsonl, checkpoint-{best,last}.safetensors,
+                               // run checkpoints ckpt-<step>/ + latest (train/checkpoint.h)
+    int save_every;            // steps between run checkpoints (0: each epoch); also at the end
+    int keep;                  // run checkpoints kept (0: all)
+    int resume;                // continue from out's latest run checkpoint (fresh start if none)
+    int io_retries;            // retries of a failed checkpoint write (full disk, EIO) before stopping
     int quiet;
 } mim_finetune_args;
 
@@ -39,6 +44,12 @@ typedef struct {
     double seconds;
 } mim_finetune_result;
 
+// Runs fine-tuning. 0, a negative MIM_E* code with mim_err_msg(), or
+// MIM_FINETUNE_STOPPED when SIGTERM / SIGINT stopped it after writing a
+// checkpoint (train/signals.h; the CLI installs the handlers). SIGUSR1 writes
+// a checkpoint and goes on. A resumed run ends with the same weights and
+// accuracies as an uninterrupted one (same thread count).
+#define MIM_FINETUNE_STOPPED 4
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res);
 
 // Bicubic resize of a position-embedding grid, as torch.nn.functional.

@@ -626,6 +626,7 @@ char** mim_study_eval_argv(const mim_study* s, const mim_study_run* r, mim_eval_
         add(&a, "--img=%d", s->img); add(&a, "--in-chans=%d", s->in_chans);
         add(&a, "--seed=%" PRIu64, r->seed);
         add(&a, "--out=%s/%s", run_dir, eval_names[e]);
+        add(&a, "--resume");   // an interrupted fine-tuning continues from its checkpoint
     }
     if (e == MIM_EVAL_LINPROBE) add(&a, "--seed=%" PRIu64, r->seed);
     add(&a, "--quiet");

@@ -1,6 +1,7 @@
 // pretrain.c: the pre-training loop (see pretrain.h).
 #include "train/pretrain.h"
 #include "core/check.h"
+#include "core/fault.h"
 #include "core/rng.h"
 #include "core/prof.h"
 #include "data/source.h"
@@ -54,25 +55,6 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     char* s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
-}
-
-// On resume, drops metrics rows past the checkpoint (they will be redone).
-static void metrics_truncate(const char* path, int64_t step) {
-    FILE* f = fopen(path, "r");
-    if (!f) return;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* o = fopen(tmp, "w");
-    if (!o) { fclose(f); return; }
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        cJSON* j = cJSON_Parse(line);
-        cJSON* s = j ? cJSON_GetObjectItem(j, "step") : NULL;
-        if (s && cJSON_IsNumber(s) && s->valuedouble <= (double)step) fputs(line, o);
-        cJSON_Delete(j);
-    }
-    fclose(f);
-    if (fclose(o) == 0) rename(tmp, path);
 }
 
 // Mean masked loss over the first nb batches of vs (file order, eval
@@ -199,7 +181,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             step = st.step;
             // the checkpoint holds the global position; this rank's share of it
             if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index / d->world}))) goto done;
-            if (d->rank == 0) metrics_truncate(mpath, step);
+            if (d->rank == 0) mim_ckpt_metrics_truncate(mpath, step);
             if (loud) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step);
         }
     } else {
@@ -313,7 +295,16 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             st.step = step;
             st.data_epoch = pos.epoch;
             st.data_index = pos.index * d->world;   // global samples into the epoch
-            if (d->rank == 0) rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep);
+            if (d->rank == 0) {
+                for (int t = 0; (rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep)) == MIM_EIO &&
+                                mim_retry_wait(t, a->io_retries, "checkpoint write", mim_err_msg()); t++) {}
+                if (rc) {
+                    char why[700];
+                    snprintf(why, sizeof why, "%s", mim_err_msg());
+                    rc = mim_err(rc, "checkpoint of step %lld not written: %s; the previous checkpoint is intact "
+                                 "(continue with --resume)", (long long)step, why);
+                }
+            }
             if (d->world > 1 && mim_dist_allreduce_max_i64(rc != 0)) {   // rank 0's write failed: all stop
                 if (!rc) rc = mim_err(MIM_EIO, "rank 0 could not write the checkpoint");
             }
