@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
+#include "core/mem.h"
 #include "data/idx.h"
 #include "eval/finetune.h"
 #include "train/signals.h"
@@ -10,7 +11,7 @@
 
 int cmd_finetune(int argc, char** argv) {
     mim_finetune_args a = {0};
-    const char *init = NULL, *model = NULL;
+    const char *init = NULL, *model = NULL, *max_ram = NULL;
     int patch, chans;
     int64_t seed;
     flag f[] = {
@@ -49,6 +50,7 @@ int cmd_finetune(int argc, char** argv) {
         {"save-every", FLAG_INT, &a.save_every, "0", 0, 1 << 30, "run checkpoint (ckpt-<step>/, for --resume) every N steps (0: each epoch); also at the end"},
         {"keep", FLAG_INT, &a.keep, "2", 0, 1 << 20, "run checkpoints kept (0: all)"},
         {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint (fresh start if none)"},
+        {"max-ram", FLAG_STR, &max_ram, "", 0, 0, "refuse to start when the memory estimate (printed at start) exceeds this, e.g. 8G, 512M"},
         {"io-retries", FLAG_INT, &a.io_retries, "0", 0, 1000, "retry a failed checkpoint write (full disk, I/O error) N times (0: stop at once)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
     };
@@ -60,6 +62,7 @@ int cmd_finetune(int argc, char** argv) {
                          "Supervised fine-tuning with the MAE recipe; reports top-1/top-5 each epoch.",
                          pos, 0, &npos);
     if (rc) return rc < 0 ? 2 : 0;
+    if (max_ram && mim_parse_size(max_ram, &a.max_ram)) { fprintf(stderr, "error: --max-ram: %s\n", mim_err_msg()); return 2; }
     if (!strcmp(init, "random")) a.init_random = 1;
     else if (strcmp(init, "ckpt") != 0) { fprintf(stderr, "error: --init must be ckpt or random, got '%s'\n", init); return 2; }
     if (!a.init_random && (!a.ckpt || !a.ckpt[0])) { fprintf(stderr, "error: --ckpt is required unless --init random\n"); return 2; }

@@ -92,6 +92,19 @@ int mim_idx_load(mim_idx* out, const char* images_path, const char* labels_path)
     return rc;
 }
 
+int mim_idx_peek(const char* images_path, int64_t* n, int* h, int* w) {
+    gzFile f = gzopen(images_path, "rb");
+    if (!f) return mim_err(MIM_EIO, "cannot open %s: %s", images_path, strerror(errno ? errno : ENOENT));
+    uint32_t d[3];
+    int rc = read_header(f, images_path, 3, d);
+    gzclose(f);
+    if (rc) return rc;
+    if (d[1] > 65536 || d[2] > 65536 || d[0] > (1u << 28))
+        return mim_err(MIM_EFORMAT, "%s: implausible dimensions %u x %u x %u", images_path, d[0], d[1], d[2]);
+    *n = d[0]; *h = (int)d[1]; *w = (int)d[2];
+    return 0;
+}
+
 int mim_idx_load_dir(mim_idx* out, const char* dir, const char* split) {
     char ip[4096], lp[4096];
     snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte.gz", dir, split);

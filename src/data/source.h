@@ -32,6 +32,12 @@ typedef struct mim_source mim_source;
 
 // 0 or a negative MIM_E* code with mim_err_msg() naming the file.
 int mim_source_open(mim_source** out, const mim_source_config* cfg);
+// What opening cfg will hold in memory, from file headers alone (nothing is
+// loaded): IDX images, labels and order (plus the training split, read for
+// the normalisation statistics of another split), or the loader's batch ring
+// plus an allowance of 16 MiB per decode worker for decoded images. *c, *h,
+// *w get the geometry the source will deliver. 0 or a negative code.
+int mim_source_estimate(const mim_source_config* cfg, uint64_t* bytes, int* c, int* h, int* w);
 void mim_source_close(mim_source* s);
 // Samples in one epoch of this rank (the set's size / world) and full batches per epoch.
 int64_t mim_source_size(const mim_source* s);

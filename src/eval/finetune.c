@@ -15,6 +15,7 @@
 #include "train/safetensors.h"
 #include "train/signals.h"
 #include "core/fault.h"
+#include "core/mem.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -349,6 +350,63 @@ static int engine_parse(const char* js, mim_finetune_result* res, double* loss_a
     return 0;
 }
 
+// What fine-tuning with this batch will hold: the encoder (mim_mae_bytes),
+// AdamW's moments, the head for up to 1000 classes (its parameters,
+// gradients, moments and activations), the batch buffers and the training
+// and evaluation sources. 0 for an invalid config (mim_mae_init says why).
+static uint64_t finetune_need(const mim_config* c, int batch, const mim_source_config* sc, const mim_source_config* ec,
+                              char* detail, size_t cap) {
+    mim_mae_mem mm;
+    if (!mim_mae_bytes(c, batch, &mm)) return 0;
+    uint64_t data = 0, b;
+    int x, y, z;
+    mim_source_config t = *sc;
+    t.batch = batch;
+    if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
+    t = *ec;
+    t.batch = batch;
+    if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
+    uint64_t D = (uint64_t)c->dim, K = 1000, B = (uint64_t)batch, T = (uint64_t)mim_config_num_patches(c) + 1;
+    uint64_t head = 4 * (2 * D + K * D + K) * 4 + (B * (4 * D + 2 + 5 * K) + B * T * D) * 4;
+    uint64_t optim = 2 * (uint64_t)mm.num_floats * sizeof(float);
+    uint64_t per = (uint64_t)c->in_chans * c->img_h * c->img_w;
+    uint64_t bufs = B * (per * 4 + 4) + per * 3 * (uint64_t)omp_get_max_threads();
+    char s1[32], s2[32], s3[32], s4[32];
+    mim_format_bytes((double)(mm.acts + mm.scratch + bufs + head), s1, sizeof s1);
+    mim_format_bytes((double)(mm.params + mm.grads), s2, sizeof s2);
+    mim_format_bytes((double)optim, s3, sizeof s3);
+    mim_format_bytes((double)data, s4, sizeof s4);
+    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW %s, data %s", s1, batch, s2, s3, s4);
+    return mm.total + optim + head + bufs + data;
+}
+
+static int finetune_memory(const mim_finetune_args* a, const mim_config* c, const mim_source_config* sc,
+                           const mim_source_config* ec) {
+    char detail[512], d2[512], what[64], hint[160];
+    uint64_t need = finetune_need(c, a->batch, sc, ec, detail, sizeof detail);
+    if (!need) return 0;
+    if (!a->quiet) {
+        char n[32];
+        mim_format_bytes((double)need, n, sizeof n);
+        fprintf(stderr, "memory: ~%s (%s)\n", n, detail);
+    }
+    uint64_t limit = mim_phys_ram();
+    if (a->max_ram > 0 && (limit == 0 || a->max_ram < limit)) limit = a->max_ram;
+    if (limit == 0 || need <= limit) return 0;
+    int b = 1;   // the largest power of two below the batch that fits
+    while (2 * b < a->batch) b *= 2;
+    while (b > 1 && finetune_need(c, b, sc, ec, d2, sizeof d2) > limit) b /= 2;
+    if (b < a->batch && finetune_need(c, b, sc, ec, d2, sizeof d2) <= limit) {
+        int acc = a->accum * ((a->batch + b - 1) / b);
+        snprintf(hint, sizeof hint, "try --batch %d --accum %d (effective batch %lld, now %lld)", b, acc, (long long)b * acc,
+                 (long long)a->batch * a->accum);
+    } else {
+        snprintf(hint, sizeof hint, "even batch 1 does not fit: pick a smaller model or raise the limit");
+    }
+    snprintf(what, sizeof what, "finetune with batch %d", a->batch);
+    return mim_mem_check(need, a->max_ram, what, detail, hint);
+}
+
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     memset(res, 0, sizeof *res);
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
@@ -375,6 +433,15 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     ec.split = a->eval_split ? a->eval_split : "t10k";
     ec.subset = NULL;
     mim_source* src = NULL;
+    uint64_t eb;
+    int gc, gh, gw;
+    if (mim_source_estimate(&sc, &eb, &gc, &gh, &gw) == 0) {   // the memory estimate, before allocating
+        mim_config ce = c;
+        ce.in_chans = gc; ce.img_h = gh; ce.img_w = gw;
+        mim_source_config e2 = ec;
+        e2.channels = gc; e2.height = gh; e2.width = gw;
+        if ((rc = finetune_memory(a, &ce, &sc, &e2))) return rc;
+    }
     if ((rc = mim_source_open(&src, &sc))) return rc;
     mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);
     sc.channels = ec.channels = c.in_chans; sc.height = ec.height = c.img_h; sc.width = ec.width = c.img_w;

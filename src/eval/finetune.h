@@ -34,6 +34,7 @@ typedef struct {
     int keep;                  // run checkpoints kept (0: all)
     int resume;                // continue from out's latest run checkpoint (fresh start if none)
     int io_retries;            // retries of a failed checkpoint write (full disk, EIO) before stopping
+    uint64_t max_ram;          // bytes the run may hold (0: only the machine's RAM), checked before allocating
     int quiet;
 } mim_finetune_args;
 
