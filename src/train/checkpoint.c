@@ -131,6 +131,17 @@ static int write_latest(const char* run_dir, const char* name) {
     return fsync_dir(run_dir);
 }
 
+// 1 when RUN/latest names `name`.
+static int latest_names(const char* run_dir, const char* name) {
+    char path[4096], got[256] = "";
+    snprintf(path, sizeof path, "%s/latest", run_dir);
+    FILE* f = fopen(path, "r");
+    if (!f) return 0;
+    int ok = fscanf(f, "%255s", got) == 1 && !strcmp(got, name);
+    fclose(f);
+    return ok;
+}
+
 static int cmp_desc(const void* a, const void* b) { return strcmp(*(char* const*)b, *(char* const*)a); }
 
 static void remove_ckpt_dir(const char* run_dir, const char* name) {
@@ -268,9 +279,9 @@ int mim_ckpt_save_run_ex(const char* run_dir, const mim_mae* m, const mim_adamw*
     if (!rc) rc = fsync_dir(dir);
     if (!rc) rc = write_latest(run_dir, name);
     if (rc) {
-        // `latest` still names the previous checkpoint; a half-written new
-        // folder would only confuse pruning and people
-        if (fresh) remove_ckpt_dir(run_dir, name);
+        // A half-written new folder would only confuse pruning and people;
+        // unless `latest` got to name it (only its folder's fsync failed).
+        if (fresh && !latest_names(run_dir, name)) remove_ckpt_dir(run_dir, name);
         return rc;
     }
     if (keep > 0) prune(run_dir, keep, name);
