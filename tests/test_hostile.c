@@ -3,6 +3,9 @@
 // where a huge malloc aborts) keeps them fixed.
 #include "testutil.h"
 #include "data/idx.h"
+#include "data/index.h"
+#include "data/source.h"
+#include "data/tar.h"
 #include "study/study.h"
 #include <stdint.h>
 
@@ -56,6 +59,31 @@ int main(void) {
              "a million-run grid is refused before allocating it (%d: %s)", nr, mim_err_msg());
     free(runs);
     if (!rc) mim_study_free(&s);
+
+    // a .cls of 2147483647 (a hostile shard, or an index edited to say so):
+    // the class count used to overflow (label + 1) and would size the heads
+    snprintf(p, sizeof p, "%s/cls-000000.tar", dir);
+    FILE* f = fopen(p, "wb");
+    CHECK(f);
+    static const uint8_t fake_jpeg[4] = {0xff, 0xd8, 0xff, 0xd9};   // indexing does not decode
+    const char* cls[3] = {"3", "2147483647", "1"};
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%05d.jpg", i); CHECK(mim_tar_write_member(f, name, fake_jpeg, 4) == 0);
+        snprintf(name, sizeof name, "%05d.cls", i); CHECK(mim_tar_write_member(f, name, cls[i], strlen(cls[i])) == 0);
+    }
+    CHECK(mim_tar_write_end(f) == 0);
+    fclose(f);
+    char* shards[1] = {p};
+    snprintf(q, sizeof q, "%s/cls.idx", dir);
+    mim_index_build_opts bo = {.n_threads = 1, .progress = 0};
+    rc = mim_index_build(q, shards, 1, &bo, NULL);
+    mim_source* src = NULL;
+    mim_source_config sc = {.path = q, .channels = 3, .height = 8, .width = 8, .batch = 1, .world = 1, .threads = 1};
+    int src_rc = rc ? rc : mim_source_open(&src, &sc);
+    int K = src ? mim_source_num_classes(src) : -1;
+    TU_CHECK(rc == 0 && src_rc == 0 && K == 4, "a label of 2147483647 is not counted as a class (classes %d, want 4)", K);
+    mim_source_close(src);
 
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

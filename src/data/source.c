@@ -167,7 +167,7 @@ int mim_source_num_classes(mim_source* s) {
     if (mim_index_open(&ix, s->cfg.path) == 0) {
         for (uint64_t i = 0; i < mim_index_count(ix); i++) {
             const mim_index_record* r = mim_index_get(ix, i);
-            if (r->label + 1 > s->num_classes) s->num_classes = r->label + 1;
+            if (r->label >= 0 && r->label <= MIM_MAX_LABEL && r->label + 1 > s->num_classes) s->num_classes = r->label + 1;
         }
         mim_index_close(ix);
     }

@@ -26,7 +26,11 @@ typedef struct {
     int threads;             // decode workers for index sources
 } mim_source_config;
 
-typedef struct { int64_t epoch, index; } mim_source_pos;   // index: samples into the epoch
+typedef struct { int64_t epoch, index; } mim_source_pos;
+
+// Labels above this are taken as corrupt (a class count from them would size
+// the heads): mim_source_num_classes ignores them and the evaluations refuse them.
+#define MIM_MAX_LABEL ((1 << 24) - 1)   // index: samples into the epoch
 
 typedef struct mim_source mim_source;
 
@@ -43,7 +47,7 @@ void mim_source_close(mim_source* s);
 int64_t mim_source_size(const mim_source* s);
 int64_t mim_source_batches_per_epoch(const mim_source* s);
 void mim_source_geometry(const mim_source* s, int* c, int* h, int* w);
-int mim_source_num_classes(mim_source* s);   // max label + 1 (0 if unlabelled); index: one scan
+int mim_source_num_classes(mim_source* s);   // max label + 1 (0 if unlabelled; labels > MIM_MAX_LABEL ignored); index: one scan
 // Fills the next batch: imgs (B, C, H, W), labels (B) or NULL.
 int mim_source_next(mim_source* s, float* imgs, int32_t* labels);
 mim_source_pos mim_source_get_position(const mim_source* s);

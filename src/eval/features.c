@@ -171,6 +171,11 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
                          src->path, (long long)i);
             goto done;
         }
+        if (out->labels[i] > MIM_MAX_LABEL) {
+            rc = mim_err(MIM_EFORMAT, "%s: sample %lld has label %d, beyond any class count (corrupt .cls?)", src->path,
+                         (long long)i, out->labels[i]);
+            goto done;
+        }
         if (out->labels[i] + 1 > out->num_classes) out->num_classes = out->labels[i] + 1;
     }
     for (size_t i = 0; i < (size_t)N * D; i++)

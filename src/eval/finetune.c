@@ -554,6 +554,12 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         memset(h.grads, 0, sizeof(float) * h.n);
         for (int k = 0; k < a->accum; k++) {
             if ((rc = mim_source_next(src, imgs, labels))) goto done;
+            for (int b = 0; b < a->batch; b++)   // the targets index by label: a data error, not a CHECK
+                if (labels[b] < 0 || labels[b] >= K) {
+                    rc = mim_err(MIM_EFORMAT, "%s: a training sample has label %d, outside the %d classes (unlabelled "
+                                 "or corrupt sample; fine-tuning needs every sample labelled)", a->data, labels[b], K);
+                    goto done;
+                }
             uint64_t sseed = a->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)(step * a->accum + k);
             // RandAugment (on uint8 pixels) and random erasing, per sample
             #pragma omp parallel for schedule(static)
