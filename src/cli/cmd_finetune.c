@@ -2,15 +2,17 @@
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
+#include "core/mem.h"
 #include "data/idx.h"
 #include "eval/finetune.h"
 #include "train/dist.h"
+#include "train/signals.h"
 #include <stdio.h>
 #include <string.h>
 
 int cmd_finetune(int argc, char** argv) {
     mim_finetune_args a = {0};
-    const char *init = NULL, *model = NULL, *precision = NULL;
+    const char *init = NULL, *model = NULL, *precision = NULL, *max_ram = NULL;
     int patch, chans;
     float dist_timeout;
     int64_t seed;
@@ -50,6 +52,11 @@ int cmd_finetune(int argc, char** argv) {
         {"data-threads", FLAG_INT, &a.data_threads, "2", 1, 256, "decode workers for index data"},
         {"log-every", FLAG_INT, &a.log_every, "0", 0, 1 << 30, "metrics row (step, loss, lr) every N steps (0: per epoch only)"},
         {"dist-timeout", FLAG_FLOAT, &dist_timeout, "300", 0, 1e9, "MPI runs: seconds to wait for a silent peer before aborting the job (0: forever)"},
+        {"save-every", FLAG_INT, &a.save_every, "0", 0, 1 << 30, "run checkpoint (ckpt-<step>/, for --resume) every N steps (0: each epoch); also at the end"},
+        {"keep", FLAG_INT, &a.keep, "2", 0, 1 << 20, "run checkpoints kept (0: all)"},
+        {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint (fresh start if none)"},
+        {"max-ram", FLAG_STR, &max_ram, "", 0, 0, "refuse to start when the memory estimate (printed at start) exceeds this, e.g. 8G, 512M"},
+        {"io-retries", FLAG_INT, &a.io_retries, "0", 0, 1000, "retry a failed checkpoint write (full disk, I/O error) N times (0: stop at once)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
         {"precision", FLAG_STR, &precision, "auto", 0, 0, "encoder linears: fp32, bf16 (emulated without AMX/AVX512-BF16) or auto (bf16 where native)"},
     };
@@ -61,6 +68,7 @@ int cmd_finetune(int argc, char** argv) {
                          "Supervised fine-tuning with the MAE recipe; reports top-1/top-5 each epoch.",
                          pos, 0, &npos);
     if (rc) return rc < 0 ? 2 : 0;
+    if (max_ram && mim_parse_size(max_ram, &a.max_ram)) { fprintf(stderr, "error: --max-ram: %s\n", mim_err_msg()); return 2; }
     if (!strcmp(init, "random")) a.init_random = 1;
     else if (strcmp(init, "ckpt") != 0) { fprintf(stderr, "error: --init must be ckpt or random, got '%s'\n", init); return 2; }
     if (!a.init_random && (!a.ckpt || !a.ckpt[0])) { fprintf(stderr, "error: --ckpt is required unless --init random\n"); return 2; }
@@ -77,7 +85,9 @@ int cmd_finetune(int argc, char** argv) {
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
     mim_dist_set_timeout(dist_timeout);
     mim_finetune_result res;
+    mim_signals_install();
     rc = mim_finetune_run(&a, &res);
+    if (rc == MIM_FINETUNE_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }
     if (rc) { fprintf(stderr, "\nerror: %s\n", mim_err_msg()); return 1; }
     if (mim_dist_get()->rank == 0) printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"steps\": %lld, \"seconds\": %.1f}\n", res.top1,
            res.top5, res.best_top1, (long long)res.steps, res.seconds);

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
+#include "core/mem.h"
 #include "data/idx.h"
 #include "ops/ops.h"
 #include "train/dist.h"
@@ -32,7 +33,7 @@ static int given(const flag* f, int nf, const char* name) {
 
 int cmd_pretrain(int argc, char** argv) {
     mim_pretrain_args a = {0};
-    const char *model = NULL, *on_nan = NULL, *precision = NULL, *target = NULL, *loss = NULL;
+    const char *model = NULL, *on_nan = NULL, *precision = NULL, *target = NULL, *loss = NULL, *max_ram = NULL;
     int patch, dec_dim, dec_depth, dec_heads, norm_pix, img, chans;
     float mask_ratio, dist_timeout;
     int64_t seed;
@@ -78,6 +79,8 @@ int cmd_pretrain(int argc, char** argv) {
         {"save-every", FLAG_INT, &a.save_every, "500", 0, 1 << 30, "checkpoint every N steps (and at the end)"},
         {"log-every", FLAG_INT, &a.log_every, "10", 1, 1 << 30, "metrics/progress every N steps"},
         {"keep", FLAG_INT, &a.keep, "2", 0, 1 << 20, "checkpoints kept (0: all)"},
+        {"max-ram", FLAG_STR, &max_ram, "", 0, 0, "refuse to start when the memory estimate (printed at start) exceeds this, e.g. 8G, 512M (the machine's RAM is always a limit)"},
+        {"io-retries", FLAG_INT, &a.io_retries, "0", 0, 1000, "retry a failed checkpoint write (full disk, I/O error) N times, waiting 1, 2, 4 .. s (0: stop at once, keeping the previous checkpoint)"},
         {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint"},
         {"stop-at", FLAG_I64, &a.stop_at, "0", 0, 1e15, "stop after this step with a checkpoint (0: run to the end)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
@@ -131,6 +134,7 @@ int cmd_pretrain(int argc, char** argv) {
     if (a.val_data && !a.val_data[0]) a.val_data = NULL;
     if (chans == 0 && a.data && strstr(a.data, ".idx")) a.model.in_chans = 3;
     a.seed = (uint64_t)seed;
+    if (max_ram && mim_parse_size(max_ram, &a.max_ram)) { fprintf(stderr, "error: --max-ram: %s\n", mim_err_msg()); return 2; }
     if (!strcmp(on_nan, "skip")) a.on_nan = 1;
     else if (strcmp(on_nan, "stop") != 0) { fprintf(stderr, "error: --on-nan must be stop or skip, got '%s'\n", on_nan); return 2; }
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;

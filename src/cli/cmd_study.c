@@ -3,6 +3,7 @@
 #include "cli/flags.h"
 #include "core/check.h"
 #include "study/study.h"
+#include "train/signals.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -13,12 +14,13 @@ static const char* usage_text =
     "       mimscale study report STUDY.json [--out DIR]\n"
     "A scaling study: data subsets x models x targets x seeds, each pre-trained (mimscale pretrain)\n"
     "and evaluated (knn, linprobe, finetune, scratch baseline); one row per run in DIR/results.jsonl\n"
-    "and DIR/results.csv. Re-running skips finished runs and resumes interrupted ones. The study\n"
+    "and DIR/results.csv. Re-running skips finished runs and resumes interrupted ones (SIGTERM /\n"
+    "SIGINT stop the running step with a checkpoint and exit 4). The study\n"
     "file format is in docs/study.md; examples in studies/.";
 
 int cmd_study(int argc, char** argv) {
     const char *out = NULL, *bin = NULL;
-    int dry = 0, retry = 0, quiet = 0, max_runs = 0;
+    int dry = 0, retry = 0, quiet = 0, max_runs = 0, io_retries = 0;
     float gflops = 0;
     flag f[] = {
         {"out", FLAG_STR, &out, "", 0, 0, "study folder (default runs/study-<name>)"},
@@ -27,6 +29,7 @@ int cmd_study(int argc, char** argv) {
         {"gflops", FLAG_FLOAT, &gflops, "0", 0, 1e9, "training speed for estimates (0: measured from finished runs, else the study's estimate.gflops)"},
         {"max-runs", FLAG_INT, &max_runs, "0", 0, 1 << 30, "run: stop after this many runs (0: all)"},
         {"mimscale", FLAG_STR, &bin, "", 0, 0, "binary that runs the steps (default $MIMSCALE_BIN, else this one)"},
+        {"io-retries", FLAG_INT, &io_retries, "0", 0, 1000, "run: retry a failed results write (full disk, I/O error) N times before stopping"},
         {"quiet", FLAG_BOOL, &quiet, "0", 0, 1, "no progress lines"},
     };
     const char* pos[2];
@@ -40,7 +43,8 @@ int cmd_study(int argc, char** argv) {
     mim_study s;
     if (mim_study_load(&s, pos[1])) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 2; }
     mim_study_opts o = {.out = out, .bin = bin, .dry_run = dry, .retry_failed = retry, .quiet = quiet,
-                        .gflops = gflops, .max_runs = max_runs};
+                        .gflops = gflops, .max_runs = max_runs, .io_retries = io_retries};
+    if (!strcmp(pos[0], "run") && !dry) mim_signals_install();   // SIGTERM / SIGINT: stop the running child, exit 4
     rc = !strcmp(pos[0], "run") ? mim_study_run_all(&s, &o) : mim_study_report(&s, &o);
     if (rc < 0) fprintf(stderr, "error: %s\n", mim_err_msg());
     mim_study_free(&s);

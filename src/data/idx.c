@@ -17,6 +17,29 @@ static int read_exact(gzFile f, void* buf, size_t n, const char* path) {
     return 0;
 }
 
+// Reads exactly n bytes into a buffer that grows with the data actually read
+// (doubling from 1 MB), so a header claiming more than the file holds fails
+// as truncated after at most twice the real data, not with a huge malloc.
+// gzip inflates up to ~1000x, so the file size alone would not bound n.
+static int read_grown(gzFile f, uint8_t** out, size_t n, const char* path) {
+    size_t cap = n < ((size_t)1 << 20) ? n : ((size_t)1 << 20), got = 0;
+    uint8_t* buf = mim_malloc(cap ? cap : 1);
+    if (!buf) return MIM_ENOMEM;
+    while (got < n) {
+        if (got == cap) {
+            size_t nc = cap > n / 2 ? n : 2 * cap;
+            uint8_t* nb = realloc(buf, nc);
+            if (!nb) { free(buf); return mim_err(MIM_ENOMEM, "%s: out of memory (%zu bytes)", path, nc); }
+            buf = nb; cap = nc;
+        }
+        int rc = read_exact(f, buf + got, cap - got, path);
+        if (rc) { free(buf); return rc; }
+        got = cap;
+    }
+    *out = buf;
+    return 0;
+}
+
 static uint32_t be32(const uint8_t* b) { return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]; }
 
 // Reads the header of an unsigned-byte IDX file with `ndim` dims into dims.
@@ -45,9 +68,7 @@ int mim_idx_load(mim_idx* out, const char* images_path, const char* labels_path)
     size_t n;
     if (!mim_mul_ok((size_t)d[0], (size_t)d[1] * d[2], &n)) { gzclose(f); return mim_err(MIM_EFORMAT, "%s: size overflow", images_path); }
     out->n = d[0]; out->h = (int)d[1]; out->w = (int)d[2];
-    out->pixels = mim_malloc(n);
-    if (!out->pixels) { gzclose(f); return MIM_ENOMEM; }
-    rc = read_exact(f, out->pixels, n, images_path);
+    rc = read_grown(f, &out->pixels, n, images_path);
     gzclose(f);
     if (rc) { mim_idx_free(out); return rc; }
     if (!labels_path) return 0;
@@ -69,6 +90,19 @@ int mim_idx_load(mim_idx* out, const char* images_path, const char* labels_path)
     free(raw);
     if (rc) mim_idx_free(out);
     return rc;
+}
+
+int mim_idx_peek(const char* images_path, int64_t* n, int* h, int* w) {
+    gzFile f = gzopen(images_path, "rb");
+    if (!f) return mim_err(MIM_EIO, "cannot open %s: %s", images_path, strerror(errno ? errno : ENOENT));
+    uint32_t d[3];
+    int rc = read_header(f, images_path, 3, d);
+    gzclose(f);
+    if (rc) return rc;
+    if (d[1] > 65536 || d[2] > 65536 || d[0] > (1u << 28))
+        return mim_err(MIM_EFORMAT, "%s: implausible dimensions %u x %u x %u", images_path, d[0], d[1], d[2]);
+    *n = d[0]; *h = (int)d[1]; *w = (int)d[2];
+    return 0;
 }
 
 int mim_idx_load_dir(mim_idx* out, const char* dir, const char* split) {

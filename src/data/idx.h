@@ -19,6 +19,8 @@ int mim_idx_load(mim_idx* out, const char* images_path, const char* labels_path)
 // "t10k" (the file names of Debian's dataset-fashion-mnist).
 int mim_idx_load_dir(mim_idx* out, const char* dir, const char* split);
 void mim_idx_free(mim_idx* d);
+// The image count and size of an images file from its header alone.
+int mim_idx_peek(const char* images_path, int64_t* n, int* h, int* w);
 
 // Where Debian's dataset-fashion-mnist installs the files.
 #define MIM_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"

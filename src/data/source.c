@@ -87,6 +87,40 @@ static int open_index(mim_source* s) {
     return mim_loader_open(&s->loader, &lc);
 }
 
+int mim_source_estimate(const mim_source_config* cfg, uint64_t* bytes, int* c, int* h, int* w) {
+    struct stat st;
+    if (stat(cfg->path, &st) != 0) return mim_err(MIM_EIO, "cannot open %s: no such file or folder", cfg->path);
+    uint64_t B = (uint64_t)(cfg->batch > 0 ? cfg->batch : 1);
+    if (S_ISDIR(st.st_mode)) {
+        char p[4096];
+        const char* split = cfg->split ? cfg->split : "train";
+        snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", cfg->path, split);
+        int64_t n;
+        int ih, iw;
+        int rc = mim_idx_peek(p, &n, &ih, &iw);
+        if (rc) return rc;
+        *c = cfg->channels ? cfg->channels : 1;
+        *h = cfg->height ? cfg->height : ih;
+        *w = cfg->width ? cfg->width : iw;
+        // pixels, int32 labels, uint32 order; per thread an augmentation scratch of a few planes
+        uint64_t b = (uint64_t)n * ((uint64_t)ih * iw + 8) + (uint64_t)omp_get_max_threads() * (uint64_t)ih * iw * 16;
+        int64_t tn;
+        snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", cfg->path);
+        if (strcmp(split, "train") && mim_idx_peek(p, &tn, &ih, &iw) == 0)
+            b += (uint64_t)tn * ((uint64_t)ih * iw + 4);   // read for the statistics, then freed
+        *bytes = b;
+        return 0;
+    }
+    if (!cfg->channels || !cfg->height || !cfg->width)
+        return mim_err(MIM_EARG, "%s: an index source needs the image size (channels, height, width)", cfg->path);
+    *c = cfg->channels; *h = cfg->height; *w = cfg->width;
+    // the loader's ring (mim_loader_open: 2 + threads / 4 batches) and per
+    // decode worker an allowance for a decoded web image and its resize
+    int threads = cfg->threads > 0 ? cfg->threads : 2, R = 2 + threads / 4;
+    *bytes = (uint64_t)R * B * ((uint64_t)*c * *h * *w * 4 + 4) + (uint64_t)threads * (16u << 20);
+    return 0;
+}
+
 int mim_source_open(mim_source** out, const mim_source_config* cfg) {
     *out = NULL;
     if (cfg->batch < 1) return mim_err(MIM_EARG, "batch must be >= 1");
@@ -133,7 +167,7 @@ int mim_source_num_classes(mim_source* s) {
     if (mim_index_open(&ix, s->cfg.path) == 0) {
         for (uint64_t i = 0; i < mim_index_count(ix); i++) {
             const mim_index_record* r = mim_index_get(ix, i);
-            if (r->label + 1 > s->num_classes) s->num_classes = r->label + 1;
+            if (r->label >= 0 && r->label <= MIM_MAX_LABEL && r->label + 1 > s->num_classes) s->num_classes = r->label + 1;
         }
         mim_index_close(ix);
     }

@@ -27,18 +27,28 @@ typedef struct {
     int threads;             // decode workers for index sources
 } mim_source_config;
 
-typedef struct { int64_t epoch, index; } mim_source_pos;   // index: samples into the epoch
+typedef struct { int64_t epoch, index; } mim_source_pos;
+
+// Labels above this are taken as corrupt (a class count from them would size
+// the heads): mim_source_num_classes ignores them and the evaluations refuse them.
+#define MIM_MAX_LABEL ((1 << 24) - 1)   // index: samples into the epoch
 
 typedef struct mim_source mim_source;
 
 // 0 or a negative MIM_E* code with mim_err_msg() naming the file.
 int mim_source_open(mim_source** out, const mim_source_config* cfg);
+// What opening cfg will hold in memory, from file headers alone (nothing is
+// loaded): IDX images, labels and order (plus the training split, read for
+// the normalisation statistics of another split), or the loader's batch ring
+// plus an allowance of 16 MiB per decode worker for decoded images. *c, *h,
+// *w get the geometry the source will deliver. 0 or a negative code.
+int mim_source_estimate(const mim_source_config* cfg, uint64_t* bytes, int* c, int* h, int* w);
 void mim_source_close(mim_source* s);
 // Samples in one epoch of this rank (the set's size / world) and full batches per epoch.
 int64_t mim_source_size(const mim_source* s);
 int64_t mim_source_batches_per_epoch(const mim_source* s);
 void mim_source_geometry(const mim_source* s, int* c, int* h, int* w);
-int mim_source_num_classes(mim_source* s);   // max label + 1 (0 if unlabelled); index: one scan
+int mim_source_num_classes(mim_source* s);   // max label + 1 (0 if unlabelled; labels > MIM_MAX_LABEL ignored); index: one scan
 // Fills the next batch: imgs (B, C, H, W), labels (B) or NULL.
 int mim_source_next(mim_source* s, float* imgs, int32_t* labels);
 mim_source_pos mim_source_get_position(const mim_source* s);

@@ -208,12 +208,18 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
         done_n += r;
         if (!quiet) progress_show(&pr, done_n - lo);
     }
-    for (int64_t i = lo; i < hi; i++)
+    for (int64_t i = lo; i < hi; i++) {
         if (out->labels[i - lo] < 0) {
             rc = mim_err(MIM_EFORMAT, "%s: sample %lld has no label (kNN and the linear probe need labelled data)",
                          src->path, (long long)i);
             goto agree;
         }
+        if (out->labels[i - lo] > MIM_MAX_LABEL) {
+            rc = mim_err(MIM_EFORMAT, "%s: sample %lld has label %d, beyond any class count (corrupt .cls?)", src->path,
+                         (long long)i, out->labels[i - lo]);
+            goto agree;
+        }
+    }
     for (size_t i = 0; i < (size_t)(hi - lo) * D; i++)
         if (!isfinite(out->x[i])) {
             rc = mim_err(MIM_EFORMAT, "%s: non-finite feature (sample %lld)", src->path, (long long)(lo + (int64_t)(i / D)));

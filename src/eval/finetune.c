@@ -14,6 +14,10 @@
 #include "train/mixup.h"
 #include "train/optim.h"
 #include "train/safetensors.h"
+#include "train/signals.h"
+#include "core/fault.h"
+#include "core/mem.h"
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -304,6 +308,117 @@ int mim_vit_layer_id(const char* name, int depth) {
     return depth + 1;
 }
 
+// The settings a resume must match (not threads, quiet, resume, keep, ...).
+static char* args_json(const mim_finetune_args* a, const mim_config* c) {
+    cJSON* j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "init", a->init_random ? "random" : (a->ckpt ? a->ckpt : ""));
+    cJSON_AddStringToObject(j, "model", c->name);
+    cJSON_AddNumberToObject(j, "img_h", c->img_h); cJSON_AddNumberToObject(j, "img_w", c->img_w);
+    cJSON_AddNumberToObject(j, "in_chans", c->in_chans); cJSON_AddNumberToObject(j, "patch", c->patch);
+    cJSON_AddNumberToObject(j, "dim", c->dim); cJSON_AddNumberToObject(j, "depth", c->depth);
+    cJSON_AddNumberToObject(j, "heads", c->heads);
+    cJSON_AddStringToObject(j, "data", a->data ? a->data : "");
+    cJSON_AddStringToObject(j, "data_split", a->data_split ? a->data_split : "");
+    cJSON_AddStringToObject(j, "subset", a->subset ? a->subset : "");
+    cJSON_AddStringToObject(j, "eval_data", a->eval_data ? a->eval_data : "");
+    cJSON_AddStringToObject(j, "eval_split", a->eval_split ? a->eval_split : "");
+    cJSON_AddNumberToObject(j, "batch", a->batch); cJSON_AddNumberToObject(j, "accum", a->accum);
+    cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
+    cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
+    cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
+    cJSON_AddNumberToObject(j, "weight_decay", a->weight_decay); cJSON_AddNumberToObject(j, "layer_decay", a->layer_decay);
+    cJSON_AddNumberToObject(j, "drop_path", a->drop_path); cJSON_AddNumberToObject(j, "smoothing", a->smoothing);
+    cJSON_AddNumberToObject(j, "mixup", a->mixup); cJSON_AddNumberToObject(j, "cutmix", a->cutmix);
+    cJSON_AddNumberToObject(j, "reprob", a->reprob);
+    cJSON_AddStringToObject(j, "aa", a->aa ? a->aa : "");
+    cJSON_AddNumberToObject(j, "global_pool", a->global_pool);
+    cJSON_AddNumberToObject(j, "seed", (double)a->seed);
+    char* s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+// Accuracies so far and the running training loss, as the checkpoint's
+// "engine" metadata (%.17g: a resumed run prints the same numbers).
+static void engine_format(char* buf, size_t cap, const mim_finetune_result* res, double loss_acc, int nloss) {
+    snprintf(buf, cap, "{\"best_top1\": %.9g, \"top1\": %.9g, \"top5\": %.9g, \"loss_acc\": %.17g, \"nloss\": %d}",
+             res->best_top1, res->top1, res->top5, loss_acc, nloss);
+}
+
+static int engine_parse(const char* js, mim_finetune_result* res, double* loss_acc, int* nloss) {
+    cJSON* j = cJSON_Parse(js);
+    const char* keys[] = {"best_top1", "top1", "top5", "loss_acc", "nloss"};
+    double v[5];
+    int ok = j != NULL;
+    for (int k = 0; k < 5 && ok; k++) {
+        const cJSON* x = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
+        ok = cJSON_IsNumber(x);
+        if (ok) v[k] = x->valuedouble;
+    }
+    cJSON_Delete(j);
+    if (!ok) return -1;
+    res->best_top1 = (float)v[0]; res->top1 = (float)v[1]; res->top5 = (float)v[2];
+    *loss_acc = v[3]; *nloss = (int)v[4];
+    return 0;
+}
+
+// What fine-tuning with this batch will hold: the encoder (mim_mae_bytes),
+// AdamW's moments, the head for up to 1000 classes (its parameters,
+// gradients, moments and activations), the batch buffers and the training
+// and evaluation sources. 0 for an invalid config (mim_mae_init says why).
+static uint64_t finetune_need(const mim_config* c, int batch, const mim_source_config* sc, const mim_source_config* ec,
+                              char* detail, size_t cap) {
+    mim_mae_mem mm;
+    if (!mim_mae_bytes(c, batch, &mm)) return 0;
+    uint64_t data = 0, b;
+    int x, y, z;
+    mim_source_config t = *sc;
+    t.batch = batch;
+    if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
+    t = *ec;
+    t.batch = batch;
+    if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
+    uint64_t D = (uint64_t)c->dim, K = 1000, B = (uint64_t)batch, T = (uint64_t)mim_config_num_patches(c) + 1;
+    uint64_t head = 4 * (2 * D + K * D + K) * 4 + (B * (4 * D + 2 + 5 * K) + B * T * D) * 4;
+    uint64_t optim = 2 * (uint64_t)mm.num_floats * sizeof(float);
+    uint64_t per = (uint64_t)c->in_chans * c->img_h * c->img_w;
+    uint64_t bufs = B * (per * 4 + 4) + per * 3 * (uint64_t)omp_get_max_threads();
+    char s1[32], s2[32], s3[32], s4[32];
+    mim_format_bytes((double)(mm.acts + mm.scratch + bufs + head), s1, sizeof s1);
+    mim_format_bytes((double)(mm.params + mm.grads), s2, sizeof s2);
+    mim_format_bytes((double)optim, s3, sizeof s3);
+    mim_format_bytes((double)data, s4, sizeof s4);
+    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW %s, data %s", s1, batch, s2, s3, s4);
+    return mm.total + optim + head + bufs + data;
+}
+
+static int finetune_memory(const mim_finetune_args* a, const mim_config* c, const mim_source_config* sc,
+                           const mim_source_config* ec) {
+    char detail[512], d2[512], what[64], hint[160];
+    uint64_t need = finetune_need(c, a->batch, sc, ec, detail, sizeof detail);
+    if (!need) return 0;
+    if (!a->quiet) {
+        char n[32];
+        mim_format_bytes((double)need, n, sizeof n);
+        fprintf(stderr, "memory: ~%s (%s)\n", n, detail);
+    }
+    uint64_t limit = mim_phys_ram();
+    if (a->max_ram > 0 && (limit == 0 || a->max_ram < limit)) limit = a->max_ram;
+    if (limit == 0 || need <= limit) return 0;
+    int b = 1;   // the largest power of two below the batch that fits
+    while (2 * b < a->batch) b *= 2;
+    while (b > 1 && finetune_need(c, b, sc, ec, d2, sizeof d2) > limit) b /= 2;
+    if (b < a->batch && finetune_need(c, b, sc, ec, d2, sizeof d2) <= limit) {
+        int acc = a->accum * ((a->batch + b - 1) / b);
+        snprintf(hint, sizeof hint, "try --batch %d --accum %d (effective batch %lld, now %lld)", b, acc, (long long)b * acc,
+                 (long long)a->batch * a->accum);
+    } else {
+        snprintf(hint, sizeof hint, "even batch 1 does not fit: pick a smaller model or raise the limit");
+    }
+    snprintf(what, sizeof what, "finetune with batch %d", a->batch);
+    return mim_mem_check(need, a->max_ram, what, detail, hint);
+}
+
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     memset(res, 0, sizeof *res);
     const mim_dist* d = mim_dist_get();
@@ -332,6 +447,15 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     ec.split = a->eval_split ? a->eval_split : "t10k";
     ec.subset = NULL;
     mim_source* src = NULL;
+    uint64_t eb;
+    int gc, gh, gw;
+    if (mim_source_estimate(&sc, &eb, &gc, &gh, &gw) == 0) {   // the memory estimate, before allocating
+        mim_config ce = c;
+        ce.in_chans = gc; ce.img_h = gh; ce.img_w = gw;
+        mim_source_config e2 = ec;
+        e2.channels = gc; e2.height = gh; e2.width = gw;
+        if ((rc = finetune_memory(a, &ce, &sc, &e2))) return rc;
+    }
     if ((rc = mim_source_open(&src, &sc))) return rc;
     mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);
     sc.channels = ec.channels = c.in_chans; sc.height = ec.height = c.img_h; sc.width = ec.width = c.img_w;
@@ -341,6 +465,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     head h = {0};
     mim_adamw opt = {0}, hopt = {0};
     mim_randaug ra;
+    char* aj = NULL;
     float *imgs = NULL, *pimgs = NULL, *lr_scale = NULL;
     uint8_t *decay = NULL, *u8 = NULL;
     int32_t *labels = NULL, *plabels = NULL;
@@ -386,12 +511,46 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     }
     if (!imgs || !labels || !u8 || !dp_seeds) { rc = MIM_ENOMEM; goto done; }
     if (mkdir(a->out, 0755) != 0 && errno != EEXIST) { rc = mim_err(MIM_EIO, "cannot create %s: %s", a->out, strerror(errno)); goto done; }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", a->out);
-    if (d->rank == 0 && !(mf = fopen(path, "w"))) { rc = mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); goto done; }
-
     int64_t spe = mim_source_batches_per_epoch(src) / a->accum;
     if (spe < 1) { rc = mim_err(MIM_EARG, "batch %d x accum %d is larger than the data set", a->batch, a->accum); goto done; }
+
+    // Resume: encoder, head, both AdamW states, data position, accuracies.
+    mim_ckpt_extra hx = {h.table, H_N, h.params, &hopt};
+    mim_train_state st;
+    memset(&st, 0, sizeof st);
+    aj = args_json(a, &c);
+    if (!aj) { rc = mim_err(MIM_ENOMEM, "out of memory"); goto done; }
+    int64_t step0 = 0;
+    double loss_acc = 0;
+    int nloss = 0;
+    res->best_top1 = -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", a->out);
+    if (a->resume) {
+        int stale = mim_ckpt_clean_stale(a->out);
+        if (stale && !a->quiet) fprintf(stderr, "resume: removed %d temp file(s) of an interrupted checkpoint write\n", stale);
+        rc = mim_ckpt_load_run_ex(a->out, &m, &opt, &hx, &st);
+        if (rc == MIM_ENOTFOUND) {
+            if (!a->quiet) fprintf(stderr, "resume: %s has no checkpoint yet, starting fresh\n", a->out);
+            rc = 0;
+        } else if (rc) {
+            goto done;
+        } else if (strcmp(st.args_json, aj) != 0) {
+            rc = mim_err(MIM_EARG, "cannot resume %s: its settings differ from this command's\n  saved: %s\n  now:   %s",
+                         a->out, st.args_json, aj);
+            goto done;
+        } else if (engine_parse(st.engine_json, res, &loss_acc, &nloss)) {
+            rc = mim_err(MIM_EFORMAT, "%s: the latest checkpoint lacks the fine-tuning state (metadata \"engine\")", a->out);
+            goto done;
+        } else {
+            step0 = st.step;
+            if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index}))) goto done;
+            mim_ckpt_metrics_truncate(path, step0);
+            if (!a->quiet) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step0);
+        }
+    }
+    snprintf(st.args_json, sizeof st.args_json, "%s", aj);
+    if (d->rank == 0 && !(mf = fopen(path, step0 > 0 ? "a" : "w"))) { rc = mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); goto done; }
     int64_t total = a->steps > 0 ? a->steps : (int64_t)ceil(a->epochs * spe);
     int64_t warmup = (int64_t)(a->warmup_epochs * spe);
     if (warmup > total) warmup = total;
@@ -409,21 +568,27 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                 c.name, a->init_random ? " (from scratch)" : "", c.img_h, c.img_w, c.in_chans, K, (long long)total,
                 (long long)spe, a->batch, a->accum, d->world, lr, a->layer_decay, a->drop_path, a->mixup, a->cutmix,
                 use_ra ? a->aa : "no RandAugment", omp_get_max_threads(), mim_mae_precision_name(&m));
-    double t0 = now_s(), loss_acc = 0;
-    int nloss = 0;
+    double t0 = now_s();
     char best_path[4200], last_path[4200];
     snprintf(best_path, sizeof best_path, "%s/checkpoint-best.safetensors", a->out);
     snprintf(last_path, sizeof last_path, "%s/checkpoint-last.safetensors", a->out);
-    res->best_top1 = -1;
+    res->steps = step0;
     mim_dist_stats_reset();
-    for (int64_t step = 0; step < total; step++) {
+    for (int64_t step = step0; step < total; step++) {
         mim_dist_context("finetune", step + 1);
         hp.lr = mim_lr_at(step, total, warmup, lr, a->min_lr);
         mim_mae_zero_grad(&m);
         memset(h.grads, 0, sizeof(float) * h.n);
         double step_loss = 0;
         for (int k = 0; k < a->accum; k++) {
-            if ((rc = mim_source_next(src, imgs, labels)) && d->world > 1) {   // the others wait in a collective
+            if ((rc = mim_source_next(src, imgs, labels)) == 0)
+                for (int b = 0; b < a->batch; b++)   // the targets index by label: a data error, not a CHECK
+                    if (labels[b] < 0 || labels[b] >= K) {
+                        rc = mim_err(MIM_EFORMAT, "%s: a training sample has label %d, outside the %d classes (unlabelled "
+                                     "or corrupt sample; fine-tuning needs every sample labelled)", a->data, labels[b], K);
+                        break;
+                    }
+            if (rc && d->world > 1) {   // the others wait in a collective
                 fprintf(stderr, "rank %d: error: %s\n", d->rank, mim_err_msg());
                 mim_dist_abort(1);
             }
@@ -508,7 +673,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             double t = now_s();
             fprintf(stderr, "\rstep %lld/%lld | loss %.4f | lr %.3g | %.1f img/s   ", (long long)(step + 1),
                     (long long)total, loss_acc / (nloss ? nloss : 1), hp.lr,
-                    (double)(step + 1) * per_step / (t - t0));
+                    (double)(step + 1 - step0) * per_step / (t - t0));
         }
         if (do_eval) {
             float t1, t5;
@@ -534,6 +699,36 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             loss_acc = 0; nloss = 0;
         }
         res->steps = step + 1;
+        // the run checkpoint: every save_every steps (0: each epoch), at the
+        // end, on SIGUSR1, and before stopping on SIGTERM / SIGINT
+        int stop = mim_signals_stop_requested(), want = mim_signals_take_checkpoint();
+        if (d->world > 1) {   // every rank takes the same decision (rank 0 may alone have seen the signal)
+            stop = (int)mim_dist_allreduce_max_i64(stop);
+            want = (int)mim_dist_allreduce_max_i64(want);
+        }
+        int due = a->save_every > 0 ? (step + 1) % a->save_every == 0 : end_of_epoch;
+        if (due || step + 1 == total || stop || want) {
+            mim_source_pos pos = mim_source_get_position(src);
+            st.step = step + 1; st.data_epoch = pos.epoch; st.data_index = pos.index;
+            engine_format(st.engine_json, sizeof st.engine_json, res, loss_acc, nloss);
+            if (d->rank == 0)
+                for (int t = 0; (rc = mim_ckpt_save_run_ex(a->out, &m, &opt, &hx, &st, a->keep)) == MIM_EIO &&
+                                mim_retry_wait(t, a->io_retries, "checkpoint write", mim_err_msg()); t++) {}
+            if (d->world > 1 && mim_dist_allreduce_max_i64(rc != 0) && !rc)   // rank 0's write failed: all stop
+                rc = mim_err(MIM_EIO, "rank 0 could not write the checkpoint");
+            if (rc) {
+                char why[700];
+                snprintf(why, sizeof why, "%s", mim_err_msg());
+                rc = mim_err(rc, "checkpoint of step %lld not written: %s; the previous checkpoint is intact "
+                             "(continue with --resume)", (long long)(step + 1), why);
+                goto done;
+            }
+        }
+        if (stop) {
+            rc = mim_err(MIM_FINETUNE_STOPPED, "stopped by signal %d after step %lld; checkpoint written, "
+                         "continue with --resume", stop, (long long)(step + 1));
+            goto done;
+        }
     }
     if (loud && d->world > 1 && res->steps > 0) {
         mim_dist_stats ds;
@@ -546,6 +741,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
 done:
     res->seconds = now_s() - t_start;
     if (mf) fclose(mf);
+    free(aj);
     free(imgs); free(labels); free(pimgs); free(plabels); free(dp_seeds); free(u8); free(lr_scale); free(decay);
     mim_adamw_free(&opt); mim_adamw_free(&hopt);
     head_free(&h);

@@ -29,8 +29,14 @@ typedef struct {
     int global_pool;           // 1: mean of patch tokens + fc_norm (MAE default); 0: cls token
     uint64_t seed;
     int threads, data_threads;
-    const char* out;           // run folder: metrics.jsonl, checkpoint-{best,last}.safetensors
+    const char* out;           // run folder: metrics.jsonl, checkpoint-{best,last}.safetensors,
+                               // run checkpoints ckpt-<step>/ + latest (train/checkpoint.h)
     int log_every;             // also a metrics row (step, loss, lr) every N steps (0: per epoch only)
+    int save_every;            // steps between run checkpoints (0: each epoch); also at the end
+    int keep;                  // run checkpoints kept (0: all)
+    int resume;                // continue from out's latest run checkpoint (fresh start if none)
+    int io_retries;            // retries of a failed checkpoint write (full disk, EIO) before stopping
+    uint64_t max_ram;          // bytes the run may hold (0: only the machine's RAM), checked before allocating
     int quiet;
     int precision, bf16_backend;   // encoder linears (mim_mae_set_precision); the head stays fp32
 } mim_finetune_args;
@@ -49,6 +55,12 @@ typedef struct {
 // global batch with sample Bg-1-b, fetched from the rank that holds it, so N
 // ranks x batch B/N train like 1 x B. Evaluation is split over the ranks and
 // the counts summed; rank 0 writes the files. res is the same on every rank.
+// Returns 0, a negative MIM_E* code with mim_err_msg(), or
+// MIM_FINETUNE_STOPPED when SIGTERM / SIGINT stopped it after writing a
+// checkpoint (train/signals.h; the CLI installs the handlers). SIGUSR1 writes
+// a checkpoint and goes on. A resumed run ends with the same weights and
+// accuracies as an uninterrupted one (same thread count).
+#define MIM_FINETUNE_STOPPED 4
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res);
 
 // Bicubic resize of a position-embedding grid, as torch.nn.functional.

@@ -150,7 +150,10 @@ static void carve_scratch(mim_mae* m, carver* c) {
     if (k->dec_dim) m->s_dpred = carve(c, B * m->Td * m->Pt);
 }
 
-int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
+// Geometry, parameter table, the small per-block arrays, and the float
+// counts of the activation and scratch blocks for batches up to max_batch:
+// the one size computation behind mim_mae_init and mim_mae_bytes.
+static int mae_plan(mim_mae* m, const mim_config* cfg, int max_batch, size_t* nact, size_t* nscr) {
     memset(m, 0, sizeof *m);
     int rc = mim_config_validate(cfg);
     if (rc) return rc;
@@ -163,26 +166,37 @@ int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
     m->P = m->K = mim_config_patch_dim(cfg);
     m->Pt = mim_config_target_dim(cfg);
     build_table(m);
-    m->params = mim_calloc(m->num_floats, sizeof(float));
-    m->grads = mim_calloc(m->num_floats, sizeof(float));
     m->w.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_block_w));
     m->w.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_w));
     m->g.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_block_w));
     m->g.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_w));
     m->enc = mim_calloc(cfg->depth + 1, sizeof(mim_block_acts));
     m->dec = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_acts));
-    if (!m->params || !m->grads || !m->w.blocks || !m->w.dblocks || !m->g.blocks || !m->g.dblocks || !m->enc || !m->dec) {
+    if (!m->w.blocks || !m->w.dblocks || !m->g.blocks || !m->g.dblocks || !m->enc || !m->dec) {
+        mim_mae_free(m);
+        return MIM_ENOMEM;
+    }
+    carver c = {0};
+    carve_acts(m, &c);
+    *nact = c.used;
+    c = (carver){0};
+    carve_scratch(m, &c);
+    *nscr = c.used;
+    return 0;
+}
+
+int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
+    size_t nact, nscr;
+    int rc = mae_plan(m, cfg, max_batch, &nact, &nscr);
+    if (rc) return rc;
+    m->params = mim_calloc(m->num_floats, sizeof(float));
+    m->grads = mim_calloc(m->num_floats, sizeof(float));
+    if (!m->params || !m->grads) {
         mim_mae_free(m);
         return MIM_ENOMEM;
     }
     bind_weights(m, &m->w, m->params);
     bind_weights(m, &m->g, m->grads);
-    carver c = {0};
-    carve_acts(m, &c);
-    size_t nact = c.used;
-    c = (carver){0};
-    carve_scratch(m, &c);
-    size_t nscr = c.used;
     m->act_mem = mim_calloc(nact, sizeof(float));
     m->scratch_mem = mim_calloc(nscr, sizeof(float));
     if (!m->act_mem || !m->scratch_mem) {
@@ -191,11 +205,30 @@ int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
         mim_mae_free(m);
         return MIM_ENOMEM;
     }
-    c = (carver){m->act_mem, 0};
+    carver c = {m->act_mem, 0};
     carve_acts(m, &c);
     c = (carver){m->scratch_mem, 0};
     carve_scratch(m, &c);
     return 0;
+}
+
+size_t mim_mae_bytes(const mim_config* cfg, int max_batch, mim_mae_mem* parts) {
+    mim_mae* m = malloc(sizeof *m);   // the parameter table is large for the stack
+    if (!m) { mim_err(MIM_ENOMEM, "out of memory"); return 0; }
+    size_t nact, nscr;
+    if (mae_plan(m, cfg, max_batch, &nact, &nscr)) { free(m); return 0; }
+    mim_mae_mem p;
+    p.params = p.grads = m->num_floats * sizeof(float);
+    p.acts = nact * sizeof(float);
+    p.scratch = nscr * sizeof(float);
+    size_t nblk = (size_t)(cfg->depth + 1) + (size_t)(cfg->dec_depth + 1);
+    p.other = nblk * (2 * sizeof(mim_block_w) + sizeof(mim_block_acts));
+    p.total = p.params + p.grads + p.acts + p.scratch + p.other;
+    p.num_floats = m->num_floats;
+    mim_mae_free(m);
+    free(m);
+    if (parts) *parts = p;
+    return p.total;
 }
 
 void mim_mae_free(mim_mae* m) {

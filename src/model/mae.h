@@ -118,6 +118,20 @@ typedef struct {
 // Builds the parameter table and allocates all buffers for batches up to
 // max_batch. Returns 0, MIM_EARG (invalid config) or MIM_ENOMEM.
 int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch);
+
+// What mim_mae_init(cfg, max_batch) allocates, in bytes, computed by the
+// same code without allocating it (for memory limits checked up front).
+typedef struct {
+    size_t params, grads;  // parameter floats x 4, each
+    size_t acts;           // saved activations for max_batch
+    size_t scratch;        // backward scratch for max_batch
+    size_t other;          // per-block pointer arrays
+    size_t total;
+    size_t num_floats;     // parameter count (an optimizer's state is a multiple of it)
+} mim_mae_mem;
+// Returns parts->total (parts may be NULL), or 0 for an invalid config
+// (mim_err_msg() says why).
+size_t mim_mae_bytes(const mim_config* cfg, int max_batch, mim_mae_mem* parts);
 void mim_mae_free(mim_mae* m);
 // MAE's initialisation from a seed: xavier_uniform linears (patch embedding
 // viewed as 2-D), zero linear biases (the patch-embedding bias keeps

@@ -2,6 +2,7 @@
 // CSV regenerated from it. See results.h.
 #include "study/results.h"
 #include "core/check.h"
+#include "core/fault.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -72,6 +73,7 @@ int mim_results_append(const char* path, const cJSON* row) {
     size_t n = strlen(s);
     char* buf = malloc(n + 2);
     if (!buf) { free(s); return mim_err(MIM_ENOMEM, "out of memory"); }
+    const char* id = row_id(row);
     int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int rc = 0;
     if (fd < 0) { rc = mim_err(MIM_EIO, "cannot open %s: %s", path, strerror(errno)); goto out; }
@@ -79,16 +81,26 @@ int mim_results_append(const char* path, const cJSON* row) {
     // the new row starts on a line of its own.
     size_t off = 0;
     struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+    off_t size0 = -1;
+    if (fstat(fd, &st) == 0) size0 = st.st_size;
+    if (size0 > 0) {
         char last = '\n';
-        if (pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') buf[off++] = '\n';
+        if (pread(fd, &last, 1, size0 - 1) == 1 && last != '\n') buf[off++] = '\n';
     }
     memcpy(buf + off, s, n);
     off += n;
     buf[off++] = '\n';
-    ssize_t w = write(fd, buf, off);
-    if (w != (ssize_t)off) rc = mim_err(MIM_EIO, "write %s failed: %s", path, w < 0 ? strerror(errno) : "short write");
-    else if (fsync(fd) != 0) rc = mim_err(MIM_EIO, "fsync %s failed: %s", path, strerror(errno));
+    int e = 0;
+    ssize_t w = mim_fault_write() ? -1 : write(fd, buf, off);
+    if (w != (ssize_t)off) e = w < 0 ? errno : ENOSPC;   // a short write: the disk filled up
+    else if (fsync(fd) != 0) e = errno;
+    if (e) {
+        // Leave the file as it was (a partial row would read as a torn line
+        // and the next append would glue onto it): earlier rows stay intact.
+        if (size0 >= 0 && ftruncate(fd, size0) == 0) (void)fsync(fd);
+        rc = mim_err(MIM_EIO, "cannot append the row of run %s to %s: %s (the rows before it are intact)",
+                     id ? id : "?", path, strerror(e));
+    }
     close(fd);
 out:
     free(buf);
@@ -154,8 +166,10 @@ int mim_results_write_csv(const mim_results* r, const char* path) {
         fputc('\n', f);
     }
     free(cols);
-    int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) { unlink(tmp); return mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); }
+    int ok = !mim_fault_write() && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
+    if (ok && rename(tmp, path) != 0) { ok = 0; e = errno; }
+    if (!ok) { unlink(tmp); return mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(e)); }
     return 0;
 }

@@ -26,7 +26,9 @@ cJSON* mim_results_find(const mim_results* r, const char* id);
 void mim_results_put(mim_results* r, cJSON* row);
 
 // Appends row as one line to path (created if needed): one write + fsync.
-// A last line without its newline (torn) is terminated first.
+// A last line without its newline (torn) is terminated first. When the
+// write or fsync fails (ENOSPC, EIO) the file is cut back to its size before
+// the call and MIM_EIO names the file, the run and the errno.
 int mim_results_append(const char* path, const cJSON* row);
 
 // Writes the rows as CSV (header = the known columns in a fixed order, then

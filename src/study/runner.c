@@ -11,9 +11,19 @@
 // Children get SIGKILL when the runner dies (PR_SET_PDEATHSIG), so a re-run
 // never races an orphan writing into the same run folder; a lock file keeps
 // two runners off one study folder.
+//
+// SIGTERM / SIGINT (with the handlers of train/signals.h installed, as the
+// CLI does): the signal goes on to the running child (pretrain and finetune
+// checkpoint and exit 4; knn / linprobe just end), the runner waits for it,
+// records nothing for that run (no marker, no evaluation file, no row) and
+// returns MIM_STUDY_STOPPED; a re-run resumes it. A row that cannot be
+// appended (full disk, I/O error) stops the study with the error, after
+// io_retries more tries; results.jsonl keeps every earlier row.
 #include "study/study.h"
 #include "study/results.h"
 #include "core/check.h"
+#include "core/fault.h"
+#include "train/signals.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -132,6 +142,7 @@ static int run_cmd(char** argv, const char* log_path, off_t* log_off) {
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);
+        unsetenv("MIM_FAULT_WRITE");   // injected write faults are the runner's own (core/fault.h)
         int nul = open("/dev/null", O_RDONLY);
         if (nul >= 0) dup2(nul, 0);
         dup2(fd, 1); dup2(fd, 2);
@@ -140,9 +151,14 @@ static int run_cmd(char** argv, const char* log_path, off_t* log_off) {
         _exit(127);
     }
     close(fd);
+    // stop signals go on to the child; one that came before it was named is passed now
+    mim_signals_forward_to(pid);
+    int sig = mim_signals_stop_requested();
+    if (sig) kill(pid, sig);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) return mim_err(MIM_EIO, "waitpid failed: %s", strerror(errno));
+        if (errno != EINTR) { mim_signals_forward_to(0); return mim_err(MIM_EIO, "waitpid failed: %s", strerror(errno)); }
+    mim_signals_forward_to(0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -375,7 +391,8 @@ static void add_reason(char* reason, size_t cap, const char* fmt, ...) {
     va_end(ap);
 }
 
-// Runs (or finishes) run r; returns its row (status ok or failed).
+// Runs (or finishes) run r; returns its row (status ok or failed), or NULL
+// when a stop signal came (nothing of this run recorded; a re-run resumes).
 static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_study_paths* p, const mim_study_run* r,
                      const char* progress) {
     double t0 = now_s();
@@ -397,6 +414,7 @@ static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_stud
             off_t off = 0;
             int rc = run_cmd(argv, log, &off);
             mim_argv_free(argv);
+            if (mim_signals_stop_requested()) { cJSON_Delete(row); return NULL; }
             if (rc) {
                 char ll[512];
                 if (rc < 0) pathf(ll, sizeof ll, "%s", mim_err_msg()); else last_line(log, off, ll, sizeof ll);
@@ -431,6 +449,7 @@ static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_stud
             off_t off = 0;
             int rc = run_cmd(argv, log, &off);
             mim_argv_free(argv);
+            if (mim_signals_stop_requested()) { cJSON_Delete(row); return NULL; }
             if (rc == 0) res = final_json(log, off);
             if (!res) {
                 char ll[512];
@@ -592,7 +611,13 @@ int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
     }
     mim_study_paths p;
     mim_study_data_paths(s, o.out, &p);
-    if ((rc = prepare_data(s, &o, &p, o.quiet))) goto out;
+    rc = prepare_data(s, &o, &p, o.quiet);
+    if (mim_signals_stop_requested()) {
+        fprintf(stderr, "\nstudy: stopped by signal %d while preparing the data; run the same command again to resume\n",
+                mim_signals_stop_requested());
+        rc = MIM_STUDY_STOPPED;
+    }
+    if (rc) goto out;
 
     int done = 0, failed = 0, attempted = 0;
     double left = 0;
@@ -616,6 +641,7 @@ int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
             if ((cJSON_IsString(st) && !strcmp(st->valuestring, "ok")) || !o.retry_failed) continue;
         }
         if (o.max_runs && attempted >= o.max_runs) break;
+        if (mim_signals_stop_requested()) break;
         attempted++;
         double el = now_s() - t_start;
         double speed = flops_done > 0 && el > 1 ? flops_done / el : gflops * 1e9;
@@ -623,7 +649,15 @@ int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
         fmt_time(left / speed, eta, sizeof eta);
         pathf(prog, sizeof prog, "[%d/%d done, %d failed, ETA %s]", done, n, failed, eta);
         cJSON* row = do_run(s, &o, &p, r, prog);
-        if ((rc = mim_results_append(rpath, row))) { cJSON_Delete(row); goto out; }
+        if (!row) {
+            fprintf(stderr, "\nstudy: stopped by signal %d during run %s; nothing recorded for it (its checkpoints are kept); "
+                    "run the same command again to resume\n", mim_signals_stop_requested(), r->id);
+            rc = MIM_STUDY_STOPPED;
+            goto out;
+        }
+        for (int t = 0; (rc = mim_results_append(rpath, row)) == MIM_EIO &&
+                        mim_retry_wait(t, o.io_retries, "results append", mim_err_msg()); t++) {}
+        if (rc) { cJSON_Delete(row); goto out; }
         const cJSON* st = cJSON_GetObjectItemCaseSensitive(row, "status");
         int ok = cJSON_IsString(st) && !strcmp(st->valuestring, "ok");
         if (ok) done++;
@@ -633,7 +667,9 @@ int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
             fprintf(stderr, "study: run %s FAILED: %s\n", r->id, cJSON_IsString(why) ? why->valuestring : "?");
         }
         mim_results_put(&res, row);
-        if ((rc = mim_results_write_csv(&res, cpath))) goto out;
+        for (int t = 0; (rc = mim_results_write_csv(&res, cpath)) == MIM_EIO &&
+                        mim_retry_wait(t, o.io_retries, "results.csv write", mim_err_msg()); t++) {}
+        if (rc) goto out;
         left -= r->est_flops;
         flops_done += r->est_flops;
     }
@@ -642,7 +678,7 @@ int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
         fmt_time(now_s() - t_start, t, sizeof t);
         fprintf(stderr, "study %s: %d/%d runs done, %d failed, this session %s; results %s\n", s->name, done, n, failed, t, rpath);
     }
-    rc = done == n ? 0 : 1;
+    rc = mim_signals_stop_requested() ? MIM_STUDY_STOPPED : done == n ? 0 : 1;
     if (res.n && !exists(cpath)) mim_results_write_csv(&res, cpath);
     if (!o.quiet) print_table(s, runs, n, &res);
 out:

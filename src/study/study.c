@@ -547,7 +547,7 @@ static void run_id(const mim_study* s, mim_study_run* r) {
 int mim_study_expand(const mim_study* s, mim_study_run** runs) {
     size_t nmim = (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels * (size_t)s->ntargets;
     size_t nscr = s->evals[MIM_EVAL_SCRATCH] ? (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels : 0;
-    if (nmim + nscr > 1000000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr);
+    if (nmim + nscr > 100000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr);
     mim_study_run* r = calloc(nmim + nscr, sizeof *r);
     if (!r) return mim_err(MIM_ENOMEM, "out of memory");
     int n = 0;
@@ -667,6 +667,7 @@ char** mim_study_eval_argv(const mim_study* s, const mim_study_run* r, mim_eval_
         add(&a, "--img=%d", s->img); add(&a, "--in-chans=%d", s->in_chans);
         add(&a, "--seed=%" PRIu64, r->seed);
         add(&a, "--out=%s/%s", run_dir, eval_names[e]);
+        add(&a, "--resume");   // an interrupted fine-tuning continues from its checkpoint
     }
     if (e == MIM_EVAL_LINPROBE) add(&a, "--seed=%" PRIu64, r->seed);
     // knn and linprobe of one run share one feature extraction (the runner

@@ -132,11 +132,16 @@ typedef struct {
     int quiet;                  // no progress line
     double gflops;              // training speed for estimates (0: measured, else the study's est_gflops)
     int max_runs;               // stop after this many runs were attempted (0: all)
+    int io_retries;             // retries of a failed results.jsonl / results.csv write before stopping
 } mim_study_opts;
 
 // Runs every run of the grid that has no row in results.jsonl yet (or a
 // failed one, with retry_failed). 0 when every run has an ok row, 1 when some
-// failed (recorded), negative on setup errors (with mim_err_msg()).
+// failed (recorded), MIM_STUDY_STOPPED when SIGTERM / SIGINT stopped it (with
+// train/signals.h's handlers installed: the running child is signalled and
+// waited for, nothing is recorded for its run), negative on setup and I/O
+// errors (with mim_err_msg()).
+#define MIM_STUDY_STOPPED 4
 int mim_study_run_all(const mim_study* s, const mim_study_opts* o);
 
 // Writes <out>/report.md and the figures (gnuplot). 0 or a negative code.

@@ -2,6 +2,8 @@
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "core/check.h"
+#include "core/fault.h"
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -134,38 +136,59 @@ static int write_latest(const char* run_dir, const char* name) {
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE* f = fopen(tmp, "w");
     if (!f) return mim_err(MIM_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    int ok = fprintf(f, "%s\n", name) > 0;
-    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
+    int ok = !mim_fault_write() && fprintf(f, "%s\n", name) > 0;
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
+    if (ok && rename(tmp, path) != 0) { ok = 0; e = errno; }
+    if (!ok) {
         unlink(tmp);
         return mim_err(MIM_EIO, "cannot update %s: %s", path, strerror(e));
     }
     return fsync_dir(run_dir);
 }
 
+// 1 when RUN/latest names `name`.
+static int latest_names(const char* run_dir, const char* name) {
+    char path[4096], got[256] = "";
+    snprintf(path, sizeof path, "%s/latest", run_dir);
+    FILE* f = fopen(path, "r");
+    if (!f) return 0;
+    int ok = fscanf(f, "%255s", got) == 1 && !strcmp(got, name);
+    fclose(f);
+    return ok;
+}
+
 static int cmp_desc(const void* a, const void* b) { return strcmp(*(char* const*)b, *(char* const*)a); }
 
-// Removes ckpt-* folders other than the newest `keep` (names sort by step).
-static void prune(const char* run_dir, int keep) {
+static void remove_ckpt_dir(const char* run_dir, const char* name) {
+    char p[4096];
+    static const char* files[] = {"model.safetensors", "optim.safetensors"};
+    for (int k = 0; k < 2; k++) { snprintf(p, sizeof p, "%s/%s/%s", run_dir, name, files[k]); unlink(p); }
+    snprintf(p, sizeof p, "%s/%s", run_dir, name);
+    rmdir(p);
+}
+
+// Keeps `current` (the checkpoint `latest` now names) and the keep - 1
+// newest before it; removes older ones and any newer than it: those are
+// left from a timeline the run has since resumed before (an interrupted or
+// failed write), and would otherwise count as the newest and push out
+// `current` itself. Names sort by step.
+static void prune(const char* run_dir, int keep, const char* current) {
     DIR* d = opendir(run_dir);
     if (!d) return;
     char* names[4096];
     int n = 0;
     struct dirent* e;
     while ((e = readdir(d)) && n < 4096)
-        if (strncmp(e->d_name, "ckpt-", 5) == 0 && !strchr(e->d_name, '.')) names[n++] = strdup(e->d_name);
+        if (strncmp(e->d_name, "ckpt-", 5) == 0 && !strchr(e->d_name, '.') && (names[n] = strdup(e->d_name))) n++;
     closedir(d);
     qsort(names, n, sizeof(char*), cmp_desc);
+    int kept = 0;
     for (int i = 0; i < n; i++) {
-        if (i >= keep) {
-            char p[4096];
-            const char* files[] = {"model.safetensors", "optim.safetensors"};
-            for (int k = 0; k < 2; k++) { snprintf(p, sizeof p, "%s/%s/%s", run_dir, names[i], files[k]); unlink(p); }
-            snprintf(p, sizeof p, "%s/%s", run_dir, names[i]);
-            rmdir(p);
-        }
+        int c = strcmp(names[i], current);
+        if (c > 0 || (c < 0 && kept >= keep)) remove_ckpt_dir(run_dir, names[i]);
+        else kept++;
         free(names[i]);
     }
 }
@@ -196,12 +219,45 @@ static int clean_dir(const char* dir, int depth) {
 
 int mim_ckpt_clean_stale(const char* run_dir) { return clean_dir(run_dir, 0); }
 
+// Entries for the tensors of table t (trainable ones only, if asked) with
+// data in buf, appended to e at n: named as in the table, or `prefix`.name
+// (names[] holds those). Returns the new count.
+static int table_entries(mim_st_entry* e, char (*names)[80], int n, const mim_param* t, int nt, const float* buf,
+                         const char* prefix, int trainable_only) {
+    for (int i = 0; i < nt; i++) {
+        const mim_param* p = &t[i];
+        if (trainable_only && !p->trainable) continue;
+        if (prefix) { snprintf(names[n], 80, "%s.%s", prefix, p->name); e[n].name = names[n]; }
+        else e[n].name = p->name;
+        e[n].dtype = MIM_F32; e[n].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++) e[n].shape[d] = p->shape[d];
+        e[n].data = buf + p->offset;
+        n++;
+    }
+    return n;
+}
+
+// exp_avg.<name>, exp_avg_sq.<name> per trainable tensor of t, in table order.
+static int moment_entries(mim_st_entry* e, char (*names)[80], int n, const mim_param* t, int nt, const mim_adamw* opt) {
+    for (int i = 0; i < nt; i++) {
+        n = table_entries(e, names, n, &t[i], 1, opt->m, "exp_avg", 1);
+        n = table_entries(e, names, n, &t[i], 1, opt->v, "exp_avg_sq", 1);
+    }
+    return n;
+}
+
 int mim_ckpt_save_run(const char* run_dir, const mim_mae* m, const mim_adamw* opt,
                       const mim_train_state* st, int keep) {
+    return mim_ckpt_save_run_ex(run_dir, m, opt, NULL, st, keep);
+}
+
+int mim_ckpt_save_run_ex(const char* run_dir, const mim_mae* m, const mim_adamw* opt, const mim_ckpt_extra* x,
+                         const mim_train_state* st, int keep) {
     char name[64], dir[4096], path[4200];
     snprintf(name, sizeof name, "ckpt-%09lld", (long long)st->step);
     snprintf(dir, sizeof dir, "%s/%s", run_dir, name);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    int fresh = mkdir(dir, 0755) == 0;   // a new folder: removed again if this save fails
+    if (!fresh && errno != EEXIST)
         return mim_err(MIM_EIO, "cannot create %s: %s", dir, strerror(errno));
 
     char sstep[32], st_t[32], sep[32], sidx[32];
@@ -209,34 +265,43 @@ int mim_ckpt_save_run(const char* run_dir, const mim_mae* m, const mim_adamw* op
     snprintf(st_t, sizeof st_t, "%lld", (long long)opt->t);
     snprintf(sep, sizeof sep, "%lld", (long long)st->data_epoch);
     snprintf(sidx, sizeof sidx, "%lld", (long long)st->data_index);
-    const char* meta[] = {"step", sstep, "adam_t", st_t, "data_epoch", sep, "data_index", sidx, "args", st->args_json};
+    const char* meta[] = {"step", sstep, "adam_t", st_t, "data_epoch", sep, "data_index", sidx, "args", st->args_json,
+                          "engine", st->engine_json};
+    int nmeta = st->engine_json[0] ? 6 : 5;
 
     // optimizer moments, named after the parameters
-    int n = 0;
-    mim_st_entry* e = mim_calloc((size_t)m->nparams * 2, sizeof *e);
-    char (*names)[80] = mim_calloc((size_t)m->nparams * 2, 80);
+    int nx = x ? x->n : 0, cap = 2 * (m->nparams + nx) + 1;
+    mim_st_entry* e = mim_calloc((size_t)cap, sizeof *e);
+    char (*names)[80] = mim_calloc((size_t)cap, 80);
     if (!e || !names) { free(e); free(names); return MIM_ENOMEM; }
-    for (int i = 0; i < m->nparams; i++) {
-        const mim_param* p = &m->table[i];
-        if (!p->trainable) continue;
-        for (int k = 0; k < 2; k++) {
-            snprintf(names[n], 80, "%s.%s", k ? "exp_avg_sq" : "exp_avg", p->name);
-            e[n].name = names[n]; e[n].dtype = MIM_F32; e[n].ndim = p->ndim;
-            for (int d = 0; d < p->ndim; d++) e[n].shape[d] = p->shape[d];
-            e[n].data = (k ? opt->v : opt->m) + p->offset;
-            n++;
-        }
-    }
+    int n = 0;
+    n = moment_entries(e, names, n, m->table, m->nparams, opt);
+    if (x) n = moment_entries(e, names, n, x->table, x->n, x->opt);
     snprintf(path, sizeof path, "%s/optim.safetensors", dir);
-    int rc = mim_st_write(path, e, n, meta, 5);
+    int rc = mim_st_write(path, e, n, meta, nmeta);
+    if (!rc && !x) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        rc = mim_ckpt_save_model(path, m, meta, 1);   // the step, for humans
+    } else if (!rc) {   // the model's tensors and the extra table's, with the config
+        const char* kv[2 * (NMETA + 1)];
+        char buf[NMETA][64];
+        int nm = config_meta(&m->cfg, kv, buf);
+        kv[2 * nm] = meta[0]; kv[2 * nm + 1] = meta[1];
+        n = table_entries(e, names, 0, m->table, m->nparams, m->params, NULL, 0);
+        n = table_entries(e, names, n, x->table, x->n, x->params, NULL, 0);
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        rc = mim_st_write(path, e, n, kv, nm + 1);
+    }
     free(e); free(names);
-    if (rc) return rc;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    rc = mim_ckpt_save_model(path, m, meta, 1);   // the step, for humans
-    if (rc) return rc;
-    rc = fsync_dir(dir);
+    if (!rc) rc = fsync_dir(dir);
     if (!rc) rc = write_latest(run_dir, name);
-    if (!rc && keep > 0) prune(run_dir, keep);
+    if (rc) {
+        // A half-written new folder would only confuse pruning and people;
+        // unless `latest` got to name it (only its folder's fsync failed).
+        if (fresh && !latest_names(run_dir, name)) remove_ckpt_dir(run_dir, name);
+        return rc;
+    }
+    if (keep > 0) prune(run_dir, keep, name);
     return rc;
 }
 
@@ -249,7 +314,31 @@ static int64_t meta_i64(const mim_st* st, const char* key, int* ok) {
     return x;
 }
 
+// Reads the tensors `prefix`.name (or name) of table t's trainable (or all)
+// entries from s into buf.
+static int read_table(mim_st* s, const char* path, const mim_param* t, int nt, float* buf, const char* prefix,
+                      int trainable_only) {
+    char tn[80];
+    for (int i = 0; i < nt; i++) {
+        const mim_param* p = &t[i];
+        if (trainable_only && !p->trainable) continue;
+        if (prefix) snprintf(tn, sizeof tn, "%s.%s", prefix, p->name);
+        else snprintf(tn, sizeof tn, "%s", p->name);
+        int rc = mim_st_read_f32(s, tn, buf + p->offset, p->ndim, p->shape);
+        if (rc) {   // the reader's message lacks the file name
+            char why[512];
+            snprintf(why, sizeof why, "%s", mim_err_msg());
+            return mim_err(rc, "%s: %s", path, why);
+        }
+    }
+    return 0;
+}
+
 int mim_ckpt_load_run(const char* run_dir, mim_mae* m, mim_adamw* opt, mim_train_state* st) {
+    return mim_ckpt_load_run_ex(run_dir, m, opt, NULL, st);
+}
+
+int mim_ckpt_load_run_ex(const char* run_dir, mim_mae* m, mim_adamw* opt, const mim_ckpt_extra* x, mim_train_state* st) {
     char path[4096], name[256] = {0};
     snprintf(path, sizeof path, "%s/latest", run_dir);
     FILE* f = fopen(path, "r");
@@ -261,8 +350,14 @@ int mim_ckpt_load_run(const char* run_dir, mim_mae* m, mim_adamw* opt, mim_train
     snprintf(path, sizeof path, "%s/%s/model.safetensors", run_dir, name);
     int rc = mim_ckpt_load_model(path, m, 0);
     if (rc) return rc;
-    snprintf(path, sizeof path, "%s/%s/optim.safetensors", run_dir, name);
     mim_st* s;
+    if (x) {
+        if ((rc = mim_st_open(&s, path))) return rc;
+        rc = read_table(s, path, x->table, x->n, x->params, NULL, 0);
+        mim_st_close(s);
+        if (rc) return rc;
+    }
+    snprintf(path, sizeof path, "%s/%s/optim.safetensors", run_dir, name);
     rc = mim_st_open(&s, path);
     if (rc) return rc;
     int ok = 1;
@@ -273,23 +368,34 @@ int mim_ckpt_load_run(const char* run_dir, mim_mae* m, mim_adamw* opt, mim_train
     st->data_index = meta_i64(s, "data_index", &ok);
     const char* args = mim_st_meta(s, "args");
     snprintf(st->args_json, sizeof st->args_json, "%s", args ? args : "");
+    const char* eng = mim_st_meta(s, "engine");
+    snprintf(st->engine_json, sizeof st->engine_json, "%s", eng ? eng : "");
     if (!ok) rc = mim_err(MIM_EFORMAT, "%s: missing or bad step/adam_t/data position metadata", path);
-    char tn[80];
-    for (int i = 0; i < m->nparams && !rc; i++) {
-        const mim_param* p = &m->table[i];
-        if (!p->trainable) continue;
-        snprintf(tn, sizeof tn, "exp_avg.%s", p->name);
-        rc = mim_st_read_f32(s, tn, opt->m + p->offset, p->ndim, p->shape);
-        if (!rc) {
-            snprintf(tn, sizeof tn, "exp_avg_sq.%s", p->name);
-            rc = mim_st_read_f32(s, tn, opt->v + p->offset, p->ndim, p->shape);
-        }
-        if (rc) {   // the reader's message lacks the file name
-            char why[512];
-            snprintf(why, sizeof why, "%s", mim_err_msg());
-            rc = mim_err(rc, "%s: %s", path, why);
-        }
+    if (!rc) rc = read_table(s, path, m->table, m->nparams, opt->m, "exp_avg", 1);
+    if (!rc) rc = read_table(s, path, m->table, m->nparams, opt->v, "exp_avg_sq", 1);
+    if (!rc && x) {
+        x->opt->t = opt->t;
+        rc = read_table(s, path, x->table, x->n, x->opt->m, "exp_avg", 1);
+        if (!rc) rc = read_table(s, path, x->table, x->n, x->opt->v, "exp_avg_sq", 1);
     }
     mim_st_close(s);
     return rc;
+}
+
+void mim_ckpt_metrics_truncate(const char* path, int64_t step) {
+    FILE* f = fopen(path, "r");
+    if (!f) return;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE* o = fopen(tmp, "w");
+    if (!o) { fclose(f); return; }
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        cJSON* j = cJSON_Parse(line);
+        cJSON* s = j ? cJSON_GetObjectItem(j, "step") : NULL;
+        if (s && cJSON_IsNumber(s) && s->valuedouble <= (double)step) fputs(line, o);
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    if (fclose(o) == 0) rename(tmp, path);
 }

@@ -39,15 +39,39 @@ typedef struct {
     int64_t data_epoch;    // data position: epoch and sample index within it
     int64_t data_index;
     char args_json[8192];  // the run's settings, to check a resume matches
+    char engine_json[1024];// engine-specific state (fine-tuning: accuracies so far); "" for none
 } mim_train_state;
 
+// Parameters trained beside the model that are not part of its table (the
+// fine-tuning head), saved in the same checkpoint: weights in
+// model.safetensors, moments exp_avg.<name> / exp_avg_sq.<name> in
+// optim.safetensors. Their optimizer steps with the model's (same adam_t).
+typedef struct {
+    const mim_param* table;
+    int n;
+    float* params;
+    mim_adamw* opt;
+} mim_ckpt_extra;
+
 // Saves a checkpoint of a run into RUN (see above) and moves `latest`.
-// keep > 0 prunes older ckpt-* folders beyond the newest `keep`.
+// keep > 0 prunes older ckpt-* folders beyond the newest `keep` (and any
+// newer than this one: leftovers of a timeline the run resumed before).
+// When a write fails (full disk, I/O error) `latest` and the checkpoint it
+// names are untouched, a folder this call created is removed again, and the
+// error names the file and the errno.
 int mim_ckpt_save_run(const char* run_dir, const mim_mae* m, const mim_adamw* opt,
                       const mim_train_state* st, int keep);
+// The same with an extra parameter table (may be NULL).
+int mim_ckpt_save_run_ex(const char* run_dir, const mim_mae* m, const mim_adamw* opt, const mim_ckpt_extra* x,
+                         const mim_train_state* st, int keep);
 // Removes temp files (NAME.tmp.PID) that writers killed mid-write left in RUN
 // and its ckpt-* folders, when process PID no longer exists. Returns how
 // many were removed.
 int mim_ckpt_clean_stale(const char* run_dir);
 // Loads RUN/latest into m, opt and st. MIM_ENOTFOUND if RUN has none.
 int mim_ckpt_load_run(const char* run_dir, mim_mae* m, mim_adamw* opt, mim_train_state* st);
+// The same with the extra table x saved by mim_ckpt_save_run_ex (may be NULL).
+int mim_ckpt_load_run_ex(const char* run_dir, mim_mae* m, mim_adamw* opt, const mim_ckpt_extra* x, mim_train_state* st);
+// On resume: drops the rows of a metrics.jsonl whose "step" is past `step`
+// (they will be redone); rows without a step are dropped too.
+void mim_ckpt_metrics_truncate(const char* path, int64_t step);

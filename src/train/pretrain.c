@@ -1,6 +1,8 @@
 // pretrain.c: the pre-training loop (see pretrain.h).
 #include "train/pretrain.h"
 #include "core/check.h"
+#include "core/fault.h"
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/prof.h"
 #include "data/source.h"
@@ -141,25 +143,6 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     return s;
 }
 
-// On resume, drops metrics rows past the checkpoint (they will be redone).
-static void metrics_truncate(const char* path, int64_t step) {
-    FILE* f = fopen(path, "r");
-    if (!f) return;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* o = fopen(tmp, "w");
-    if (!o) { fclose(f); return; }
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        cJSON* j = cJSON_Parse(line);
-        cJSON* s = j ? cJSON_GetObjectItem(j, "step") : NULL;
-        if (s && cJSON_IsNumber(s) && s->valuedouble <= (double)step) fputs(line, o);
-        cJSON_Delete(j);
-    }
-    fclose(f);
-    if (fclose(o) == 0) rename(tmp, path);
-}
-
 // Mean masked loss over the first nb batches of vs (file order, eval
 // transform) with fixed masks: noise of batch i from (seed, i), the same at
 // every validation, so the curve compares like with like.
@@ -224,6 +207,64 @@ static void step_noise(float* noise, int B, int L, int k, uint64_t seed, int64_t
     }
 }
 
+// What a run with this batch will hold: the model (mim_mae_bytes), AdamW's
+// two moments, the step's image and noise buffers, and the data sources.
+// 0 when the config is invalid (mim_mae_init will say why).
+static uint64_t pretrain_need(const mim_config* c, int batch, const mim_source_config* sc, const mim_source_config* vc,
+                              char* detail, size_t cap) {
+    mim_mae_mem mm;
+    if (!mim_mae_bytes(c, batch, &mm)) return 0;
+    uint64_t data = 0, b;
+    int x, y, z;
+    mim_source_config t = *sc;
+    t.batch = batch;
+    if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
+    if (vc) {
+        t = *vc;
+        t.batch = batch;
+        if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
+    }
+    uint64_t optim = 2 * (uint64_t)mm.num_floats * sizeof(float);
+    uint64_t bufs = (uint64_t)batch * ((uint64_t)c->in_chans * c->img_h * c->img_w + (uint64_t)mim_config_num_patches(c)) * 4;
+    char s1[32], s2[32], s3[32], s4[32];
+    mim_format_bytes((double)(mm.acts + mm.scratch + bufs), s1, sizeof s1);
+    mim_format_bytes((double)(mm.params + mm.grads), s2, sizeof s2);
+    mim_format_bytes((double)optim, s3, sizeof s3);
+    mim_format_bytes((double)data, s4, sizeof s4);
+    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW %s, data %s", s1, batch, s2, s3, s4);
+    return mm.total + optim + bufs + data;
+}
+
+// Prints the memory estimate and refuses a run over --max-ram or the
+// machine's RAM, suggesting a smaller batch with more accumulation.
+static int pretrain_memory(const mim_pretrain_args* a, const mim_config* c, const mim_source_config* sc,
+                           const mim_source_config* vc, int loud) {
+    char detail[512], what[64], hint[160] = "";
+    uint64_t need = pretrain_need(c, a->batch, sc, vc, detail, sizeof detail);
+    if (!need) return 0;
+    if (loud) {
+        char n[32];
+        mim_format_bytes((double)need, n, sizeof n);
+        fprintf(stderr, "memory: ~%s (%s)\n", n, detail);
+    }
+    uint64_t limit = mim_phys_ram();
+    if (a->max_ram > 0 && (limit == 0 || a->max_ram < limit)) limit = a->max_ram;
+    if (limit == 0 || need <= limit) return 0;
+    char d2[512];
+    int b = 1;   // the largest power of two below the batch that fits
+    while (2 * b < a->batch) b *= 2;
+    while (b > 1 && pretrain_need(c, b, sc, vc, d2, sizeof d2) > limit) b /= 2;
+    if (b < a->batch && pretrain_need(c, b, sc, vc, d2, sizeof d2) <= limit) {
+        int acc = a->accum * ((a->batch + b - 1) / b);
+        snprintf(hint, sizeof hint, "try --batch %d --accum %d (effective batch %lld, now %lld)", b, acc, (long long)b * acc,
+                 (long long)a->batch * a->accum);
+    } else {
+        snprintf(hint, sizeof hint, "even batch 1 does not fit: pick a smaller --model or raise the limit");
+    }
+    snprintf(what, sizeof what, "pretrain with batch %d", a->batch);
+    return mim_mem_check(need, a->max_ram, what, detail, hint);
+}
+
 int mim_pretrain_run(const mim_pretrain_args* a) {
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
     const mim_dist* d = mim_dist_get();
@@ -234,7 +275,18 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                             .batch = a->batch, .augment = a->augment, .shuffle = 1, .seed = a->seed,
                             .rank = d->rank, .world = d->world, .threads = a->data_threads};
     mim_source* src = NULL, *vsrc = NULL;
-    int rc = mim_source_open(&src, &sc);
+    // the memory estimate, before anything large is allocated
+    uint64_t eb;
+    int ec, eh, ew, rc;
+    if (mim_source_estimate(&sc, &eb, &ec, &eh, &ew) == 0) {
+        mim_config ce = c;
+        ce.in_chans = ec; ce.img_h = eh; ce.img_w = ew;
+        mim_source_config evc = sc;
+        evc.path = a->val_data; evc.split = a->val_split ? a->val_split : "t10k"; evc.subset = NULL;
+        evc.channels = ec; evc.height = eh; evc.width = ew;
+        if ((rc = pretrain_memory(a, &ce, &sc, a->val_data ? &evc : NULL, loud))) return rc;
+    }
+    rc = mim_source_open(&src, &sc);
     if (rc) return rc;
     mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);
     int val_batches = 0;
@@ -310,7 +362,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             step = st.step;
             // the checkpoint holds the global position; this rank's share of it
             if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index / d->world}))) goto done;
-            if (d->rank == 0) metrics_truncate(mpath, step);
+            if (d->rank == 0) mim_ckpt_metrics_truncate(mpath, step);
             if (loud) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step);
         }
     } else {
@@ -427,7 +479,16 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             st.step = step;
             st.data_epoch = pos.epoch;
             st.data_index = pos.index * d->world;   // global samples into the epoch
-            if (d->rank == 0) rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep);
+            if (d->rank == 0) {
+                for (int t = 0; (rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep)) == MIM_EIO &&
+                                mim_retry_wait(t, a->io_retries, "checkpoint write", mim_err_msg()); t++) {}
+                if (rc) {
+                    char why[700];
+                    snprintf(why, sizeof why, "%s", mim_err_msg());
+                    rc = mim_err(rc, "checkpoint of step %lld not written: %s; the previous checkpoint is intact "
+                                 "(continue with --resume)", (long long)step, why);
+                }
+            }
             if (d->world > 1 && mim_dist_allreduce_max_i64(rc != 0)) {   // rank 0's write failed: all stop
                 if (!rc) rc = mim_err(MIM_EIO, "rank 0 could not write the checkpoint");
             }

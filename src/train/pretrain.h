@@ -40,6 +40,9 @@ typedef struct {
     int save_every;        // steps between checkpoints (0: only at the end)
     int log_every;
     int keep;              // checkpoints kept (0: all)
+    int io_retries;        // retries of a failed checkpoint write (full disk, EIO) before stopping
+    uint64_t max_ram;      // bytes the run may hold (0: no limit but the machine's RAM); checked
+                           // against the estimate (model, AdamW, batch, data) before allocating
     int resume;
     int64_t stop_at;       // stop (with a checkpoint) after this step; 0: never
     int quiet;

@@ -7,6 +7,7 @@
 // (F8_*, U16/U32/U64 are rejected as unknown), big-endian hosts.
 #include "train/safetensors.h"
 #include "core/check.h"
+#include "core/fault.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -413,6 +414,7 @@ static int build_header(char** out, const mim_st_entry* en, int n, const char* c
 static int write_all(int fd, const void* p, size_t n) {
     const uint8_t* b = p;
     while (n) {
+        if (mim_fault_write()) return -1;   // tests: an injected ENOSPC / EIO
         ssize_t w = write(fd, b, n < ((size_t)1 << 30) ? n : ((size_t)1 << 30));
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) { if (w == 0) errno = EIO; return -1; }

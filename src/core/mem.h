@@ -1,0 +1,19 @@
+// mem.h: byte sizes for people ("4G", "37.2 GiB") and the memory limit a
+// run's estimate is checked against before anything large is allocated
+// (`--max-ram`, and the machine's physical RAM).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// Parses "4G", "512M", "1.5G", "64k", "1048576" (bytes); suffixes K, M, G,
+// T are powers of 1024, optionally followed by "B" or "iB". MIM_OK or
+// MIM_EARG (with a message naming the text).
+int mim_parse_size(const char* s, uint64_t* out);
+// "37.2 GiB", "512.0 MiB", "800 B".
+void mim_format_bytes(double bytes, char* out, size_t cap);
+// Physical RAM of the machine (sysconf), 0 if unknown.
+uint64_t mim_phys_ram(void);
+// MIM_OK when need fits max_ram (0: no limit) and the physical RAM; else
+// MIM_EARG with "WHAT needs ~X (DETAIL), more than --max-ram 8.0 GiB; HINT"
+// (or "... than the machine's N GiB of RAM").
+int mim_mem_check(uint64_t need, uint64_t max_ram, const char* what, const char* detail, const char* hint);
