@@ -272,23 +272,6 @@ static void check_model(void) {
 
 // ---------------------------------------------------------------- training
 
-static double metric(const char* run, int64_t step) {
-    char p[600], line[4096];
-    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
-    FILE* f = fopen(p, "r");
-    double v = NAN;
-    if (!f) return v;
-    while (fgets(line, sizeof line, f)) {
-        cJSON* j = cJSON_Parse(line);
-        cJSON* s = j ? cJSON_GetObjectItem(j, "step") : NULL;
-        cJSON* k = j ? cJSON_GetObjectItem(j, "loss") : NULL;
-        if (s && k && (int64_t)s->valuedouble == step) v = k->valuedouble;
-        cJSON_Delete(j);
-    }
-    fclose(f);
-    return v;
-}
-
 static void check_training(const char* tmp) {
     char data[512], r32[512], r16[512];
     snprintf(data, sizeof data, "%s/data", tmp);
@@ -312,8 +295,8 @@ static void check_training(const char* tmp) {
     rc = mim_pretrain_run(&a);
     TU_CHECK(rc == 0, "40 steps in bf16: %s", rc ? mim_err_msg() : "ok");
     double s32 = 0, s16 = 0;
-    for (int s = 31; s <= 40; s++) { s32 += metric(r32, s) / 10; s16 += metric(r16, s) / 10; }
-    double f32 = metric(r32, 40), f16 = metric(r16, 40), first = metric(r32, 1), first16 = metric(r16, 1);
+    for (int s = 31; s <= 40; s++) { s32 += tu_metric_at(r32, s, "loss") / 10; s16 += tu_metric_at(r16, s, "loss") / 10; }
+    double f32 = tu_metric_at(r32, 40, "loss"), f16 = tu_metric_at(r16, 40, "loss"), first = tu_metric_at(r32, 1, "loss"), first16 = tu_metric_at(r16, 1, "loss");
     printf("loss step 1 fp32 %.6f bf16 %.6f; step 40 fp32 %.6f bf16 %.6f; mean of steps 31-40 fp32 %.6f bf16 %.6f "
            "(%+.3f%%)\n", first, first16, f32, f16, s32, s16, 100 * (s16 - s32) / s32);
     TU_CHECK(first16 != first, "the bf16 run computes in bf16 (its first loss differs from fp32's)");

@@ -30,23 +30,6 @@ static int same_file(const char* a, const char* b) {
     return nx > 0 && nx == ny && memcmp(x, y, nx) == 0;
 }
 
-static double metric_at(const char* run, int64_t step, const char* key) {
-    char p[512], line[4096];
-    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
-    FILE* f = fopen(p, "r");
-    double v = NAN;
-    if (!f) return v;
-    while (fgets(line, sizeof line, f)) {
-        cJSON* j = cJSON_Parse(line);
-        cJSON* s = j ? cJSON_GetObjectItem(j, "step") : NULL;
-        cJSON* k = j ? cJSON_GetObjectItem(j, key) : NULL;
-        if (s && k && (int64_t)s->valuedouble == step) v = k->valuedouble;
-        cJSON_Delete(j);
-    }
-    fclose(f);
-    return v;
-}
-
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mim_test_pretrain_XXXXXX");
     CHECK(mkdtemp(tmpdir));
@@ -61,7 +44,7 @@ int main(void) {
     a.epochs = 2;
     int rc = mim_pretrain_run(&a);
     TU_CHECK(rc == 0, "uninterrupted run: %s", rc ? mim_err_msg() : "ok");
-    double l0 = metric_at(ra, 1, "loss"), l1 = metric_at(ra, 40, "loss");
+    double l0 = tu_metric_at(ra, 1, "loss"), l1 = tu_metric_at(ra, 40, "loss");
     TU_CHECK(l1 < 0.8 * l0, "loss falls over 40 steps: %.4f -> %.4f", l0, l1);
 
     // validation loss on a held-out split, fixed masks, every 10 steps
@@ -70,7 +53,7 @@ int main(void) {
     mim_pretrain_args v = base_args(data, rv);
     v.epochs = 1; v.val_data = data; v.val_split = "train"; v.val_every = 10; v.val_samples = 64;
     rc = mim_pretrain_run(&v);
-    double v10 = metric_at(rv, 10, "val_loss"), v20 = metric_at(rv, 20, "val_loss");
+    double v10 = tu_metric_at(rv, 10, "val_loss"), v20 = tu_metric_at(rv, 20, "val_loss");
     TU_CHECK(rc == 0 && isfinite(v10) && isfinite(v20) && v20 < v10,
              "validation loss logged every 10 steps and falls: %.4f -> %.4f", v10, v20);
 
@@ -89,7 +72,7 @@ int main(void) {
     snprintf(fa, sizeof fa, "%s/ckpt-000000040/optim.safetensors", ra);
     snprintf(fb, sizeof fb, "%s/ckpt-000000040/optim.safetensors", rb);
     TU_CHECK(same_file(fa, fb), "... and optimizer state bit-identical");
-    TU_CHECK(metric_at(rb, 40, "loss") == metric_at(ra, 40, "loss"), "... and the logged loss at step 40 equal");
+    TU_CHECK(tu_metric_at(rb, 40, "loss") == tu_metric_at(ra, 40, "loss"), "... and the logged loss at step 40 equal");
     snprintf(fb, sizeof fb, "%s/ckpt-000000010", rb);
     struct stat sb;
     TU_CHECK(stat(fb, &sb) != 0, "--keep 2 pruned older checkpoints");

@@ -225,45 +225,11 @@ static void test_pixel_equivalence(void) {
 }
 
 // ================================================================ 3. pretrain
-// test_pretrain.c's data: bright squares at random places on a dark background.
-static void write_idx(const char* dir, int n, int H, int W) {
-    mim_rng r;
-    mim_rng_seed(&r, 5);
-    uint8_t* px = tu_alloc_bytes((size_t)n * H * W);
-    uint8_t* lab = tu_alloc_bytes((size_t)n);
-    for (int i = 0; i < n; i++) {
-        uint8_t* img = px + (size_t)i * H * W;
-        int s = 3 + (int)mim_rng_below(&r, 6), y = (int)mim_rng_below(&r, H - s), x = (int)mim_rng_below(&r, W - s);
-        for (int k = 0; k < H * W; k++) img[k] = (uint8_t)mim_rng_below(&r, 30);
-        for (int a = y; a < y + s; a++)
-            for (int b = x; b < x + s; b++) img[a * W + b] = 200 + (uint8_t)mim_rng_below(&r, 50);
-        lab[i] = (uint8_t)(s - 3);
-    }
-    tu_write_idx(dir, "train", n, H, W, px, lab);
-}
-
-static double metric_at(const char* run, int64_t step, const char* key) {
-    char p[512], line[4096];
-    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
-    FILE* f = fopen(p, "r");
-    double v = NAN;
-    if (!f) return v;
-    while (fgets(line, sizeof line, f)) {
-        cJSON* j = cJSON_Parse(line);
-        cJSON* s = j ? cJSON_GetObjectItem(j, "step") : NULL;
-        cJSON* k = j ? cJSON_GetObjectItem(j, key) : NULL;
-        if (s && k && (int64_t)s->valuedouble == step) v = k->valuedouble;
-        cJSON_Delete(j);
-    }
-    fclose(f);
-    return v;
-}
-
 static void test_pretrain_hog(void) {
     char data[512], run[512], ck[700];
     snprintf(data, sizeof data, "%s/data", tmpdir);
     mkdir(data, 0755);
-    write_idx(data, 320, 16, 16);
+    tu_write_squares_idx(data, 320, 16, 16);   // test_pretrain.c's bright squares
     snprintf(run, sizeof run, "%s/hog", tmpdir);
     mim_pretrain_args a = {0};
     CHECK(mim_config_preset(&a.model, "vit_nano") == 0);
@@ -279,7 +245,7 @@ static void test_pretrain_hog(void) {
     a.save_every = 0; a.log_every = 1; a.keep = 2; a.quiet = 1;
     int rc = mim_pretrain_run(&a);
     TU_CHECK(rc == 0, "pretrain --target hog --patch 4 --hog-cell 2, 20 steps: %s", rc ? mim_err_msg() : "ok");
-    double l0 = metric_at(run, 1, "loss"), l1 = metric_at(run, 20, "loss");
+    double l0 = tu_metric_at(run, 1, "loss"), l1 = tu_metric_at(run, 20, "loss");
     printf("hog pretrain loss: step 1 %.5f, step 20 %.5f\n", l0, l1);
     TU_CHECK(isfinite(l0) && l1 < 0.7 * l0, "hog loss falls over 20 steps: %.4f -> %.4f", l0, l1);
 
@@ -338,7 +304,7 @@ static void test_pretrain_hog(void) {
         t.model.loss = MIM_LOSS_COS;
         rc = mim_pretrain_run(&t);
         TU_CHECK(rc == 0, "pretrain --target teacher --teacher-norm (cos loss), 25 steps: %s", rc ? mim_err_msg() : "ok");
-        double t0 = metric_at(trun, 1, "loss"), t1 = metric_at(trun, 25, "loss");
+        double t0 = tu_metric_at(trun, 1, "loss"), t1 = tu_metric_at(trun, 25, "loss");
         printf("teacher pretrain loss: step 1 %.5f, step 25 %.5f\n", t0, t1);
         TU_CHECK(isfinite(t0) && t1 < 0.8 * t0, "teacher-target loss falls over 25 steps: %.4f -> %.4f", t0, t1);
         char tck[800];

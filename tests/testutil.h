@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cjson/cJSON.h>
 #include "core/check.h"
 #include "core/rng.h"
 #include "train/safetensors.h"
@@ -268,4 +269,24 @@ static void tu_write_squares_idx(const char* dir, int n, int H, int W) {
         lab[i] = (uint8_t)(s - 3);
     }
     tu_write_idx(dir, "train", n, H, W, px, lab);
+}
+
+// The value of key in the metrics.jsonl row of step (the last such row) in
+// run folder run; NAN when absent.
+__attribute__((unused))
+static double tu_metric_at(const char* run, int64_t step, const char* key) {
+    char p[4200], line[4096];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
+    FILE* f = fopen(p, "r");
+    double v = NAN;
+    if (!f) return v;
+    while (fgets(line, sizeof line, f)) {
+        cJSON* j = cJSON_Parse(line);
+        cJSON* s = j ? cJSON_GetObjectItem(j, "step") : NULL;
+        cJSON* k = j ? cJSON_GetObjectItem(j, key) : NULL;
+        if (s && k && (int64_t)s->valuedouble == step) v = k->valuedouble;
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    return v;
 }

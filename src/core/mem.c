@@ -56,3 +56,29 @@ int mim_mem_check(uint64_t need, uint64_t max_ram, const char* what, const char*
     }
     return MIM_OK;
 }
+
+int mim_mem_gate(const char* cmd, int batch, int accum, uint64_t max_ram, int loud, mim_need_fn need_at, void* ctx) {
+    char detail[512], d2[512], what[64], hint[160];
+    uint64_t need = need_at(ctx, batch, detail, sizeof detail);
+    if (!need) return MIM_OK;
+    if (loud) {
+        char n[32];
+        mim_format_bytes((double)need, n, sizeof n);
+        fprintf(stderr, "memory: ~%s (%s)\n", n, detail);
+    }
+    uint64_t limit = mim_phys_ram();
+    if (max_ram > 0 && (limit == 0 || max_ram < limit)) limit = max_ram;
+    if (limit == 0 || need <= limit) return MIM_OK;
+    int b = 1;   // the largest power of two below the batch that fits
+    while (2 * b < batch) b *= 2;
+    while (b > 1 && need_at(ctx, b, d2, sizeof d2) > limit) b /= 2;
+    if (b < batch && need_at(ctx, b, d2, sizeof d2) <= limit) {
+        int acc = accum * ((batch + b - 1) / b);
+        snprintf(hint, sizeof hint, "try --batch %d --accum %d (effective batch %lld, now %lld)", b, acc, (long long)b * acc,
+                 (long long)batch * accum);
+    } else {
+        snprintf(hint, sizeof hint, "even batch 1 does not fit: pick a smaller --model or raise the limit");
+    }
+    snprintf(what, sizeof what, "%s with batch %d", cmd, batch);
+    return mim_mem_check(need, max_ram, what, detail, hint);
+}

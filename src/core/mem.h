@@ -17,3 +17,13 @@ uint64_t mim_phys_ram(void);
 // MIM_EARG with "WHAT needs ~X (DETAIL), more than --max-ram 8.0 GiB; HINT"
 // (or "... than the machine's N GiB of RAM").
 int mim_mem_check(uint64_t need, uint64_t max_ram, const char* what, const char* detail, const char* hint);
+
+// What a run with this batch holds, in bytes, with a one-line breakdown
+// written into detail; 0 when it cannot tell (an invalid config, which the
+// run's own setup reports).
+typedef uint64_t (*mim_need_fn)(void* ctx, int batch, char* detail, size_t cap);
+// The memory gate of a training command (cmd: "pretrain", "finetune"):
+// prints "memory: ~X (detail)" when loud, then mim_mem_check on the estimate
+// for batch; a refusal's hint names the largest power-of-two batch below it
+// that fits, with the --accum that keeps the effective batch.
+int mim_mem_gate(const char* cmd, int batch, int accum, uint64_t max_ram, int loud, mim_need_fn need_at, void* ctx);

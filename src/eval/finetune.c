@@ -366,8 +366,11 @@ static int engine_parse(const char* js, mim_finetune_result* res, double* loss_a
 // AdamW's moments, the head for up to 1000 classes (its parameters,
 // gradients, moments and activations), the batch buffers and the training
 // and evaluation sources. 0 for an invalid config (mim_mae_init says why).
-static uint64_t finetune_need(const mim_config* c, int batch, const mim_source_config* sc, const mim_source_config* ec,
-                              char* detail, size_t cap) {
+typedef struct { const mim_config* c; const mim_source_config *sc, *ec; } need_ctx;
+static uint64_t finetune_need(void* ctx, int batch, char* detail, size_t cap) {
+    const need_ctx* nx = ctx;
+    const mim_config* c = nx->c;
+    const mim_source_config *sc = nx->sc, *ec = nx->ec;
     mim_mae_mem mm;
     if (!mim_mae_bytes(c, batch, &mm)) return 0;
     uint64_t data = 0, b;
@@ -390,33 +393,6 @@ static uint64_t finetune_need(const mim_config* c, int batch, const mim_source_c
     mim_format_bytes((double)data, s4, sizeof s4);
     snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW %s, data %s", s1, batch, s2, s3, s4);
     return mm.total + optim + head + bufs + data;
-}
-
-static int finetune_memory(const mim_finetune_args* a, const mim_config* c, const mim_source_config* sc,
-                           const mim_source_config* ec) {
-    char detail[512], d2[512], what[64], hint[160];
-    uint64_t need = finetune_need(c, a->batch, sc, ec, detail, sizeof detail);
-    if (!need) return 0;
-    if (!a->quiet) {
-        char n[32];
-        mim_format_bytes((double)need, n, sizeof n);
-        fprintf(stderr, "memory: ~%s (%s)\n", n, detail);
-    }
-    uint64_t limit = mim_phys_ram();
-    if (a->max_ram > 0 && (limit == 0 || a->max_ram < limit)) limit = a->max_ram;
-    if (limit == 0 || need <= limit) return 0;
-    int b = 1;   // the largest power of two below the batch that fits
-    while (2 * b < a->batch) b *= 2;
-    while (b > 1 && finetune_need(c, b, sc, ec, d2, sizeof d2) > limit) b /= 2;
-    if (b < a->batch && finetune_need(c, b, sc, ec, d2, sizeof d2) <= limit) {
-        int acc = a->accum * ((a->batch + b - 1) / b);
-        snprintf(hint, sizeof hint, "try --batch %d --accum %d (effective batch %lld, now %lld)", b, acc, (long long)b * acc,
-                 (long long)a->batch * a->accum);
-    } else {
-        snprintf(hint, sizeof hint, "even batch 1 does not fit: pick a smaller model or raise the limit");
-    }
-    snprintf(what, sizeof what, "finetune with batch %d", a->batch);
-    return mim_mem_check(need, a->max_ram, what, detail, hint);
 }
 
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
@@ -454,7 +430,8 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         ce.in_chans = gc; ce.img_h = gh; ce.img_w = gw;
         mim_source_config e2 = ec;
         e2.channels = gc; e2.height = gh; e2.width = gw;
-        if ((rc = finetune_memory(a, &ce, &sc, &e2))) return rc;
+        need_ctx nc = {&ce, &sc, &e2};
+        if ((rc = mim_mem_gate("finetune", a->batch, a->accum, a->max_ram, loud, finetune_need, &nc))) return rc;
     }
     if ((rc = mim_source_open(&src, &sc))) return rc;
     mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);

@@ -210,8 +210,11 @@ static void step_noise(float* noise, int B, int L, int k, uint64_t seed, int64_t
 // What a run with this batch will hold: the model (mim_mae_bytes), AdamW's
 // two moments, the step's image and noise buffers, and the data sources.
 // 0 when the config is invalid (mim_mae_init will say why).
-static uint64_t pretrain_need(const mim_config* c, int batch, const mim_source_config* sc, const mim_source_config* vc,
-                              char* detail, size_t cap) {
+typedef struct { const mim_config* c; const mim_source_config *sc, *vc; } need_ctx;   // vc may be NULL
+static uint64_t pretrain_need(void* ctx, int batch, char* detail, size_t cap) {
+    const need_ctx* nx = ctx;
+    const mim_config* c = nx->c;
+    const mim_source_config *sc = nx->sc, *vc = nx->vc;
     mim_mae_mem mm;
     if (!mim_mae_bytes(c, batch, &mm)) return 0;
     uint64_t data = 0, b;
@@ -235,36 +238,6 @@ static uint64_t pretrain_need(const mim_config* c, int batch, const mim_source_c
     return mm.total + optim + bufs + data;
 }
 
-// Prints the memory estimate and refuses a run over --max-ram or the
-// machine's RAM, suggesting a smaller batch with more accumulation.
-static int pretrain_memory(const mim_pretrain_args* a, const mim_config* c, const mim_source_config* sc,
-                           const mim_source_config* vc, int loud) {
-    char detail[512], what[64], hint[160] = "";
-    uint64_t need = pretrain_need(c, a->batch, sc, vc, detail, sizeof detail);
-    if (!need) return 0;
-    if (loud) {
-        char n[32];
-        mim_format_bytes((double)need, n, sizeof n);
-        fprintf(stderr, "memory: ~%s (%s)\n", n, detail);
-    }
-    uint64_t limit = mim_phys_ram();
-    if (a->max_ram > 0 && (limit == 0 || a->max_ram < limit)) limit = a->max_ram;
-    if (limit == 0 || need <= limit) return 0;
-    char d2[512];
-    int b = 1;   // the largest power of two below the batch that fits
-    while (2 * b < a->batch) b *= 2;
-    while (b > 1 && pretrain_need(c, b, sc, vc, d2, sizeof d2) > limit) b /= 2;
-    if (b < a->batch && pretrain_need(c, b, sc, vc, d2, sizeof d2) <= limit) {
-        int acc = a->accum * ((a->batch + b - 1) / b);
-        snprintf(hint, sizeof hint, "try --batch %d --accum %d (effective batch %lld, now %lld)", b, acc, (long long)b * acc,
-                 (long long)a->batch * a->accum);
-    } else {
-        snprintf(hint, sizeof hint, "even batch 1 does not fit: pick a smaller --model or raise the limit");
-    }
-    snprintf(what, sizeof what, "pretrain with batch %d", a->batch);
-    return mim_mem_check(need, a->max_ram, what, detail, hint);
-}
-
 int mim_pretrain_run(const mim_pretrain_args* a) {
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
     const mim_dist* d = mim_dist_get();
@@ -284,7 +257,8 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         mim_source_config evc = sc;
         evc.path = a->val_data; evc.split = a->val_split ? a->val_split : "t10k"; evc.subset = NULL;
         evc.channels = ec; evc.height = eh; evc.width = ew;
-        if ((rc = pretrain_memory(a, &ce, &sc, a->val_data ? &evc : NULL, loud))) return rc;
+        need_ctx nc = {&ce, &sc, a->val_data ? &evc : NULL};   // refuse a run over --max-ram or the RAM
+        if ((rc = mim_mem_gate("pretrain", a->batch, a->accum, a->max_ram, loud, pretrain_need, &nc))) return rc;
     }
     rc = mim_source_open(&src, &sc);
     if (rc) return rc;
