@@ -15,6 +15,10 @@
 //     test_pretrain.c: the loss falls over a few steps, the checkpoint
 //     records the target, reconstruct refuses it, resuming with another
 //     target is refused, and the CLI rejects bad target flags clearly.
+//  4. The teacher cache (train/tcache.h): hits, misses and empty slots,
+//     persistence, a damaged record, refused files left untouched; pretrain
+//     runs without the cache, filling it and reading it give the same
+//     losses; the CLI's counts, a failed cache write, the flags it needs.
 // Exit 0 pass, 1 failure, 77 when torch is missing (the rest passed).
 #include "testutil.h"
 #include "data/idx.h"
@@ -23,6 +27,7 @@
 #include "model/mae.h"
 #include "train/checkpoint.h"
 #include "train/pretrain.h"
+#include "train/tcache.h"
 #include <cjson/cJSON.h>
 #include <omp.h>
 #include <sys/stat.h>
@@ -224,6 +229,207 @@ static void test_pixel_equivalence(void) {
     mim_mae_free(&m);
 }
 
+// ================================================================ 4. teacher cache
+// Runs the CLI (stderr to DIR/name.txt); the exit code, the output in *txt.
+static int run_cli(const char* args, const char* env, const char* name, uint8_t** txt) {
+    const char* build = getenv("MIM_BUILD") ? getenv("MIM_BUILD") : "build";
+    char cmd[6000], p[600];
+    snprintf(p, sizeof p, "%s/%s.txt", tmpdir, name);
+    snprintf(cmd, sizeof cmd, "%s %s/mimscale pretrain %s >%s 2>&1", env ? env : "", build, args, p);
+    int st = system(cmd);
+    *txt = NULL;
+    size_t n = tu_slurp(p, txt);
+    if (n == 0) *txt = (uint8_t*)"";
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int has_text(const uint8_t* txt, const char* want) { return strstr((const char*)txt, want) != NULL; }
+
+// The cache file's state words that are set (-1 when it cannot be read).
+static int64_t cached_count(const char* path) {
+    FILE* f = fopen(path, "rb");
+    if (!f) return -1;
+    char magic[8];
+    mim_tcache_header h;
+    int64_t k = -1;
+    if (fread(magic, 1, 8, f) == 8 && fread(&h, sizeof h, 1, f) == 1 && fseeko(f, (off_t)h.state_off, SEEK_SET) == 0) {
+        k = 0;
+        for (int64_t i = 0; i < h.n; i++) {
+            uint32_t w;
+            if (fread(&w, 4, 1, f) != 1) { k = -1; break; }
+            k += w != 0;
+        }
+    }
+    fclose(f);
+    return k;
+}
+
+// mim_tcache on its own: hits, misses, empty slots, persistence, a damaged
+// record, and files it must refuse without touching them.
+static void test_tcache_api(const char* ck) {
+    mim_teacher t;
+    int rc = mim_teacher_load(&t, ck, 4, 4, 8);
+    TU_CHECK(rc == 0, "teacher cache: load the teacher %s: %s", ck, rc ? mim_err_msg() : "ok");
+    if (rc) return;
+    const float mean[3] = {0.3f, 0.3f, 0.3f}, sd[3] = {0.2f, 0.2f, 0.2f};
+    CHECK(mim_teacher_set_input(&t, 1, 16, 16, mean, sd) == 0);
+    const int B = 8, L = 16, D = mim_teacher_dim(&t);
+    const size_t rec = (size_t)L * D, img = 256;
+    mim_rng r;
+    mim_rng_seed(&r, 11);
+    float *imgs = tu_alloc(20 * img), *want = tu_alloc(B * rec), *got = tu_alloc(B * rec), *sub = tu_alloc(B * img);
+    tu_fill_normal(&r, imgs, 20 * img, 1.0f);   // sample id i is image i
+    char path[600];
+    snprintf(path, sizeof path, "%s/api.tfc", tmpdir);
+    const char* key = "teacher=t size=1; layer=-1; data=d";
+    mim_tcache c;
+    rc = mim_tcache_open(&c, path, key, 20, L, D, B, img);
+    TU_CHECK(rc == 0, "teacher cache: create %s: %s", path, rc ? mim_err_msg() : "ok");
+    if (rc) { mim_teacher_free(&t); return; }
+    int64_t ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    mim_teacher_forward(&t, want, imgs, B, -1);
+    mim_tcache_features(&c, &t, got, imgs, ids, B, -1);
+    TU_CHECK(!memcmp(got, want, B * rec * sizeof(float)) && c.computed == 8 && c.written == 8 && c.hits == 0,
+             "first batch: 8 computed and stored, equal to the teacher's forward bit for bit (computed %llu)",
+             (unsigned long long)c.computed);
+    // a mixed batch: ids 3 and 1 cached, 9 and 12 new, one empty slot (-1)
+    int64_t mix[5] = {3, 9, 1, -1, 12};
+    for (int b = 0; b < 5; b++) memcpy(sub + b * img, imgs + (mix[b] < 0 ? 19 : mix[b]) * img, img * sizeof(float));
+    mim_teacher_forward(&t, want, sub, 5, -1);
+    mim_tcache_features(&c, &t, got, sub, mix, 5, -1);
+    double e = tu_relerr(got, want, 5 * rec, NULL);
+    TU_CHECK(e <= 1e-6 && c.hits == 2 && c.computed == 11 && c.written == 10,
+             "mixed batch: 2 read, 3 computed, the empty slot not stored (read %llu, computed %llu, stored %llu), "
+             "maxrel %.2g to the forward", (unsigned long long)c.hits, (unsigned long long)c.computed,
+             (unsigned long long)c.written, e);
+    mim_tcache_close(&c);
+    TU_CHECK(cached_count(path) == 10, "10 samples cached on disk (%lld)", (long long)cached_count(path));
+
+    // reopened: everything is read back
+    rc = mim_tcache_open(&c, path, key, 20, L, D, B, img);
+    TU_CHECK(rc == 0, "reopen: %s", rc ? mim_err_msg() : "ok");
+    if (!rc) {
+        mim_teacher_forward(&t, want, imgs, B, -1);
+        mim_tcache_features(&c, &t, got, imgs, ids, B, -1);
+        TU_CHECK(c.hits == 8 && c.computed == 0 && !memcmp(got, want, B * rec * sizeof(float)),
+                 "after reopening: 8 read, 0 computed, same features (read %llu)", (unsigned long long)c.hits);
+        mim_tcache_close(&c);
+    }
+    // one damaged record (id 2): caught by its hash, recomputed and rewritten
+    {
+        struct stat st0;
+        CHECK(stat(path, &st0) == 0);
+        FILE* f = fopen(path, "r+b");
+        CHECK(f);
+        mim_tcache_header h;
+        CHECK(fseek(f, 8, SEEK_SET) == 0 && fread(&h, sizeof h, 1, f) == 1);
+        uint64_t off = h.feat_off + 2 * rec * sizeof(float) + 5;
+        CHECK(fseeko(f, (off_t)off, SEEK_SET) == 0);
+        int ch = fgetc(f);
+        CHECK(fseeko(f, (off_t)off, SEEK_SET) == 0);
+        fputc(ch ^ 0x40, f);
+        fclose(f);
+        rc = mim_tcache_open(&c, path, key, 20, L, D, B, img);
+        CHECK(rc == 0);
+        mim_tcache_features(&c, &t, got, imgs, ids, B, -1);
+        e = tu_relerr(got, want, B * rec, NULL);   // id 2 recomputed alone: rounding may differ
+        TU_CHECK(c.bad == 1 && c.computed == 1 && c.hits == 7 && e <= 1e-6,
+                 "a damaged record is caught, recomputed and rewritten (bad %llu, computed %llu, maxrel %.2g)",
+                 (unsigned long long)c.bad, (unsigned long long)c.computed, e);
+        mim_tcache_close(&c);
+    }
+    // refused files, left as they are
+    uint8_t* before;
+    size_t nb = tu_slurp(path, &before);
+    rc = mim_tcache_open(&c, path, "teacher=t size=1; layer=3; data=d", 20, L, D, B, img);
+    TU_CHECK(rc == MIM_EARG && strstr(mim_err_msg(), "'layer=-1'") && strstr(mim_err_msg(), "'layer=3'"),
+             "another key is refused naming the field: \"%s\"", mim_err_msg());
+    rc = mim_tcache_open(&c, path, key, 21, L, D, B, img);
+    TU_CHECK(rc == MIM_EARG && strstr(mim_err_msg(), "holds 20 samples"), "another sample count is refused: \"%s\"", mim_err_msg());
+    uint8_t* after;
+    size_t na = tu_slurp(path, &after);
+    TU_CHECK(na == nb && !memcmp(before, after, nb), "the refused cache file is unchanged");
+    char other[640];
+    snprintf(other, sizeof other, "%s/notacache", tmpdir);
+    FILE* f = fopen(other, "wb");
+    CHECK(f);
+    fputs("{\"step\": 1}\n", f);
+    fclose(f);
+    rc = mim_tcache_open(&c, other, key, 20, L, D, B, img);
+    TU_CHECK(rc == MIM_EFORMAT && strstr(mim_err_msg(), "not a mimscale teacher cache"), "a foreign file is refused: \"%s\"", mim_err_msg());
+    CHECK(truncate(path, (off_t)(nb / 2)) == 0);
+    rc = mim_tcache_open(&c, path, key, 20, L, D, B, img);
+    TU_CHECK(rc == MIM_EFORMAT && strstr(mim_err_msg(), "truncated"), "a truncated cache is refused: \"%s\"", mim_err_msg());
+    mim_teacher_free(&t);
+}
+
+// pretrain --teacher-cache: the losses of a run without the cache, one that
+// fills it and one that only reads it are the same; the CLI's counts; a
+// failed cache write; the flags it needs.
+static void test_teacher_cache(const mim_pretrain_args* base, const char* ck, const char* data) {
+    test_tcache_api(ck);
+    char r0[600], r1[600], r2[600], cpath[600];
+    snprintf(r0, sizeof r0, "%s/tc_plain", tmpdir);
+    snprintf(r1, sizeof r1, "%s/tc_fill", tmpdir);
+    snprintf(r2, sizeof r2, "%s/tc_read", tmpdir);
+    snprintf(cpath, sizeof cpath, "%s/run.tfc", tmpdir);
+    mim_pretrain_args t = *base;
+    t.hog_cell = 0; t.steps = 30; t.augment = 0;   // 320 images, batch 16: 20 steps per epoch
+    t.teacher = ck; t.teacher_layer = -1; t.teacher_norm = 1;
+    mim_config_set_target(&t.model, MIM_TARGET_TEACHER);
+    t.model.loss = MIM_LOSS_COS;
+    t.out = r0;
+    int rc = mim_pretrain_run(&t);
+    t.teacher_cache = cpath;
+    t.out = r1;
+    if (!rc) rc = mim_pretrain_run(&t);
+    t.out = r2;
+    if (!rc) rc = mim_pretrain_run(&t);
+    TU_CHECK(rc == 0, "teacher-target runs without, filling and reading the cache: %s", rc ? mim_err_msg() : "ok");
+    double worst = 0;
+    for (int s = 1; s <= 30; s++) {
+        double l0 = tu_metric_at(r0, s, "loss"), l1 = tu_metric_at(r1, s, "loss"), l2 = tu_metric_at(r2, s, "loss");
+        double e = fmax(fabs(l1 - l0), fabs(l2 - l0)) / fabs(l0);
+        if (!(e <= worst)) worst = isfinite(e) ? e : INFINITY;
+    }
+    printf("teacher cache: loss maxrel over 30 steps, cached vs not: %.3g\n", worst);
+    TU_CHECK(worst <= 1e-6, "losses with the cache (filling, then reading) equal those without: maxrel %.3g", worst);
+    TU_CHECK(cached_count(cpath) == 320, "every one of the 320 samples is cached (%lld)", (long long)cached_count(cpath));
+
+    // the CLI: counts, a failed write, flags
+    char args[4096], cli_cache[600];
+    snprintf(cli_cache, sizeof cli_cache, "%s/cli.tfc", tmpdir);
+    const char* common = "--model vit_nano --patch 4 --dec-dim 16 --dec-depth 1 --dec-heads 2 --batch 16 --steps 25 "
+                         "--save-every 0 --target teacher --teacher-norm --augment=0";
+    uint8_t* txt;
+    snprintf(args, sizeof args, "%s --teacher %s --teacher-cache %s --data %s --out %s/cli1", common, ck, cli_cache, data, tmpdir);
+    int code = run_cli(args, NULL, "cli1", &txt);
+    TU_CHECK(code == 0 && has_text(txt, "80 read, 320 computed (320 stored), 0 bad; 320 of 320 samples cached"),
+             "CLI, fresh cache, 25 steps of 16 on 320 images: exit %d, prints the counts", code);
+    snprintf(args, sizeof args, "%s --teacher %s --teacher-cache %s --data %s --out %s/cli2", common, ck, cli_cache, data, tmpdir);
+    code = run_cli(args, NULL, "cli2", &txt);
+    TU_CHECK(code == 0 && has_text(txt, "400 read, 0 computed (0 stored)"), "CLI, second run: every target read back (exit %d)", code);
+    // writes: the cache's header and key are writes 1-2, the first record 3
+    snprintf(args, sizeof args, "%s --teacher %s --teacher-cache %s/cli_full.tfc --data %s --out %s/cli3", common, ck, tmpdir, data, tmpdir);
+    code = run_cli(args, "MIM_FAULT_WRITE=3+", "cli3", &txt);
+    TU_CHECK(code != 0 && has_text(txt, "write failed") && has_text(txt, "No space left"),
+             "a full disk while filling the cache: warned (exit %d; the run's checkpoint write fails too)", code);
+    code = run_cli(args, "MIM_FAULT_WRITE=3", "cli3b", &txt);
+    TU_CHECK(code == 0 && has_text(txt, "write failed") && has_text(txt, "storing stopped after a write error"),
+             "one failed cache write: the run finishes computing without storing (exit %d)", code);
+    struct { const char* args; const char* want; } bad[] = {
+        {"--target teacher --teacher-norm --teacher", "needs --augment=0"},   // augmentation on
+        {"--target hog --hog-cell 2 --augment=0 --teacher", "apply to --target teacher only"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(args, sizeof args, "--model vit_nano --patch 4 --dec-dim 16 --batch 16 --steps 1 %s %s "
+                 "--teacher-cache %s/x.tfc --data %s --out %s/clibad", bad[i].args, ck, tmpdir, data, tmpdir);
+        code = run_cli(args, NULL, "clibad", &txt);
+        TU_CHECK((code == 1 || code == 2) && has_text(txt, bad[i].want), "pretrain %s --teacher-cache: exit %d, \"%s\"",
+                 bad[i].args, code, bad[i].want);
+    }
+}
+
 // ================================================================ 3. pretrain
 static void test_pretrain_hog(void) {
     char data[512], run[512], ck[700];
@@ -318,6 +524,7 @@ static void test_pretrain_hog(void) {
         rc = mim_pretrain_run(&t);
         TU_CHECK(rc != 0 && strstr(mim_err_msg(), "/nonexistent/teacher.safetensors"), "a missing teacher file: \"%s\"", mim_err_msg());
     }
+    test_teacher_cache(&a, ck, data);
 }
 
 int main(void) {

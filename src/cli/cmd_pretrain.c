@@ -51,6 +51,7 @@ int cmd_pretrain(int argc, char** argv) {
         {"teacher", FLAG_STR, &a.teacher, "", 0, 0, "--target teacher: the teacher checkpoint"},
         {"teacher-layer", FLAG_INT, &a.teacher_layer, "-1", -1, 1024, "--target teacher: block whose output tokens are the targets (-1: last)"},
         {"teacher-norm", FLAG_BOOL, &a.teacher_norm, "0", 0, 1, "--target teacher: layer-normalise each target token (no affine, eps 1e-6)"},
+        {"teacher-cache", FLAG_STR, &a.teacher_cache, "", 0, 0, "--target teacher with --augment=0: keep each sample's teacher tokens in FILE (created on first use; later epochs and runs read them)"},
         {"data", FLAG_STR, &a.data, MIM_FASHION_MNIST_DIR, 0, 0, "IDX folder (train-images-idx3-ubyte.gz) or a sample index from `mimscale index`"},
         {"subset", FLAG_STR, &a.subset, "", 0, 0, "subset file from `mimscale subset` (index data only)"},
         {"img", FLAG_INT, &img, "0", 0, 1 << 14, "square input size (0: the data's own; required for index data)"},
@@ -73,7 +74,7 @@ int cmd_pretrain(int argc, char** argv) {
         {"beta1", FLAG_FLOAT, &a.beta1, "0.9", 0, 0.999999, "AdamW beta1"},
         {"beta2", FLAG_FLOAT, &a.beta2, "0.95", 0, 0.999999, "AdamW beta2"},
         {"clip-grad", FLAG_FLOAT, &a.clip_grad, "0", 0, 1e9, "clip the global grad norm to this (0: off)"},
-        {"augment", FLAG_BOOL, &a.augment, "1", 0, 1, "RandomResizedCrop (0.2-1) + horizontal flip, as MAE"},
+        {"augment", FLAG_BOOL, &a.augment, "1", 0, 1, "RandomResizedCrop (0.2-1) + horizontal flip, as MAE (--augment=0: resize + centre crop)"},
         {"seed", FLAG_I64, &seed, "0", 0, 9.2e18, "seed for init, data order, masks"},
         {"threads", FLAG_INT, &a.threads, "0", 0, 4096, "OpenMP/BLAS threads (0: all cores)"},
         {"save-every", FLAG_INT, &a.save_every, "500", 0, 1 << 30, "checkpoint every N steps (and at the end)"},
@@ -120,8 +121,9 @@ int cmd_pretrain(int argc, char** argv) {
         fprintf(stderr, "error: --target teacher needs --teacher FILE (the teacher checkpoint)\n");
         return 2;
     }
-    if (tgt != MIM_TARGET_TEACHER && (a.teacher || given(f, nf, "teacher-layer") || given(f, nf, "teacher-norm"))) {
-        fprintf(stderr, "error: --teacher, --teacher-layer and --teacher-norm apply to --target teacher only\n");
+    if (a.teacher_cache && !a.teacher_cache[0]) a.teacher_cache = NULL;
+    if (tgt != MIM_TARGET_TEACHER && (a.teacher || a.teacher_cache || given(f, nf, "teacher-layer") || given(f, nf, "teacher-norm"))) {
+        fprintf(stderr, "error: --teacher, --teacher-layer, --teacher-norm and --teacher-cache apply to --target teacher only\n");
         return 2;
     }
     if (tgt != MIM_TARGET_HOG && given(f, nf, "hog-cell")) {

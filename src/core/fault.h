@@ -5,7 +5,8 @@
 // makes the Nth write of the process that goes through mim_fault_write()
 // fail (and with "+", every later one too) with that errno (ENOSPC when not
 // given). Counted writes: safetensors files (checkpoints), the `latest`
-// pointer, results.jsonl rows and results.csv. Unset (production), the hook
+// pointer, results.jsonl rows, results.csv and teacher-cache records
+// (train/tcache.h). Unset (production), the hook
 // is one predictable branch per write call. `study run` does not pass the
 // variable on to the commands it runs, so it aims at the runner's writes.
 //

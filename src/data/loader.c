@@ -48,6 +48,7 @@ uint64_t mim_perm_apply(const mim_perm* p, uint64_t i) {
 typedef struct {
     float* imgs;       // (B, C, H, W)
     int32_t* labels;   // (B)
+    int64_t* ids;      // (B) index sample ids (-1: slot left empty)
     uint64_t batch;    // stream batch number this slot holds or will hold
     int done;          // items written
     mim_loader_counters cnt;   // of this batch; added to the total when handed out
@@ -114,7 +115,8 @@ static void count_err(mim_loader_counters* c, int rc) {
 }
 
 // Fill one item; returns the counters delta in *d.
-static void fill_item(worker* w, uint64_t epoch, uint64_t t, float* img, int32_t* label, mim_loader_counters* d) {
+static void fill_item(worker* w, uint64_t epoch, uint64_t t, float* img, int32_t* label, int64_t* sid,
+                      mim_loader_counters* d) {
     mim_loader* l = w->l;
     for (int attempt = 0; attempt <= 8; attempt++) {
         uint64_t tt = t;
@@ -128,6 +130,7 @@ static void fill_item(worker* w, uint64_t epoch, uint64_t t, float* img, int32_t
         if (rc == MIM_OK) rc = mim_transform_apply(&l->tf, w->aug, w->buf, n, &rng, img, NULL);
         if (rc == MIM_OK) {
             *label = mim_index_get(l->ix, id)->label;
+            *sid = (int64_t)id;
             d->samples++;
             if (attempt > 0) d->replaced++;
             return;
@@ -137,6 +140,7 @@ static void fill_item(worker* w, uint64_t epoch, uint64_t t, float* img, int32_t
     }
     memset(img, 0, l->img_floats * sizeof(float));
     *label = -1;
+    *sid = -1;
     d->unfilled++;
 }
 
@@ -161,7 +165,7 @@ static void* worker_main(void* arg) {
         slot* s = &l->slots[g % (uint64_t)l->R];
         mim_loader_counters d;
         memset(&d, 0, sizeof d);
-        fill_item(w, epoch, t, s->imgs + j * l->img_floats, &s->labels[j], &d);
+        fill_item(w, epoch, t, s->imgs + j * l->img_floats, &s->labels[j], &s->ids[j], &d);
         pthread_mutex_lock(&l->mu);
         add_counters(&s->cnt, &d);
         CHECK(s->batch == g);
@@ -204,7 +208,7 @@ void mim_loader_close(mim_loader* l) {
         }
     }
     free(l->workers);
-    if (l->slots) for (int r = 0; r < l->R; r++) { free(l->slots[r].imgs); free(l->slots[r].labels); }
+    if (l->slots) for (int r = 0; r < l->R; r++) { free(l->slots[r].imgs); free(l->slots[r].labels); free(l->slots[r].ids); }
     free(l->slots);
     mim_subset_close(l->sub);
     mim_index_close(l->ix);
@@ -253,7 +257,8 @@ int mim_loader_open(mim_loader** out, const mim_loader_config* cfg) {
     for (int r = 0; r < l->R; r++) {
         l->slots[r].imgs = mim_calloc((size_t)cfg->batch_size * l->img_floats, sizeof(float));
         l->slots[r].labels = mim_calloc((size_t)cfg->batch_size, sizeof(int32_t));
-        if (!l->slots[r].imgs || !l->slots[r].labels) { rc = mim_err(MIM_ENOMEM, "loader: out of memory for the batch ring"); goto fail; }
+        l->slots[r].ids = mim_calloc((size_t)cfg->batch_size, sizeof(int64_t));
+        if (!l->slots[r].imgs || !l->slots[r].labels || !l->slots[r].ids) { rc = mim_err(MIM_ENOMEM, "loader: out of memory for the batch ring"); goto fail; }
     }
     l->workers = calloc((size_t)cfg->n_threads, sizeof *l->workers);
     if (!l->workers) { rc = mim_err(MIM_ENOMEM, "out of memory"); goto fail; }
@@ -275,6 +280,10 @@ fail:
 }
 
 int mim_loader_next_lend(mim_loader* l, const float** imgs, const int32_t** labels) {
+    return mim_loader_next_lend_ids(l, imgs, labels, NULL);
+}
+
+int mim_loader_next_lend_ids(mim_loader* l, const float** imgs, const int32_t** labels, const int64_t** ids) {
     pthread_mutex_lock(&l->mu);
     if (l->lent) {   // free the previous batch's slot for batch released + R
         slot* s = &l->slots[l->released % (uint64_t)l->R];
@@ -294,17 +303,25 @@ int mim_loader_next_lend(mim_loader* l, const float** imgs, const int32_t** labe
     pthread_mutex_unlock(&l->mu);
     *imgs = s->imgs;
     if (labels) *labels = s->labels;
+    if (ids) *ids = s->ids;
     return MIM_OK;
 }
 
 int mim_loader_next(mim_loader* l, float* imgs, int32_t* labels) {
-    const float* im; const int32_t* lb;
-    int rc = mim_loader_next_lend(l, &im, &lb);
+    return mim_loader_next_ids(l, imgs, labels, NULL);
+}
+
+int mim_loader_next_ids(mim_loader* l, float* imgs, int32_t* labels, int64_t* ids) {
+    const float* im; const int32_t* lb; const int64_t* id;
+    int rc = mim_loader_next_lend_ids(l, &im, &lb, &id);
     if (rc < 0) return rc;
     memcpy(imgs, im, (size_t)l->cfg.batch_size * l->img_floats * sizeof(float));
     if (labels) memcpy(labels, lb, (size_t)l->cfg.batch_size * sizeof(int32_t));
+    if (ids) memcpy(ids, id, (size_t)l->cfg.batch_size * sizeof(int64_t));
     return MIM_OK;
 }
+
+uint64_t mim_loader_id_space(const mim_loader* l) { return mim_index_count(l->ix); }
 
 mim_loader_pos mim_loader_get_position(const mim_loader* l) {
     mim_loader* m = (mim_loader*)l;

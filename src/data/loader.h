@@ -88,6 +88,12 @@ int mim_loader_next(mim_loader* l, float* imgs, int32_t* labels);
 // Zero-copy variant: *imgs (B, C, H, W) and *labels (B) stay valid until the
 // next call to mim_loader_next / next_lend / set_position / close.
 int mim_loader_next_lend(mim_loader* l, const float** imgs, const int32_t** labels);
+// The same, plus ids (B): the index sample each slot holds (after any
+// replacement of a bad sample), -1 for a slot left empty. ids may be NULL.
+int mim_loader_next_ids(mim_loader* l, float* imgs, int32_t* labels, int64_t* ids);
+int mim_loader_next_lend_ids(mim_loader* l, const float** imgs, const int32_t** labels, const int64_t** ids);
+// Sample ids run over [0, this): the index's sample count (not the subset's).
+uint64_t mim_loader_id_space(const mim_loader* l);
 
 // Position of the next batch to be returned; see the note on Position above.
 mim_loader_pos mim_loader_get_position(const mim_loader* l);

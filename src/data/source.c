@@ -210,7 +210,15 @@ static void idx_sample(mim_source* s, float* out, int64_t epoch, int64_t slot, u
 }
 
 int mim_source_next(mim_source* s, float* imgs, int32_t* labels) {
-    if (s->loader) return mim_loader_next(s->loader, imgs, labels);
+    return mim_source_next_ids(s, imgs, labels, NULL);
+}
+
+int64_t mim_source_id_space(const mim_source* s) {
+    return s->loader ? (int64_t)mim_loader_id_space(s->loader) : (int64_t)s->idx.n;
+}
+
+int mim_source_next_ids(mim_source* s, float* imgs, int32_t* labels, int64_t* ids) {
+    if (s->loader) return mim_loader_next_ids(s->loader, imgs, labels, ids);
     int B = s->cfg.batch;
     if (s->pos.index + B > mim_source_size(s)) { s->pos.epoch++; s->pos.index = 0; }   // drop the last partial batch
     idx_order(s, s->pos.epoch);
@@ -222,6 +230,7 @@ int mim_source_next(mim_source* s, float* imgs, int32_t* labels) {
         uint32_t img = s->order[slot];
         idx_sample(s, imgs + (size_t)b * per, epoch, slot, img);
         if (labels) labels[b] = s->idx.labels ? s->idx.labels[img] : -1;
+        if (ids) ids[b] = img;
     }
     s->pos.index += B;
     return 0;

@@ -51,6 +51,12 @@ void mim_source_geometry(const mim_source* s, int* c, int* h, int* w);
 int mim_source_num_classes(mim_source* s);   // max label + 1 (0 if unlabelled; labels > MIM_MAX_LABEL ignored); index: one scan
 // Fills the next batch: imgs (B, C, H, W), labels (B) or NULL.
 int mim_source_next(mim_source* s, float* imgs, int32_t* labels);
+// The same, plus ids (B) or NULL: which sample of the data set each slot
+// holds (IDX: image number; index: sample number in the index, whatever the
+// subset), -1 for a slot the loader could not fill. Ids run over
+// [0, mim_source_id_space(s)).
+int mim_source_next_ids(mim_source* s, float* imgs, int32_t* labels, int64_t* ids);
+int64_t mim_source_id_space(const mim_source* s);
 mim_source_pos mim_source_get_position(const mim_source* s);
 int mim_source_set_position(mim_source* s, mim_source_pos pos);
 // The per-channel normalisation applied to the output (x/255 - mean) / std.

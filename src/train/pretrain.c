@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "model/teacher.h"
+#include "train/tcache.h"
 
 void openblas_set_num_threads(int);
 
@@ -45,6 +46,8 @@ typedef struct {
     float* buf;            // (batch, L, Pt); NULL for pixel targets
     mim_teacher teacher;
     int teacher_loaded, layer, norm;
+    mim_tcache cache;      // --teacher-cache: per-sample tokens on disk
+    int cached;
 } target_gen;
 
 // Sets c->target_dim for the target of c and prepares tg (loads the
@@ -75,6 +78,20 @@ static int target_open(target_gen* tg, const mim_pretrain_args* a, mim_config* c
         tg->layer = a->teacher_layer;
         tg->norm = a->teacher_norm;
         c->target_dim = mim_teacher_dim(&tg->teacher);
+        if (a->teacher_cache && a->teacher_cache[0]) {
+            if (a->augment)
+                return mim_err(MIM_EARG, "--teacher-cache needs --augment=0: augmented crops differ at every epoch, "
+                               "so their teacher tokens cannot be reused");
+            char key[8192];
+            if ((rc = mim_tcache_key(key, sizeof key, a->teacher, a->teacher_layer, a->data, "train", c->in_chans,
+                                     c->img_h, c->img_w, mean, std)))
+                return rc;
+            int L = (c->img_h / c->patch) * (c->img_w / c->patch);
+            if ((rc = mim_tcache_open(&tg->cache, a->teacher_cache, key, mim_source_id_space(src), L, c->target_dim,
+                                      a->batch, (size_t)c->in_chans * c->img_h * c->img_w)))
+                return rc;
+            tg->cached = 1;
+        }
     } else {
         c->target_dim = 0;
         return 0;
@@ -86,19 +103,23 @@ static int target_open(target_gen* tg, const mim_pretrain_args* a, mim_config* c
 
 static void target_close(target_gen* tg) {
     free(tg->buf);
+    if (tg->cached) mim_tcache_close(&tg->cache);
     if (tg->teacher_loaded) mim_teacher_free(&tg->teacher);
     memset(tg, 0, sizeof *tg);
 }
 
 // The model's forward on one micro-batch with tg's targets, computed from
-// the same (augmented, normalised) imgs the student sees.
-static float forward_with_target(mim_mae* m, target_gen* tg, const float* imgs, const float* noise, int B) {
+// the same (augmented, normalised) imgs the student sees. ids (B): the
+// samples' ids, for the teacher cache (NULL: compute every target).
+static float forward_with_target(mim_mae* m, target_gen* tg, const float* imgs, const int64_t* ids,
+                                 const float* noise, int B) {
     if (!tg->buf) return mim_mae_forward(m, imgs, noise, B);
     const mim_config* c = &m->cfg;
     if (tg->kind == MIM_TARGET_HOG) {
         PROF(PROF_TARGET, mim_hog_forward(tg->buf, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch, &tg->hog));
     } else {
-        PROF(PROF_TARGET, mim_teacher_forward(&tg->teacher, tg->buf, imgs, B, tg->layer));
+        if (tg->cached && ids) PROF(PROF_TARGET, mim_tcache_features(&tg->cache, &tg->teacher, tg->buf, imgs, ids, B, tg->layer));
+        else PROF(PROF_TARGET, mim_teacher_forward(&tg->teacher, tg->buf, imgs, B, tg->layer));
         if (tg->norm) PROF(PROF_TARGET, layernorm_rows(tg->buf, B * m->L, m->Pt, 1e-6f));
     }
     return mim_mae_forward_target(m, imgs, noise, tg->buf, B);
@@ -156,7 +177,7 @@ static int validation_loss(mim_mae* m, target_gen* tg, mim_source* vs, int nb, u
         mim_rng r;
         mim_rng_seed(&r, stream_seed(seed, 3, (uint64_t)i));
         for (size_t k = 0; k < (size_t)B * m->L; k++) noise[k] = mim_rng_uniform(&r);
-        sum += forward_with_target(m, tg, imgs, noise, B);
+        sum += forward_with_target(m, tg, imgs, NULL, noise, B);
     }
     *out = mim_dist_allreduce_sum_d(sum / nb) / mim_dist_get()->world;
     return rc;
@@ -282,6 +303,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     mim_adamw opt = {0};
     target_gen tg = {0};
     float *imgs = NULL, *noise = NULL;
+    int64_t* ids = NULL;
     char* aj = NULL;
     FILE* mf = NULL;
     if (steps_per_epoch < 1) {
@@ -301,7 +323,8 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     if ((rc = mim_adamw_init(&opt, m.num_floats))) goto done;
     imgs = mim_malloc(sizeof(float) * (size_t)a->batch * c.in_chans * c.img_h * c.img_w);
     noise = mim_malloc(sizeof(float) * (size_t)a->batch * m.L);
-    if (!imgs || !noise) { rc = MIM_ENOMEM; goto done; }
+    ids = mim_malloc(sizeof(int64_t) * (size_t)a->batch);
+    if (!imgs || !noise || !ids) { rc = MIM_ENOMEM; goto done; }
     if (mkdir(a->out, 0755) != 0 && errno != EEXIST) {
         rc = mim_err(MIM_EIO, "cannot create run folder %s: %s", a->out, strerror(errno));
         goto done;
@@ -370,7 +393,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         double loss_sum = 0;
         const char* bad = NULL;   // what went non-finite this step
         for (int k = 0; k < a->accum; k++) {
-            PROF(PROF_DATA, rc = mim_source_next(src, imgs, NULL));
+            PROF(PROF_DATA, rc = mim_source_next_ids(src, imgs, NULL, ids));
             if (rc && d->world > 1) {   // the other ranks wait in a collective: end the job
                 fprintf(stderr, "rank %d: error: %s\n", d->rank, mim_err_msg());
                 mim_dist_abort(1);
@@ -378,7 +401,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             if (rc) goto done;
             if (a->debug_nan_at == step + 1) imgs[0] = NAN;
             step_noise(noise, a->batch, m.L, k, a->seed, step, d);
-            float loss = forward_with_target(&m, &tg, imgs, noise, a->batch);
+            float loss = forward_with_target(&m, &tg, imgs, ids, noise, a->batch);
             loss_sum += loss;
             // the last micro-batch's backward hands finished blocks to MPI
             int last = k == a->accum - 1 && d->world > 1;
@@ -479,6 +502,11 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     if (loud)
         fprintf(stderr, "\ndone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", (long long)step,
                 (long long)nan_skipped, mpath, cnt[0] ? "\n" : "", cnt);
+    if (tg.cached && d->rank == 0 && !a->quiet) {
+        char tc[4608];
+        mim_tcache_format(&tg.cache, tc, sizeof tc);
+        fprintf(stderr, "%s\n", tc);
+    }
     if (loud && d->world > 1) {
         mim_dist_stats ds;
         mim_dist_stats_get(&ds);
@@ -501,7 +529,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
 done:
     mim_prof_on = 0;
     if (mf) fclose(mf);
-    free(aj); free(imgs); free(noise);
+    free(aj); free(imgs); free(noise); free(ids);
     target_close(&tg);
     mim_adamw_free(&opt);
     if (m.params) mim_mae_free(&m);

@@ -31,6 +31,7 @@ typedef struct {
     const char* teacher;   // target teacher: the teacher checkpoint (model/teacher.h)
     int teacher_layer;     // its block whose tokens are the targets (-1: last)
     int teacher_norm;      // layer-normalise each teacher token (no affine, eps 1e-6)
+    const char* teacher_cache;  // file of per-sample teacher tokens (train/tcache.h); needs augment = 0
     int profile;           // print time per op class per step at the end
     int on_nan;            // non-finite loss or gradient: 0 stop (keep the last checkpoint), 1 skip the step
     int dist_check_every;  // data-parallel: verify every N steps that all ranks hold the same weights (0: off)
