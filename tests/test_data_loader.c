@@ -1,7 +1,8 @@
 // test_data_loader.c: the threaded loader on a synthetic shard set whose
 // label is the sample number: same bits whatever the thread count, resume
 // from a saved position (across an epoch boundary), disjoint (rank, world)
-// slices, a fresh order each epoch, and the epoch permutation a bijection.
+// slices, a fresh order each epoch, the epoch permutation a bijection, and
+// the sample ids reported with each batch.
 #include "core/check.h"
 #include "data/decode.h"
 #include "data/index.h"
@@ -115,6 +116,19 @@ int main(void) {
     int total = 0; for (int i = 0; i < NS; i++) total += seen[i];
     EXPECT(total == NS);
     mim_loader_close(r0); mim_loader_close(r1);
+    // sample ids: the label is the sample number here, so ids == labels, and
+    // mim_loader_next_ids returns the same batch as mim_loader_next
+    {
+        mim_loader* li = open_loader(2, 0, 1, 7);
+        EXPECT(mim_loader_id_space(li) == NS);
+        int64_t ids[B];
+        for (int k = 0; k < 14; k++) {
+            CHECK(mim_loader_next_ids(li, b, lb, ids) == 0);
+            EXPECT(memcmp(b, a + k * F, F * sizeof(float)) == 0);
+            for (int j = 0; j < B; j++) EXPECT(ids[j] == lb[j] && lb[j] == la[k * B + j]);
+        }
+        mim_loader_close(li);
+    }
     // a different seed gives a different order
     mim_loader* ls = open_loader(1, 0, 1, 8);
     CHECK(mim_loader_next(ls, b, lb) == 0);
