@@ -505,6 +505,26 @@ int main(void) {
     TU_CHECK(!has_tmp_files(out), "no temp files left after the failed write");
 
     test_pretrain_faults(ref);
+    {   // metrics.jsonl on a device that is always full: one warning, the run
+        // goes on and its checkpoints are written
+        snprintf(out, sizeof out, "%s/fullmetrics", tmpdir);
+        mkdir(out, 0755);
+        snprintf(p, sizeof p, "%s/metrics.jsonl", out);
+        if (symlink("/dev/full", p) == 0) {
+            rc = run(out, "--save-every 20");
+            snprintf(p, sizeof p, "%s.log", out);
+            n = tu_slurp(p, &txt);
+            const char* w = "warning: cannot write";
+            int warns = 0;
+            for (const uint8_t* q = txt; n && (q = memmem(q, n - (size_t)(q - txt), w, strlen(w))); q++) warns++;
+            int nospace = n && memmem(txt, n, "No space left", 13) != NULL;
+            snprintf(p, sizeof p, "%s/ckpt-000000040/model.safetensors", out);
+            TU_CHECK(rc == 0 && warns == 1 && nospace && exists(p),
+                     "metrics.jsonl on a full device: exit %d, %d warning(s) (want 1), the step-40 checkpoint written", rc, warns);
+        } else {
+            printf("skip: cannot symlink to /dev/full\n");
+        }
+    }
     test_tmpfs();
     test_finetune();
     test_study();

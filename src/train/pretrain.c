@@ -125,6 +125,18 @@ static float forward_with_target(mim_mae* m, target_gen* tg, const float* imgs, 
     return mim_mae_forward_target(m, imgs, noise, tg->buf, B);
 }
 
+// Flushes metrics.jsonl; a failed write (full disk, EIO) warns once and
+// training goes on: the checkpoint writes, which stop the run cleanly, are
+// where a full disk is acted on.
+static void metrics_flush(FILE* mf, const char* path, int* warned) {
+    if ((fflush(mf) != 0 || ferror(mf)) && !*warned) {
+        fprintf(stderr, "\nwarning: cannot write %s (%s); training goes on, the metrics log has a gap\n", path,
+                strerror(errno));
+        *warned = 1;
+    }
+    clearerr(mf);
+}
+
 static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON* j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", c->name);
@@ -383,6 +395,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;
     double t0 = now_s(), tlast = t0;
     int64_t step0 = step, last_logged = step, nan_skipped = 0;
+    int mf_warned = 0;
     mim_prof_on = a->profile;
     mim_prof_reset();
     mim_dist_stats_reset();
@@ -432,7 +445,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             nan_skipped++;
             if (mf) fprintf(mf, "{\"step\": %lld, \"skipped_nonfinite\": \"%s\", \"detail\": \"%s\"}\n",
                     (long long)step + 1, bad, what);
-            if (mf) fflush(mf);
+            if (mf) metrics_flush(mf, mpath, &mf_warned);
             if (loud) fprintf(stderr, "\nstep %lld: non-finite %s (%s), step skipped\n", (long long)step + 1, bad, what);
         } else {
             PROF(PROF_OPTIM, mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp));
@@ -448,7 +461,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             fprintf(mf, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
                         "\"img_per_s\": %.2f, \"time_s\": %.3f}\n",
                     (long long)step, (double)step / steps_per_epoch, loss, hp.lr, gnorm, ips, t - t0);
-            fflush(mf);
+            metrics_flush(mf, mpath, &mf_warned);
             if (loud) {
                 char eta[32];
                 fmt_eta(eta, sizeof eta, (t - t0) / (step - step0) * (end - step));
@@ -463,7 +476,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             if (mf) {
                 fprintf(mf, "{\"step\": %lld, \"val_loss\": %.6f, \"val_images\": %d}\n", (long long)step, vl,
                         val_batches * a->batch * d->world);
-                fflush(mf);
+                metrics_flush(mf, mpath, &mf_warned);
             }
             if (loud) fprintf(stderr, "\nstep %lld: validation loss %.4f on %d images\n", (long long)step, vl,
                               val_batches * a->batch * d->world);
