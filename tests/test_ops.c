@@ -781,6 +781,40 @@ static void test_layernorm_rows(const char* tag, int N, int C) {
 }
 
 // ================================================================ elementwise
+// ================================================================ fused kernels
+// residual_layernorm_forward and bias_gelu_forward against the ops they
+// fuse; sizes above the threading thresholds, and odd widths.
+static void test_fused(int N, int C) {
+    size_t n = (size_t)N * C;
+    float *x = tu_alloc(n), *r0 = tu_alloc(n), *r1 = tu_alloc(n), *o0 = tu_alloc(n), *o1 = tu_alloc(n);
+    float *w = tu_alloc(C), *b = tu_alloc(C), *m0 = tu_alloc(N), *m1 = tu_alloc(N), *s0 = tu_alloc(N), *s1 = tu_alloc(N);
+    tu_fill_normal(&g_rng, x, n, 1.0f);
+    tu_fill_normal(&g_rng, r0, n, 2.0f);
+    tu_fill_normal(&g_rng, w, C, 1.0f);
+    tu_fill_normal(&g_rng, b, C, 1.0f);
+    memcpy(r1, r0, n * sizeof(float));
+    add_inplace(r0, x, n);
+    layernorm_forward(o0, m0, s0, r0, w, b, N, C, 1e-6f);
+    residual_layernorm_forward(r1, o1, m1, s1, x, w, b, N, C, 1e-6f);
+    char label[96];
+    snprintf(label, sizeof label, "residual_layernorm_forward %dx%d: residual", N, C);
+    tu_close(label, r1, r0, n, 0.0);
+    snprintf(label, sizeof label, "residual_layernorm_forward %dx%d: out, mean, rstd", N, C);
+    double e = fmax(tu_relerr(o1, o0, n, NULL), fmax(tu_relerr(m1, m0, N, NULL), tu_relerr(s1, s0, N, NULL)));
+    TU_CHECK(e <= 1e-6, "%s vs add_inplace + layernorm_forward: maxrel %.2g", label, e);
+
+    // bias + GELU
+    memcpy(r0, x, n * sizeof(float));
+    memcpy(r1, x, n * sizeof(float));
+    for (int i = 0; i < N; i++) add_inplace(r0 + (size_t)i * C, b, C);
+    gelu_forward(o0, r0, n);
+    bias_gelu_forward(r1, o1, b, N, C);
+    snprintf(label, sizeof label, "bias_gelu_forward %dx%d: pre-activation", N, C);
+    tu_close(label, r1, r0, n, 0.0);
+    e = tu_relerr(o1, o0, n, NULL);
+    TU_CHECK(e <= 1e-6, "bias_gelu_forward %dx%d vs bias add + gelu_forward: maxrel %.2g", N, C, e);
+}
+
 static void test_elementwise(void) {
     enum { n = 37 };
     float a[n], b[n], out[n], y[n], want[n];
@@ -862,6 +896,8 @@ int main(void) {
     test_loss2("smooth_l1", 2, 6, 12, 1, 1);
     test_layernorm_rows("layernorm_rows", 7, 20);
     test_elementwise();
+    test_fused(7, 37);
+    test_fused(300, 192);
     // >= 65536 elements: the OpenMP-parallel paths (PyTorch, FD on a few samples)
     g_fd_max = FD_MAX_BIG;
     test_layernorm("layernorm_big", 300, 256);

@@ -396,10 +396,10 @@ static void block_forward(const mim_mae* m, mim_block_acts* a, const mim_block_w
     PROF(PROF_ATTENTION, attention_forward(a->atty, a->att, a->qkv, B, T, D, NH));
     PROF(PROF_MATMUL, linear_forward(m, a->res1, a->atty, w->projw, w->projb, N, D, D));
     if (dp) scale_rows(a->res1, dp, 0, B, T, D);
-    add_inplace(a->res1, x, nd);
-    PROF(PROF_NORM, layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, w->ln2w, w->ln2b, N, D, LN_EPS));
-    PROF(PROF_MATMUL, linear_forward(m, a->fc1, a->ln2, w->fc1w, w->fc1b, N, D, r * D));
-    PROF(PROF_ELEMWISE, gelu_forward(a->gelu, a->fc1, (size_t)N * r * D));
+    PROF(PROF_NORM, residual_layernorm_forward(a->res1, a->ln2, a->ln2_mean, a->ln2_rstd, x, w->ln2w, w->ln2b,
+                                               N, D, LN_EPS));   // res1 += x; ln2 = LN(res1)
+    PROF(PROF_MATMUL, linear_forward(m, a->fc1, a->ln2, w->fc1w, NULL, N, D, r * D));
+    PROF(PROF_ELEMWISE, bias_gelu_forward(a->fc1, a->gelu, w->fc1b, N, r * D));   // fc1 += b; gelu(fc1)
     PROF(PROF_MATMUL, linear_forward(m, a->out, a->gelu, w->fc2w, w->fc2b, N, r * D, D));
     if (dp) scale_rows(a->out, dp, 1, B, T, D);
     add_inplace(a->out, a->res1, nd);

@@ -51,6 +51,25 @@ void gelu_forward(float* out, const float* inp, size_t n) {
     }
 }
 
+// pre (N, C) += bias (C), then out = gelu(pre), in one pass: the fc1 of an
+// MLP runs its product without bias and this adds it, instead of the product
+// reading a bias-filled output (a write and a read of N x C) and GELU reading
+// it again. pre keeps the pre-activation for gelu_backward; the bias gradient
+// is the column sum of d(pre), as matmul_backward's.
+void bias_gelu_forward(float* pre, float* out, const float* bias, int N, int C) {
+    #pragma omp parallel for if ((size_t)N * C >= PAR_N)
+    for (int n = 0; n < N; n++) {
+        float* p = pre + (size_t)n * C;
+        float* y = out + (size_t)n * C;
+        #pragma omp simd
+        for (int i = 0; i < C; i++) {
+            float x = p[i] + bias[i];
+            p[i] = x;
+            y[i] = 0.5f * x * (1.0f + erf_simd(x * (float)M_SQRT1_2));
+        }
+    }
+}
+
 // d/d of gelu_forward(out, inp): gelu'(x) = Phi(x) + x * phi(x).
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
     const float inv_sqrt_2pi = 0.3989422804014327f;

@@ -23,6 +23,31 @@ void layernorm_forward(float* out, float* mean, float* rstd,
     }
 }
 
+// res (N, C) += x (N, C), then out = layernorm(res): one pass over each row
+// while it is in cache instead of a residual pass and a norm pass. The
+// arithmetic is that of add_inplace + layernorm_forward, so the results are
+// the same bits. The backward is layernorm_backward on res (the residual's
+// gradient is the identity).
+void residual_layernorm_forward(float* res, float* out, float* mean, float* rstd, const float* x,
+                                const float* weight, const float* bias, int N, int C, float eps) {
+    #pragma omp parallel for if (N >= 64)
+    for (int n = 0; n < N; n++) {
+        float* r = res + (size_t)n * C;
+        const float* xr = x + (size_t)n * C;
+        float* y = out + (size_t)n * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) { r[i] += xr[i]; m += r[i]; }
+        m /= C;
+        float v = 0.0f;
+        for (int i = 0; i < C; i++) { float d = r[i] - m; v += d * d; }
+        v /= C;
+        float s = 1.0f / sqrtf(v + eps);
+        for (int i = 0; i < C; i++) y[i] = (r[i] - m) * s * weight[i] + bias[i];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
 // d/d of layernorm_forward(out, mean, rstd, inp, weight, bias).
 // dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight.
 // dweight/dbias are reduced per thread over rows, then summed, so the

@@ -145,6 +145,11 @@ int mim_precision_resolve(const char* request, mim_precision_choice* out);
 void layernorm_forward(float* out, float* mean, float* rstd,
                        const float* inp, const float* weight, const float* bias,
                        int N, int C, float eps);
+// Fused residual + layernorm: res (N, C) += x, then out = layernorm(res)
+// with mean, rstd (N) saved; bit-identical to add_inplace + layernorm_forward.
+// Backward: layernorm_backward with inp = res, plus the identity to x.
+void residual_layernorm_forward(float* res, float* out, float* mean, float* rstd, const float* x,
+                                const float* weight, const float* bias, int N, int C, float eps);
 // d/d of layernorm_forward(out, mean, rstd, inp, weight, bias).
 void layernorm_backward(float* dinp, float* dweight, float* dbias,
                         const float* dout, const float* inp, const float* weight,
@@ -153,6 +158,9 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
 // ---------------------------------------------------------------- gelu
 // Exact GELU: out = x * 0.5 * (1 + erf(x / sqrt(2))), elementwise over n.
 void gelu_forward(float* out, const float* inp, size_t n);
+// Fused bias + GELU: pre (N, C) += bias (C), out = gelu(pre); the backward
+// is gelu_backward on pre, then the bias gradient is d(pre)'s column sum.
+void bias_gelu_forward(float* pre, float* out, const float* bias, int N, int C);
 // dinp += dout * gelu'(inp)
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
 // QuickGELU (OpenAI CLIP, HF quick_gelu): out = x * sigmoid(1.702 x),
