@@ -3,7 +3,8 @@
 //  - finetune, 2 ranks x batch 16 = 1 process x batch 32, with RandAugment,
 //    random erasing, mixup/cutmix and drop path on: the same loss at every
 //    step (<= 1e-5), weights after 6 steps (<= 1e-5; biases 1e-4) and eval
-//    top-1;
+//    top-1; a 2-rank run resumed from its step-3 checkpoint ends with the
+//    same bits as the uninterrupted one;
 //  - knn: features extracted by 2 ranks (each a run of whole batches, the
 //    remainder on the last) and gathered on rank 0 have the same bits as one
 //    process's, and top-1 is equal; linprobe runs and prints once.
@@ -94,6 +95,31 @@ int main(void) {
     double t1 = json_num(a, "top1"), t2 = json_num(b, "top1");
     TU_CHECK(isfinite(t1) && t1 == t2 && count_lines(b) == 1, "eval top-1 split over 2 ranks: %.4f vs %.4f, "
              "one result line", t2, t1);
+
+    // resume on 2 ranks: the same 2-rank run with checkpoints every 3 steps,
+    // then a copy of its step-3 checkpoint resumed to step 6 (as after a
+    // crash between the two) ends with the same bits
+    rc = du_sh(MPIRUN " %s " FT " --data %s --batch 16 --save-every 3 --out %s/ft3 >%s/ft3.json", bin, data, tmpdir, tmpdir);
+    rc |= du_sh("mkdir -p %s/ft4 && cp -r %s/ft3/ckpt-000000003 %s/ft4/ && printf ckpt-000000003 >%s/ft4/latest", tmpdir,
+                tmpdir, tmpdir, tmpdir);
+    rc |= du_sh(MPIRUN " %s " FT " --data %s --batch 16 --save-every 3 --resume --out %s/ft4 >%s/ft4.json", bin, data,
+                tmpdir, tmpdir);
+    TU_CHECK(rc == 0, "finetune on 2 ranks with checkpoints, and resumed from its step-3 checkpoint: exit %d", rc);
+    snprintf(a, sizeof a, "%s/ft3/checkpoint-last.safetensors", tmpdir);
+    snprintf(b, sizeof b, "%s/ft4/checkpoint-last.safetensors", tmpdir);
+    int same = 0;
+    d = du_st_diff(a, b, NULL, &same);
+    snprintf(a, sizeof a, "%s/ft3.json", tmpdir);
+    snprintf(b, sizeof b, "%s/ft4.json", tmpdir);
+    t1 = json_num(a, "top1"); t2 = json_num(b, "top1");
+    TU_CHECK(same && isfinite(t1) && t1 == t2, "2-rank finetune resumed at step 3: final weights bit-identical to the "
+             "uninterrupted run (maxrel %.2e), top-1 %.4f vs %.4f", d, t2, t1);
+    float s4[8], s3[8];
+    snprintf(a, sizeof a, "%s/ft3", tmpdir);
+    snprintf(b, sizeof b, "%s/ft4", tmpdir);
+    int n3 = du_metric(a, "step", s3, 8), n4 = du_metric(b, "step", s4, 8);
+    TU_CHECK(n3 >= 6 && n4 >= 3 && s4[0] == 4.0f, "the resumed run started at step 4 (first logged step %g, %d rows)",
+             n4 ? s4[0] : -1.0, n4);
 
     // features: a short pre-training for a checkpoint, then kNN by 1 and 2 processes
     rc = du_sh("%s pretrain --model vit_nano --patch 4 --dec-dim 64 --dec-depth 1 --dec-heads 2 --threads 1 "
