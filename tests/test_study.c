@@ -4,6 +4,8 @@
 // a study, all with a fake `mimscale` (a shell script that writes what the
 // real commands write), and the power-law fit on synthetic points.
 #include "core/check.h"
+#include "model/mae.h"
+#include "train/checkpoint.h"
 #include "study/fit.h"
 #include "study/results.h"
 #include "study/study.h"
@@ -202,8 +204,37 @@ static void test_feature_targets(void) {
     mim_study_run* r2;
     EXPECT(mim_study_expand(&s2, &r2) == 4);
     for (int i = 0; i < 4; i++) EXPECT((strcmp(r[i].id, r2[i].id) == 0) == (i < 3));
+    // no readable teacher: the estimate has no teacher term
+    EXPECT(r[3].est_flops == r[0].est_flops);
     free(r); free(r2);
     mim_study_free(&s); mim_study_free(&s2);
+    {   // a real teacher (a vit_nano, patch 16, like the student): a teacher
+        // run's time estimate adds its forward on the full image per image seen
+        char tp[64];
+        snprintf(tp, sizeof tp, "/tmp/mim_test_study_teacher_%d.safetensors", (int)getpid());
+        mim_config tc;
+        CHECK(mim_config_preset(&tc, "vit_nano") == 0);
+        tc.patch = 16; tc.img_h = tc.img_w = 32; tc.in_chans = 3;
+        mim_mae tm = {0};
+        CHECK(mim_mae_init(&tm, &tc, 1) == 0);
+        mim_mae_init_weights(&tm, 1);
+        CHECK(mim_ckpt_save_model(tp, &tm, NULL, 0) == 0);
+        mim_mae_free(&tm);
+        char rest[256];
+        snprintf(rest, sizeof rest, "\"targets\": [\"pixel\", \"teacher\"], \"teacher\": \"%s\"", tp);
+        snprintf(buf, sizeof buf, base, rest);
+        EXPECT(mim_study_parse(&s, buf, "ft.json") == 0);
+        mim_study_run* rt;
+        EXPECT(mim_study_expand(&s, &rt) == 2);
+        double extra = rt[1].est_flops - rt[0].est_flops, want = (double)rt[1].images_seen * mim_config_encoder_flops(&rt[0].cfg);
+        if (!(fabs(extra - want) <= 1e-9 * want) || !(want > 0)) {
+            fprintf(stderr, "teacher estimate: +%.6g FLOP, want +%.6g\n", extra, want);
+            fails++;
+        }
+        free(rt);
+        mim_study_free(&s);
+        unlink(tp);
+    }
     struct { const char* rest; const char* must; } bad[] = {
         {"\"targets\": [\"teacher\"]", "needs the teacher checkpoint"},
         {"\"targets\": [\"hog\"], \"teacher\": \"/t/x\"", "no target is \"teacher\""},
