@@ -205,6 +205,8 @@ static void test_feature_targets(void) {
     EXPECT(mim_study_expand(&s2, &r2) == 4);
     for (int i = 0; i < 4; i++) EXPECT((strcmp(r[i].id, r2[i].id) == 0) == (i < 3));
     // no readable teacher: the estimate has no teacher term
+    mim_study_teacher_shape none;
+    EXPECT(mim_study_teacher_shape_read(&s, &none) == 0 && !none.ok);
     EXPECT(r[3].est_flops == r[0].est_flops);
     free(r); free(r2);
     mim_study_free(&s); mim_study_free(&s2);
@@ -225,7 +227,9 @@ static void test_feature_targets(void) {
         snprintf(buf, sizeof buf, base, rest);
         EXPECT(mim_study_parse(&s, buf, "ft.json") == 0);
         mim_study_run* rt;
-        EXPECT(mim_study_expand(&s, &rt) == 2);
+        mim_study_teacher_shape ts;
+        EXPECT(mim_study_teacher_shape_read(&s, &ts) == 1 && ts.D == tc.dim && ts.depth == tc.depth && ts.p == 16);
+        EXPECT(mim_study_expand_est(&s, &ts, &rt) == 2);
         double extra = rt[1].est_flops - rt[0].est_flops, want = (double)rt[1].images_seen * mim_config_encoder_flops(&rt[0].cfg);
         if (!(fabs(extra - want) <= 1e-9 * want) || !(want > 0)) {
             fprintf(stderr, "teacher estimate: +%.6g FLOP, want +%.6g\n", extra, want);

@@ -23,6 +23,7 @@
 #include "study/results.h"
 #include "core/check.h"
 #include "core/fault.h"
+#include "model/teacher.h"
 #include "train/signals.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -579,12 +580,27 @@ static double measured_gflops(const mim_study* s, const mim_study_run* runs, int
     return sec > 0 ? fl / sec / 1e9 : 0;
 }
 
+int mim_study_teacher_shape_read(const mim_study* s, mim_study_teacher_shape* ts) {
+    memset(ts, 0, sizeof *ts);
+    int want = 0;
+    for (int t = 0; t < s->ntargets; t++) want |= s->targets[t] == MIM_TARGET_TEACHER;
+    struct stat st;
+    if (!want || !s->teacher || stat(s->teacher, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    mim_teacher t;
+    if (mim_teacher_load(&t, s->teacher, 1, 1, 1) != 0) return 0;
+    *ts = (mim_study_teacher_shape){1, t.C, t.p, t.D, t.depth, t.hidden};
+    mim_teacher_free(&t);
+    return 1;
+}
+
 int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
     char outbuf[2048], binbuf[2048];
     mim_study_opts o;
     mim_study_opts_resolve(s, oin, &o, outbuf, sizeof outbuf, binbuf, sizeof binbuf);
     mim_study_run* runs = NULL;
-    int n = mim_study_expand(s, &runs);
+    mim_study_teacher_shape ts;
+    mim_study_teacher_shape_read(s, &ts);
+    int n = mim_study_expand_est(s, &ts, &runs);
     if (n < 0) return n;
     char rpath[4200], cpath[4200];
     pathf(rpath, sizeof rpath, "%s/results.jsonl", o.out);

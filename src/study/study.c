@@ -4,8 +4,6 @@
 #include "study/study.h"
 #include "core/check.h"
 #include "model/hog.h"
-#include "model/teacher.h"
-#include <sys/stat.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -484,23 +482,9 @@ static double finetune_flops(const mim_study* s, int e, int64_t size, double enc
 }
 
 // The teacher's forward on the student's full grid, per image, for the time
-// estimate (target teacher runs it on every image seen): 0 when the file
-// cannot be read (the run itself then fails with the reason).
-typedef struct { int ok, C, p, D, depth, hidden; } teacher_shape;
-
-static teacher_shape teacher_shape_of(const mim_study* s) {
-    teacher_shape ts = {0};
-    struct stat st;
-    if (!s->teacher || stat(s->teacher, &st) != 0 || !S_ISREG(st.st_mode)) return ts;
-    mim_teacher t;
-    if (mim_teacher_load(&t, s->teacher, 1, 1, 1) != 0) return ts;
-    ts = (teacher_shape){1, t.C, t.p, t.D, t.depth, t.hidden};
-    mim_teacher_free(&t);
-    return ts;
-}
-
-static double teacher_flops(const teacher_shape* ts, const mim_config* student) {
-    if (!ts->ok) return 0;
+// estimate (target teacher runs it on every image seen); 0 without a shape.
+static double teacher_flops(const mim_study_teacher_shape* ts, const mim_config* student) {
+    if (!ts || !ts->ok) return 0;
     mim_config t = *student;
     int gh = student->img_h / student->patch, gw = student->img_w / student->patch;
     t.dim = ts->D; t.depth = ts->depth; t.mlp_ratio = (float)ts->hidden / (float)ts->D;
@@ -508,7 +492,7 @@ static double teacher_flops(const teacher_shape* ts, const mim_config* student) 
     return mim_config_encoder_flops(&t);
 }
 
-static void run_config(const mim_study* s, mim_study_run* r, const teacher_shape* ts) {
+static void run_config(const mim_study* s, mim_study_run* r, const mim_study_teacher_shape* ts) {
     const mim_study_model* m = &s->models[r->model];
     mim_config_preset(&r->cfg, m->preset);
     r->cfg.patch = m->patch; r->cfg.dec_dim = m->dec_dim; r->cfg.dec_depth = m->dec_depth; r->cfg.dec_heads = m->dec_heads;
@@ -572,15 +556,15 @@ static void run_id(const mim_study* s, mim_study_run* r) {
              (unsigned)(h ^ (h >> 32)));
 }
 
-int mim_study_expand(const mim_study* s, mim_study_run** runs) {
+int mim_study_expand(const mim_study* s, mim_study_run** runs) { return mim_study_expand_est(s, NULL, runs); }
+
+int mim_study_expand_est(const mim_study* s, const mim_study_teacher_shape* ts, mim_study_run** runs) {
     size_t nmim = (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels * (size_t)s->ntargets;
     size_t nscr = s->evals[MIM_EVAL_SCRATCH] ? (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels : 0;
     if (nmim + nscr > 100000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr);
     mim_study_run* r = calloc(nmim + nscr, sizeof *r);
     if (!r) return mim_err(MIM_ENOMEM, "out of memory");
-    int n = 0, want_teacher = 0;
-    for (int t = 0; t < s->ntargets; t++) want_teacher |= s->targets[t] == MIM_TARGET_TEACHER;
-    teacher_shape ts = want_teacher ? teacher_shape_of(s) : (teacher_shape){0};
+    int n = 0;
     for (int kind = 0; kind < 2; kind++) {
         if (kind == MIM_RUN_SCRATCH && !nscr) break;
         for (int si = 0; si < s->nseeds; si++)
@@ -592,7 +576,7 @@ int mim_study_expand(const mim_study* s, mim_study_run** runs) {
                         x->model = mo; x->subset = su; x->seed = s->seeds[si];
                         x->target = kind == MIM_RUN_MIM ? s->targets[t] : MIM_TARGET_PIXEL;
                         x->size = s->subsets[su].size;
-                        run_config(s, x, &ts);
+                        run_config(s, x, ts);
                         run_id(s, x);
                     }
     }

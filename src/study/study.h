@@ -107,6 +107,15 @@ void mim_study_free(mim_study* s);
 // Expands the grid in a fixed order (seed, subset, model, target; then the
 // scratch runs). *runs is malloc'd; returns the count or a negative code.
 int mim_study_expand(const mim_study* s, mim_study_run** runs);
+// The teacher's architecture, for the time estimate of target "teacher"
+// runs (their est_flops add the teacher's forward per image seen).
+typedef struct { int ok, C, p, D, depth, hidden; } mim_study_teacher_shape;
+// Reads it off s->teacher (runner.c; loads the file): 1 when read, 0 when
+// no target is "teacher" or the file is unreadable (the run then fails
+// with the reason; the estimate just lacks the term).
+int mim_study_teacher_shape_read(const mim_study* s, mim_study_teacher_shape* ts);
+// mim_study_expand with that term (ts may be NULL).
+int mim_study_expand_est(const mim_study* s, const mim_study_teacher_shape* ts, mim_study_run** runs);
 
 // The argv (NULL-terminated, malloc'd strings, free with mim_argv_free) of
 // the pretrain / evaluation command of run r. bin is argv[0]. data paths
