@@ -4,10 +4,11 @@
 //    random erasing, mixup/cutmix and drop path on: the same loss at every
 //    step (<= 1e-5), weights after 6 steps (<= 1e-5; biases 1e-4) and eval
 //    top-1; a 2-rank run resumed from its step-3 checkpoint ends with the
-//    same bits as the uninterrupted one;
+//    same bits as the uninterrupted one and the same log;
 //  - knn: features extracted by 2 ranks (each a run of whole batches, the
 //    remainder on the last) and gathered on rank 0 have the same bits as one
-//    process's, and top-1 is equal; linprobe runs and prints once.
+//    process's, and top-1 is equal; linprobe runs and prints once;
+//  - pretrain --teacher-cache on 2 ranks: every sample computed once.
 // On a synthetic 10-class IDX set (train 250: a remainder batch, t10k 100).
 // Skips when built without MPI or when mpirun is missing.
 #include "distutil.h"
@@ -100,8 +101,8 @@ int main(void) {
     // then a copy of its step-3 checkpoint resumed to step 6 (as after a
     // crash between the two) ends with the same bits
     rc = du_sh(MPIRUN " %s " FT " --data %s --batch 16 --save-every 3 --out %s/ft3 >%s/ft3.json", bin, data, tmpdir, tmpdir);
-    rc |= du_sh("mkdir -p %s/ft4 && cp -r %s/ft3/ckpt-000000003 %s/ft4/ && printf ckpt-000000003 >%s/ft4/latest", tmpdir,
-                tmpdir, tmpdir, tmpdir);
+    rc |= du_sh("mkdir -p %s/ft4 && cp -r %s/ft3/ckpt-000000003 %s/ft3/metrics.jsonl %s/ft4/ && "
+                "printf ckpt-000000003 >%s/ft4/latest", tmpdir, tmpdir, tmpdir, tmpdir, tmpdir);
     rc |= du_sh(MPIRUN " %s " FT " --data %s --batch 16 --save-every 3 --resume --out %s/ft4 >%s/ft4.json", bin, data,
                 tmpdir, tmpdir);
     TU_CHECK(rc == 0, "finetune on 2 ranks with checkpoints, and resumed from its step-3 checkpoint: exit %d", rc);
@@ -114,12 +115,15 @@ int main(void) {
     t1 = json_num(a, "top1"); t2 = json_num(b, "top1");
     TU_CHECK(same && isfinite(t1) && t1 == t2, "2-rank finetune resumed at step 3: final weights bit-identical to the "
              "uninterrupted run (maxrel %.2e), top-1 %.4f vs %.4f", d, t2, t1);
-    float s4[8], s3[8];
+    // the log (copied with the checkpoint, as a crash leaves it: steps 1-6)
+    // is cut back to step 3 by rank 0 alone, then continued: steps 1..6
+    // once each, the same losses
+    float l3[8], l4[8];
     snprintf(a, sizeof a, "%s/ft3", tmpdir);
     snprintf(b, sizeof b, "%s/ft4", tmpdir);
-    int n3 = du_metric(a, "step", s3, 8), n4 = du_metric(b, "step", s4, 8);
-    TU_CHECK(n3 >= 6 && n4 >= 3 && s4[0] == 4.0f, "the resumed run started at step 4 (first logged step %g, %d rows)",
-             n4 ? s4[0] : -1.0, n4);
+    int n3 = du_metric(a, "loss", l3, 8), n4 = du_metric(b, "loss", l4, 8);
+    TU_CHECK(n3 == 6 && n4 == 6 && !memcmp(l3, l4, sizeof(float) * 6),
+             "the resumed run's metrics.jsonl: the 6 step losses once each, equal to the uninterrupted run's (%d rows)", n4);
 
     // features: a short pre-training for a checkpoint, then kNN by 1 and 2 processes
     rc = du_sh("%s pretrain --model vit_nano --patch 4 --dec-dim 64 --dec-depth 1 --dec-heads 2 --threads 1 "
@@ -146,6 +150,22 @@ int main(void) {
     snprintf(a, sizeof a, "%s/lp.json", tmpdir);
     TU_CHECK(rc == 0 && count_lines(a) == 1 && isfinite(json_num(a, "top1")), "linprobe on 2 ranks: exit %d, one "
              "result line", rc);
+
+    // the teacher cache shared by 2 ranks: 3 epochs without augmentation, each
+    // sample's tokens computed once by whichever rank met it first and read
+    // by both ranks afterwards
+    rc = du_sh(MPIRUN " %s pretrain --model vit_nano --patch 4 --dec-dim 64 --dec-depth 1 --dec-heads 2 --threads 1 "
+               "--data %s --batch 16 --steps 21 --save-every 0 --target teacher --teacher %s --teacher-norm --augment=0 "
+               "--teacher-cache %s/tc.tfc --out %s/tc 2>%s/tc.log", bin, data, ck, tmpdir, tmpdir, tmpdir);
+    snprintf(a, sizeof a, "%s/tc.log", tmpdir);
+    uint8_t* log = NULL;
+    tu_slurp(a, &log);
+    const char* q = log ? strstr((const char*)log, "tc.tfc: ") : NULL;
+    long rd = -1, comp = -1, stored = -1, badn = -1, cached = -1, total = -1;
+    if (q) sscanf(q + 8, "%ld read, %ld computed (%ld stored), %ld bad; %ld of %ld", &rd, &comp, &stored, &badn, &cached, &total);
+    TU_CHECK(rc == 0 && rd + comp == 3 * 224 && comp == stored && comp == cached && badn == 0 && total == 250,
+             "teacher cache on 2 ranks, 3 epochs of 224: %ld read + %ld computed, each computed sample stored once "
+             "(%ld of %ld cached)", rd, comp, cached, total);
 
     du_sh("rm -rf %s", tmpdir);
     tu_free_all();

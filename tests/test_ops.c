@@ -780,7 +780,6 @@ static void test_layernorm_rows(const char* tag, int N, int C) {
     tu_close(l, y, want, n, TOL_TORCH);
 }
 
-// ================================================================ elementwise
 // ================================================================ fused kernels
 // residual_layernorm_forward and bias_gelu_forward against the ops they
 // fuse; sizes above the threading thresholds, and odd widths.
@@ -801,7 +800,7 @@ static void test_fused(int N, int C) {
     tu_close(label, r1, r0, n, 0.0);
     snprintf(label, sizeof label, "residual_layernorm_forward %dx%d: out, mean, rstd", N, C);
     double e = fmax(tu_relerr(o1, o0, n, NULL), fmax(tu_relerr(m1, m0, N, NULL), tu_relerr(s1, s0, N, NULL)));
-    TU_CHECK(e <= 1e-6, "%s vs add_inplace + layernorm_forward: maxrel %.2g", label, e);
+    TU_CHECK(e == 0, "%s vs add_inplace + layernorm_forward: bit-identical (maxrel %.2g)", label, e);
 
     // bias + GELU
     memcpy(r0, x, n * sizeof(float));
@@ -812,9 +811,10 @@ static void test_fused(int N, int C) {
     snprintf(label, sizeof label, "bias_gelu_forward %dx%d: pre-activation", N, C);
     tu_close(label, r1, r0, n, 0.0);
     e = tu_relerr(o1, o0, n, NULL);
-    TU_CHECK(e <= 1e-6, "bias_gelu_forward %dx%d vs bias add + gelu_forward: maxrel %.2g", N, C, e);
+    TU_CHECK(e == 0, "bias_gelu_forward %dx%d vs bias add + gelu_forward: bit-identical (maxrel %.2g)", N, C, e);
 }
 
+// ================================================================ elementwise
 static void test_elementwise(void) {
     enum { n = 37 };
     float a[n], b[n], out[n], y[n], want[n];

@@ -206,17 +206,21 @@ static void test_feature_targets(void) {
     for (int i = 0; i < 4; i++) EXPECT((strcmp(r[i].id, r2[i].id) == 0) == (i < 3));
     // no readable teacher: the estimate has no teacher term
     mim_study_teacher_shape none;
+    mim_study_run* rn;
     EXPECT(mim_study_teacher_shape_read(&s, &none) == 0 && !none.ok);
-    EXPECT(r[3].est_flops == r[0].est_flops);
+    EXPECT(mim_study_expand_est(&s, &none, &rn) == 4);
+    EXPECT(rn[3].est_flops == rn[0].est_flops && rn[0].est_flops == r[0].est_flops);
+    free(rn);
     free(r); free(r2);
     mim_study_free(&s); mim_study_free(&s2);
-    {   // a real teacher (a vit_nano, patch 16, like the student): a teacher
-        // run's time estimate adds its forward on the full image per image seen
+    {   // a real teacher (vit_tiny: another width and depth, patch 8, so
+        // 16 x 16 pixels for the student's 2 x 2 grid): a teacher run's time
+        // estimate adds its forward per image seen
         char tp[64];
         snprintf(tp, sizeof tp, "/tmp/mim_test_study_teacher_%d.safetensors", (int)getpid());
         mim_config tc;
-        CHECK(mim_config_preset(&tc, "vit_nano") == 0);
-        tc.patch = 16; tc.img_h = tc.img_w = 32; tc.in_chans = 3;
+        CHECK(mim_config_preset(&tc, "vit_tiny") == 0);
+        tc.patch = 8; tc.img_h = tc.img_w = 16; tc.in_chans = 3;
         mim_mae tm = {0};
         CHECK(mim_mae_init(&tm, &tc, 1) == 0);
         mim_mae_init_weights(&tm, 1);
@@ -228,9 +232,9 @@ static void test_feature_targets(void) {
         EXPECT(mim_study_parse(&s, buf, "ft.json") == 0);
         mim_study_run* rt;
         mim_study_teacher_shape ts;
-        EXPECT(mim_study_teacher_shape_read(&s, &ts) == 1 && ts.D == tc.dim && ts.depth == tc.depth && ts.p == 16);
+        EXPECT(mim_study_teacher_shape_read(&s, &ts) == 1 && ts.D == tc.dim && ts.depth == tc.depth && ts.p == 8);
         EXPECT(mim_study_expand_est(&s, &ts, &rt) == 2);
-        double extra = rt[1].est_flops - rt[0].est_flops, want = (double)rt[1].images_seen * mim_config_encoder_flops(&rt[0].cfg);
+        double extra = rt[1].est_flops - rt[0].est_flops, want = (double)rt[1].images_seen * mim_config_encoder_flops(&tc);
         if (!(fabs(extra - want) <= 1e-9 * want) || !(want > 0)) {
             fprintf(stderr, "teacher estimate: +%.6g FLOP, want +%.6g\n", extra, want);
             fails++;

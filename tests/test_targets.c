@@ -414,6 +414,7 @@ static void test_teacher_cache(const mim_pretrain_args* base, const char* ck, co
     code = run_cli(args, "MIM_FAULT_WRITE=3+", "cli3", &txt);
     TU_CHECK(code != 0 && has_text(txt, "write failed") && has_text(txt, "No space left"),
              "a full disk while filling the cache: warned (exit %d; the run's checkpoint write fails too)", code);
+    snprintf(args, sizeof args, "%s --teacher %s --teacher-cache %s/cli_eio.tfc --data %s --out %s/cli3b", common, ck, tmpdir, data, tmpdir);
     code = run_cli(args, "MIM_FAULT_WRITE=3", "cli3b", &txt);
     TU_CHECK(code == 0 && has_text(txt, "write failed") && has_text(txt, "storing stopped after a write error"),
              "one failed cache write: the run finishes computing without storing (exit %d)", code);

@@ -412,7 +412,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                 mim_dist_abort(1);
             }
             if (rc) goto done;
-            if (a->debug_nan_at == step + 1) imgs[0] = NAN;
+            if (a->debug_nan_at == step + 1) { imgs[0] = NAN; ids[0] = -1; }   // nothing to cache from it
             step_noise(noise, a->batch, m.L, k, a->seed, step, d);
             float loss = forward_with_target(&m, &tg, imgs, ids, noise, a->batch);
             loss_sum += loss;
@@ -515,6 +515,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     if (loud)
         fprintf(stderr, "\ndone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", (long long)step,
                 (long long)nan_skipped, mpath, cnt[0] ? "\n" : "", cnt);
+    if (tg.cached) mim_tcache_sum_ranks(&tg.cache);   // every rank
     if (tg.cached && d->rank == 0 && !a->quiet) {
         char tc[4608];
         mim_tcache_format(&tg.cache, tc, sizeof tc);

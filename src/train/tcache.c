@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +102,11 @@ static int create_file(const char* path, const char* key, const mim_tcache_heade
         ftruncate(fd, (off_t)total) || fsync(fd))
         rc = mim_err(MIM_EIO, "teacher cache: cannot write %s: %s", tmp, strerror(errno));
     close(fd);
-    if (!rc && rename(tmp, path)) rc = mim_err(MIM_EIO, "teacher cache: cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (rc) unlink(tmp);
+    // link, not rename: a cache another run created meanwhile is kept (and
+    // then opened and checked like any existing file)
+    if (!rc && link(tmp, path) != 0 && errno != EEXIST)
+        rc = mim_err(MIM_EIO, "teacher cache: cannot create %s: %s", path, strerror(errno));
+    unlink(tmp);
     return rc;
 }
 
@@ -192,6 +196,7 @@ int mim_tcache_open(mim_tcache* c, const char* path, const char* key, int64_t n,
         c->miss_slot = mim_malloc((size_t)max_batch * sizeof(int));
         if (!c->path || !c->miss_imgs || !c->miss_feats || !c->miss_slot) rc = mim_err(MIM_ENOMEM, "out of memory");
         c->write_ok = 1;
+        c->shared = d->world > 1;
     }
     if (rc) mim_tcache_close(c);
     return rc;
@@ -200,6 +205,8 @@ int mim_tcache_open(mim_tcache* c, const char* path, const char* key, int64_t n,
 // Stores sample id's record, then its state word; on failure warns once and
 // stops storing.
 static void store(mim_tcache* c, int64_t id, const float* f, size_t rec) {
+    for (size_t i = 0; i < rec; i++)
+        if (!isfinite(f[i])) return;   // a poisoned input: recomputed next time, never reused
     uint32_t hv = record_hash(f, rec);
     uint64_t off = c->h.feat_off + (uint64_t)id * rec * sizeof(float);
     if (pwrite_all(c->fd, f, rec * sizeof(float), off) ||
@@ -221,6 +228,10 @@ void mim_tcache_features(mim_tcache* c, mim_teacher* t, float* feats, const floa
     for (int b = 0; b < B; b++) {   // (B, L, D): read what is cached, collect the rest
         int64_t id = ids ? ids[b] : -1;
         float* fb = feats + (size_t)b * rec;
+        if (id >= 0 && id < c->h.n && !c->state[id] && c->shared) {   // stored by another rank since open?
+            uint32_t w = 0;
+            if (pread_all(c->fd, &w, sizeof w, c->h.state_off + (uint64_t)id * 4) == 0) c->state[id] = w;
+        }
         if (id >= 0 && id < c->h.n && c->state[id]) {
             uint64_t off = c->h.feat_off + (uint64_t)id * rec * sizeof(float);
             if (pread_all(c->fd, fb, rec * sizeof(float), off) == 0 && record_hash(fb, rec) == c->state[id]) {
@@ -252,6 +263,15 @@ void mim_tcache_format(const mim_tcache* c, char* out, size_t cap) {
              c->path, (unsigned long long)c->hits, (unsigned long long)c->computed, (unsigned long long)c->written,
              c->write_ok ? "" : ", storing stopped after a write error", (unsigned long long)c->bad,
              (long long)have, (long long)c->h.n);
+}
+
+void mim_tcache_sum_ranks(mim_tcache* c) {
+    if (!c->shared) return;
+    double v[4] = {(double)c->hits, (double)c->computed, (double)c->written, (double)c->bad};
+    mim_dist_allreduce_sum_dv(v, 4);
+    c->hits = (uint64_t)v[0]; c->computed = (uint64_t)v[1]; c->written = (uint64_t)v[2]; c->bad = (uint64_t)v[3];
+    if (c->h.n > 0 && pread_all(c->fd, c->state, (size_t)c->h.n * sizeof(uint32_t), c->h.state_off) != 0)
+        memset(c->state, 0, (size_t)c->h.n * sizeof(uint32_t));
 }
 
 void mim_tcache_close(mim_tcache* c) {

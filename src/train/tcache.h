@@ -15,7 +15,16 @@
 //                created sparse at full size and fills as samples are seen
 // A sample's features are written before its state word, so a crash leaves
 // at worst a sample that is recomputed. Ranks of an MPI job share the file:
-// they write disjoint records and whole state words.
+// each writes whole records and state words (two ranks writing one sample
+// write the same bytes), and a rank whose in-memory state says "not cached"
+// reads the state word from the file first, so a sample another rank stored
+// in an earlier step is read, not recomputed. Records with a non-finite value
+// are never stored.
+//
+// Bits: a batch that mixes cached and uncached samples runs the teacher on
+// the uncached ones only, a smaller batch, whose sgemm may round the last
+// bit differently; all-hit and all-miss batches give exactly the features
+// of mim_teacher_forward on the whole batch.
 //
 // Errors: a file that is not a cache, is truncated, or was built for another
 // key/shape is refused at open (MIM_EFORMAT / MIM_EARG, message names the
@@ -46,6 +55,7 @@ typedef struct {
     int max_batch;
     size_t img_floats;
     int write_ok;         // 0 after a failed write: compute on, store no more
+    int shared;           // several ranks use the file: re-read state words on a miss
     uint64_t hits, computed, written, bad;
 } mim_tcache;
 
@@ -70,5 +80,9 @@ void mim_tcache_features(mim_tcache* c, mim_teacher* t, float* feats, const floa
                          int B, int layer);
 
 // "teacher cache F: H read, C computed (W stored), X bad; K of N samples cached"
+// (this rank's counts; sum them over ranks with mim_tcache_sum_ranks first).
 void mim_tcache_format(const mim_tcache* c, char* out, size_t cap);
+// Sums the counters over the ranks of an MPI job (every rank must call) and
+// re-reads the state words, so the cached count covers every rank's writes.
+void mim_tcache_sum_ranks(mim_tcache* c);
 void mim_tcache_close(mim_tcache* c);
