@@ -522,7 +522,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         } else {
             step0 = st.step;
             if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index}))) goto done;
-            if (d->rank == 0) mim_ckpt_metrics_truncate(path, step0);   // one writer: rank 0 owns the log
+            mim_ckpt_metrics_truncate(path, step0);
             if (!a->quiet) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step0);
         }
     }

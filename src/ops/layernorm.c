@@ -3,24 +3,27 @@
 #include "ops/ops.h"
 #include <math.h>
 
+// One row: y (C) = layernorm(x (C)); *mean, *rstd saved.
+static inline void ln_row(float* y, float* mean, float* rstd, const float* x, const float* weight,
+                          const float* bias, int C, float eps) {
+    float m = 0.0f;
+    for (int i = 0; i < C; i++) m += x[i];
+    m /= C;
+    float v = 0.0f;
+    for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
+    v /= C;
+    float s = 1.0f / sqrtf(v + eps);
+    for (int i = 0; i < C; i++) y[i] = (x[i] - m) * s * weight[i] + bias[i];
+    *mean = m;
+    *rstd = s;
+}
+
 void layernorm_forward(float* out, float* mean, float* rstd,
                        const float* inp, const float* weight, const float* bias,
                        int N, int C, float eps) {
     #pragma omp parallel for if (N >= 64)
-    for (int n = 0; n < N; n++) {
-        const float* x = inp + (size_t)n * C;
-        float* y = out + (size_t)n * C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++) m += x[i];
-        m /= C;
-        float v = 0.0f;
-        for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
-        v /= C;
-        float s = 1.0f / sqrtf(v + eps);
-        for (int i = 0; i < C; i++) y[i] = (x[i] - m) * s * weight[i] + bias[i];
-        mean[n] = m;
-        rstd[n] = s;
-    }
+    for (int n = 0; n < N; n++)
+        ln_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, weight, bias, C, eps);
 }
 
 // res (N, C) += x (N, C), then out = layernorm(res): one pass over each row
@@ -31,20 +34,11 @@ void layernorm_forward(float* out, float* mean, float* rstd,
 void residual_layernorm_forward(float* res, float* out, float* mean, float* rstd, const float* x,
                                 const float* weight, const float* bias, int N, int C, float eps) {
     #pragma omp parallel for if (N >= 64)
-    for (int n = 0; n < N; n++) {
+    for (int n = 0; n < N; n++) {   // the row stays in L1 between the add and the norm
         float* r = res + (size_t)n * C;
         const float* xr = x + (size_t)n * C;
-        float* y = out + (size_t)n * C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++) { r[i] += xr[i]; m += r[i]; }
-        m /= C;
-        float v = 0.0f;
-        for (int i = 0; i < C; i++) { float d = r[i] - m; v += d * d; }
-        v /= C;
-        float s = 1.0f / sqrtf(v + eps);
-        for (int i = 0; i < C; i++) y[i] = (r[i] - m) * s * weight[i] + bias[i];
-        mean[n] = m;
-        rstd[n] = s;
+        for (int i = 0; i < C; i++) r[i] += xr[i];
+        ln_row(out + (size_t)n * C, mean + n, rstd + n, r, weight, bias, C, eps);
     }
 }
 

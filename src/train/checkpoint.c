@@ -3,6 +3,7 @@
 #include "train/safetensors.h"
 #include "core/check.h"
 #include "core/fault.h"
+#include "train/dist.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -383,6 +384,7 @@ int mim_ckpt_load_run_ex(const char* run_dir, mim_mae* m, mim_adamw* opt, const 
 }
 
 void mim_ckpt_metrics_truncate(const char* path, int64_t step) {
+    if (mim_dist_get()->rank != 0) return;   // one writer: rank 0 owns the log
     FILE* f = fopen(path, "r");
     if (!f) return;
     char tmp[4200];

@@ -73,5 +73,7 @@ int mim_ckpt_load_run(const char* run_dir, mim_mae* m, mim_adamw* opt, mim_train
 // The same with the extra table x saved by mim_ckpt_save_run_ex (may be NULL).
 int mim_ckpt_load_run_ex(const char* run_dir, mim_mae* m, mim_adamw* opt, const mim_ckpt_extra* x, mim_train_state* st);
 // On resume: drops the rows of a metrics.jsonl whose "step" is past `step`
-// (they will be redone); rows without a step are dropped too.
+// (they will be redone); rows without a step are dropped too. Only rank 0
+// of an MPI job touches the file (other ranks return at once), so every rank
+// may call it.
 void mim_ckpt_metrics_truncate(const char* path, int64_t step);

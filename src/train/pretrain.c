@@ -371,7 +371,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             step = st.step;
             // the checkpoint holds the global position; this rank's share of it
             if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index / d->world}))) goto done;
-            if (d->rank == 0) mim_ckpt_metrics_truncate(mpath, step);
+            mim_ckpt_metrics_truncate(mpath, step);
             if (loud) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step);
         }
     } else {
