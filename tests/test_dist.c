@@ -1,10 +1,12 @@
 // test_dist.c: data-parallel pre-training with MPI (mpirun --oversubscribe
 // -np 2 on one machine), against the single-process run it must reproduce,
 // and what a failing rank does to the job:
-//  - 2 ranks x batch B/2 = 1 process x batch B: same losses (<= 1e-5) and
-//    parameters after 10 steps (<= 1e-4: the all-reduce sums in another
-//    order, and Adam rescales tiny gradients), ranks never drift apart;
-//  - a 2-rank checkpoint resumed by 1 process continues the same run;
+//  - N ranks x batch B = 1 process x batch B x accum N bit for bit (losses
+//    and parameters after 10 steps; N = 2 and 3), ranks never drift apart;
+//  - a 2-rank checkpoint resumed by 1 process x accum 2 continues the same
+//    run, bit for bit;
+//  - another split of the global batch (2 x 16 vs 1 x 32) stays within the
+//    measured spread of the loss curve;
 //  - SIGKILL of one rank ends the job in bounded time with a non-zero status,
 //    the last checkpoint is intact and a 2-rank resume from it completes;
 //  - SIGSTOP of one rank (a hang) is caught by the other's watchdog
@@ -25,11 +27,6 @@ static char bin[512], tmpdir[256];
 #define COMMON "--model vit_nano --patch 4 --dec-dim 64 --dec-depth 1 --dec-heads 2 --log-every 1 --threads 1 " \
                "--lr 1e-3 --warmup-epochs 0 --quiet"
 #define MPIRUN "mpirun --oversubscribe -np 2"
-
-// maxrel between two model files over all tensors but the attention biases
-// (whose key third has an exact gradient of 0: Adam turns its rounding noise
-// into +-lr steps, see test_mae.c).
-static double model_diff(const char* a, const char* b) { return du_st_diff(a, b, "qkv.bias", NULL); }
 
 // Starts a long 2-rank run checkpointing every 3 steps and waits for its
 // first checkpoint; returns mpirun's pid and one rank's pid in *rank.
@@ -52,8 +49,12 @@ int main(void) {
     if (stat(MIM_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", &sb)) { printf("SKIP: needs Fashion-MNIST\n"); return TU_SKIP; }
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mim_test_dist_XXXXXX");
     CHECK(mkdtemp(tmpdir));
-    int rc = du_sh("%s pretrain " COMMON " --steps 10 --save-every 5 --batch 32 --out %s/one", bin, tmpdir);
-    TU_CHECK(rc == 0, "1 process x batch 32, 10 steps: exit %d", rc);
+    // Exact: N ranks x batch 16 against 1 process x batch 16 x accum N. Each
+    // rank's micro-batch is the process's micro-batch of the same index
+    // (same samples, masks, arithmetic), and both sum micro-batches as the
+    // same left fold in rank order (train/dist.h), so nothing may differ.
+    int rc = du_sh("%s pretrain " COMMON " --steps 10 --save-every 5 --batch 16 --accum 2 --out %s/one", bin, tmpdir);
+    TU_CHECK(rc == 0, "1 process x batch 16 x accum 2, 10 steps: exit %d", rc);
     rc = du_sh(MPIRUN " %s pretrain " COMMON " --steps 10 --save-every 5 --batch 16 --dist-check-every 1 --out %s/two",
                bin, tmpdir);
     TU_CHECK(rc == 0, "2 ranks x batch 16, weights checked identical across ranks every step: exit %d", rc);
@@ -62,19 +63,44 @@ int main(void) {
     snprintf(b, sizeof b, "%s/two", tmpdir);
     float la[10], lb[10];
     if (TU_CHECK(du_metric(a, "loss", la, 10) == 10 && du_metric(b, "loss", lb, 10) == 10, "10 losses logged by each"))
-        tu_close("2 ranks vs 1 process: loss curve", lb, la, 10, 1e-5);
+        TU_CHECK(memcmp(la, lb, sizeof la) == 0, "2 ranks vs 1 process x accum 2: loss curves bit-identical "
+                 "(step 10: %.9g vs %.9g)", lb[9], la[9]);
     snprintf(a, sizeof a, "%s/one/ckpt-000000010/model.safetensors", tmpdir);
     snprintf(b, sizeof b, "%s/two/ckpt-000000010/model.safetensors", tmpdir);
-    double d = model_diff(a, b);
-    TU_CHECK(d <= 1e-4, "2 ranks vs 1 process: parameters after 10 steps, maxrel %.2e (tol 1e-4)", d);
+    int same = 0;
+    double d = du_st_diff(a, b, NULL, &same);
+    TU_CHECK(same, "2 ranks vs 1 process x accum 2: parameters after 10 steps bit-identical (maxrel %.2e)", d);
 
-    // a 2-rank checkpoint (step 5) resumed by one process with the same global batch
+    // three ranks: a sum whose association matters ((g0 + g1) + g2)
+    char a3[600], b3[600];
+    rc = du_sh("%s pretrain " COMMON " --steps 4 --batch 8 --accum 3 --out %s/one3", bin, tmpdir);
+    rc |= du_sh("mpirun --oversubscribe -np 3 %s pretrain " COMMON " --steps 4 --batch 8 --out %s/three", bin, tmpdir);
+    snprintf(a3, sizeof a3, "%s/one3/ckpt-000000004/model.safetensors", tmpdir);
+    snprintf(b3, sizeof b3, "%s/three/ckpt-000000004/model.safetensors", tmpdir);
+    d = du_st_diff(a3, b3, NULL, &same);
+    TU_CHECK(rc == 0 && same, "3 ranks x batch 8 vs 1 process x batch 8 x accum 3, 4 steps: exit %d, parameters "
+             "bit-identical (maxrel %.2e)", rc, d);
+
+    // a 2-rank checkpoint (step 5) resumed by one process with the same micro-batches
     rc = du_sh(MPIRUN " %s pretrain " COMMON " --steps 10 --save-every 5 --stop-at 5 --batch 16 --out %s/mix",
                bin, tmpdir);
-    rc |= du_sh("%s pretrain " COMMON " --steps 10 --save-every 5 --batch 32 --resume --out %s/mix", bin, tmpdir);
+    rc |= du_sh("%s pretrain " COMMON " --steps 10 --save-every 5 --batch 16 --accum 2 --resume --out %s/mix", bin, tmpdir);
     snprintf(b, sizeof b, "%s/mix/ckpt-000000010/model.safetensors", tmpdir);
-    d = model_diff(a, b);
-    TU_CHECK(rc == 0 && d <= 1e-4, "2-rank checkpoint resumed by 1 process: exit %d, maxrel %.2e vs the 1-process run", rc, d);
+    d = du_st_diff(a, b, NULL, &same);
+    TU_CHECK(rc == 0 && same, "2-rank checkpoint resumed by 1 process x accum 2: exit %d, parameters bit-identical to "
+             "the uninterrupted run (maxrel %.2e)", rc, d);
+
+    // Not exact: another split of the same global batch (1 x 32 vs 2 x 16)
+    // changes the GEMM shapes, so the kernels block and sum differently.
+    // Losses of the first steps must still agree to within the spread of
+    // such changes. Measured (10 steps, vit_nano): 2.1e-5 on an AMD EPYC
+    // with AVX-512 (oneDNN and OpenBLAS alike); the bound leaves 20x.
+    rc = du_sh("%s pretrain " COMMON " --steps 10 --batch 32 --out %s/one32", bin, tmpdir);
+    snprintf(a, sizeof a, "%s/one32", tmpdir);
+    snprintf(b, sizeof b, "%s/two", tmpdir);
+    if (TU_CHECK(rc == 0 && du_metric(a, "loss", la, 10) == 10 && du_metric(b, "loss", lb, 10) == 10,
+                 "1 process x batch 32, 10 steps: exit %d", rc))
+        tu_close("2 x 16 vs 1 x 32: loss curve (another split)", lb, la, 10, 5e-4);
 
     // SIGKILL one rank mid-run: the launcher ends the job
     pid_t rank, pid = start_long_run("kill", "", &rank);

@@ -96,7 +96,7 @@ void mim_loader_config_default(mim_loader_config* c) {
 
 // Sample id at (epoch, rank-local item t).
 static uint64_t sample_at(const mim_loader* l, uint64_t epoch, uint64_t t, uint64_t* gpos) {
-    uint64_t p = t * (uint64_t)l->cfg.world + (uint64_t)l->cfg.rank;
+    uint64_t p = mim_rank_position(t, (uint64_t)l->cfg.batch_size, (uint64_t)l->cfg.rank, (uint64_t)l->cfg.world);
     uint64_t q = p;
     if (l->cfg.shuffle) {
         mim_perm pm;   // cheap to rebuild: a few mixes
@@ -120,7 +120,7 @@ static void fill_item(worker* w, uint64_t epoch, uint64_t t, float* img, int32_t
     mim_loader* l = w->l;
     for (int attempt = 0; attempt <= 8; attempt++) {
         uint64_t tt = t;
-        if (attempt > 0) tt = mix64(l->cfg.seed ^ mix64(epoch * 0x9e37ULL + t) ^ (uint64_t)attempt) % l->per_rank;
+        if (attempt > 0) tt = mix64(l->cfg.seed ^ mix64(epoch * 0x9e37ULL + t) ^ (uint64_t)attempt) % (l->nb * (uint64_t)l->cfg.batch_size);
         uint64_t gpos;
         uint64_t id = sample_at(l, epoch, tt, &gpos);
         mim_rng rng;

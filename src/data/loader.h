@@ -20,10 +20,15 @@
 //
 // Order. The M samples (subset, or the whole index) are permuted once per
 // epoch by a keyed bijection of [0, M) (a Feistel network, O(1) memory, so
-// 700M samples cost nothing) keyed by (seed, epoch). Rank r of world takes
-// positions r, r + world, r + 2*world, ... of the permutation: ranks see
-// disjoint slices, each M / world samples per epoch (the remainder is
-// dropped), cut into batches_per_epoch = (M / world) / B batches (drop_last).
+// 700M samples cost nothing) keyed by (seed, epoch). The permutation is cut
+// into micro-batches of B positions; micro-batch j goes to rank j % world,
+// so rank r's local item t is position (t / B * world + r) * B + t % B (see
+// mim_rank_position). Rank r's k-th batch is therefore exactly the
+// micro-batch k * world + r of one process with the same B: N ranks x batch B
+// see the same batches, in the same order of micro-batches, as one process
+// with --accum N. Ranks see disjoint slices, each M / world samples per epoch
+// (the remainder is dropped), cut into batches_per_epoch = (M / world) / B
+// batches (drop_last).
 // Augmentation randomness is seeded from (seed, epoch, position in the
 // permutation): the same seed gives the same bits whatever n_threads is.
 //
@@ -43,6 +48,13 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+
+// Position in the epoch's order of rank `rank`'s local item t, for batch B
+// and `world` ranks: micro-batch t / B of the rank is global micro-batch
+// (t / B) * world + rank.
+static inline uint64_t mim_rank_position(uint64_t t, uint64_t B, uint64_t rank, uint64_t world) {
+    return (t / B * world + rank) * B + t % B;
+}
 #include "data/augment.h"
 
 typedef struct {

@@ -174,7 +174,8 @@ int mim_source_num_classes(mim_source* s) {
     return s->num_classes;
 }
 
-// IDX: epoch permutation from (seed, epoch); rank r takes every world-th entry.
+// IDX: epoch permutation from (seed, epoch); rank r takes every world-th
+// micro-batch of it (mim_rank_position, data/loader.h).
 static void idx_order(mim_source* s, int64_t epoch) {
     if (s->order_epoch == epoch) return;
     for (int64_t i = 0; i < s->idx.n; i++) s->order[i] = (uint32_t)i;
@@ -226,7 +227,8 @@ int mim_source_next_ids(mim_source* s, float* imgs, int32_t* labels, int64_t* id
     size_t per = (size_t)s->C * s->H * s->W;
     #pragma omp parallel for schedule(static) if (B >= 16)
     for (int b = 0; b < B; b++) {
-        int64_t slot = (base + b) * s->cfg.world + s->cfg.rank;
+        int64_t slot = (int64_t)mim_rank_position((uint64_t)(base + b), (uint64_t)B, (uint64_t)s->cfg.rank,
+                                                  (uint64_t)s->cfg.world);
         uint32_t img = s->order[slot];
         idx_sample(s, imgs + (size_t)b * per, epoch, slot, img);
         if (labels) labels[b] = s->idx.labels ? s->idx.labels[img] : -1;
@@ -248,6 +250,7 @@ int mim_source_set_position(mim_source* s, mim_source_pos pos) {
     if (pos.epoch < 0 || pos.index < 0) return mim_err(MIM_EARG, "bad data position (%lld, %lld)",
                                                        (long long)pos.epoch, (long long)pos.index);
     if (s->loader) return mim_loader_set_position(s->loader, (mim_loader_pos){(uint64_t)pos.epoch, (uint64_t)pos.index});
+    pos.index -= pos.index % s->cfg.batch;   // batch boundaries, as the loader
     s->pos = pos;
     return 0;
 }

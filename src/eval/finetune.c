@@ -322,7 +322,8 @@ static char* args_json(const mim_finetune_args* a, const mim_config* c) {
     cJSON_AddStringToObject(j, "subset", a->subset ? a->subset : "");
     cJSON_AddStringToObject(j, "eval_data", a->eval_data ? a->eval_data : "");
     cJSON_AddStringToObject(j, "eval_split", a->eval_split ? a->eval_split : "");
-    cJSON_AddNumberToObject(j, "batch", a->batch); cJSON_AddNumberToObject(j, "accum", a->accum);
+    // the global batch, so a run can resume on another number of ranks (as pretrain)
+    cJSON_AddNumberToObject(j, "global_batch", (double)a->batch * a->accum * mim_dist_get()->world);
     cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
     cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
     cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
@@ -366,7 +367,9 @@ static int engine_parse(const char* js, mim_finetune_result* res, double* loss_a
 // AdamW's moments, the head for up to 1000 classes (its parameters,
 // gradients, moments and activations), the batch buffers and the training
 // and evaluation sources. 0 for an invalid config (mim_mae_init says why).
-typedef struct { const mim_config* c; const mim_source_config *sc, *ec; } need_ctx;
+// With accumulation (accum > 1, or a batch below the asked one, which the
+// gate's hint pairs with --accum) also the accumulators (train/optim.h).
+typedef struct { const mim_config* c; const mim_source_config *sc, *ec; int batch, accum; } need_ctx;
 static uint64_t finetune_need(void* ctx, int batch, char* detail, size_t cap) {
     const need_ctx* nx = ctx;
     const mim_config* c = nx->c;
@@ -384,6 +387,8 @@ static uint64_t finetune_need(void* ctx, int batch, char* detail, size_t cap) {
     uint64_t D = (uint64_t)c->dim, K = 1000, B = (uint64_t)batch, T = (uint64_t)mim_config_num_patches(c) + 1;
     uint64_t head = 4 * (2 * D + K * D + K) * 4 + (B * (4 * D + 2 + 5 * K) + B * T * D) * 4;
     uint64_t optim = 2 * (uint64_t)mm.num_floats * sizeof(float);
+    int acc = nx->accum > 1 || batch < nx->batch;
+    if (acc) optim += (uint64_t)mm.num_floats * sizeof(float) + (2 * D + K * D + K) * 4;
     uint64_t per = (uint64_t)c->in_chans * c->img_h * c->img_w;
     uint64_t bufs = B * (per * 4 + 4) + per * 3 * (uint64_t)omp_get_max_threads();
     char s1[32], s2[32], s3[32], s4[32];
@@ -391,7 +396,8 @@ static uint64_t finetune_need(void* ctx, int batch, char* detail, size_t cap) {
     mim_format_bytes((double)(mm.params + mm.grads), s2, sizeof s2);
     mim_format_bytes((double)optim, s3, sizeof s3);
     mim_format_bytes((double)data, s4, sizeof s4);
-    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW %s, data %s", s1, batch, s2, s3, s4);
+    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW%s %s, data %s", s1, batch, s2,
+             acc ? " + accumulators" : "", s3, s4);
     return mm.total + optim + head + bufs + data;
 }
 
@@ -430,7 +436,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         ce.in_chans = gc; ce.img_h = gh; ce.img_w = gw;
         mim_source_config e2 = ec;
         e2.channels = gc; e2.height = gh; e2.width = gw;
-        need_ctx nc = {&ce, &sc, &e2};
+        need_ctx nc = {&ce, &sc, &e2, a->batch, a->accum};
         if ((rc = mim_mem_gate("finetune", a->batch, a->accum, a->max_ram, loud, finetune_need, &nc))) return rc;
     }
     if ((rc = mim_source_open(&src, &sc))) return rc;
@@ -441,11 +447,12 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     mim_mae m = {0};
     head h = {0};
     mim_adamw opt = {0}, hopt = {0};
+    mim_grad_accum ga = {0}, ga_head = {0};
     mim_randaug ra;
     char* aj = NULL;
-    float *imgs = NULL, *pimgs = NULL, *lr_scale = NULL;
+    float *imgs = NULL, *lr_scale = NULL;
     uint8_t *decay = NULL, *u8 = NULL;
-    int32_t *labels = NULL, *plabels = NULL;
+    int32_t *labels = NULL;
     uint64_t* dp_seeds = NULL;
     FILE* mf = NULL;
     int use_ra = a->aa && a->aa[0] && strcmp(a->aa, "none") != 0;
@@ -475,17 +482,14 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         decay[i] = p->decay && strcmp(p->name, "cls_token") && strcmp(p->name, "pos_embed");
         lr_scale[i] = powf(a->layer_decay, (float)(c.depth + 1 - mim_vit_layer_id(p->name, c.depth)));
     }
-    if ((rc = mim_adamw_init(&opt, m.num_floats)) || (rc = mim_adamw_init(&hopt, h.n))) goto done;
+    if ((rc = mim_adamw_init(&opt, m.num_floats)) || (rc = mim_adamw_init(&hopt, h.n)) ||
+        (rc = mim_grad_accum_init(&ga, a->accum, m.num_floats)) || (rc = mim_grad_accum_init(&ga_head, a->accum, h.n)))
+        goto done;
     size_t per = (size_t)c.in_chans * c.img_h * c.img_w;
     imgs = mim_malloc(sizeof(float) * per * a->batch);
     labels = mim_malloc(sizeof(int32_t) * a->batch);
     u8 = mim_malloc(per * 3 * (size_t)omp_get_max_threads());
     dp_seeds = mim_malloc(sizeof(uint64_t) * a->batch);
-    if (d->world > 1) {   // the mixup partners' batch (another rank's)
-        pimgs = mim_malloc(sizeof(float) * per * a->batch);
-        plabels = mim_malloc(sizeof(int32_t) * a->batch);
-        if (!pimgs || !plabels) { rc = MIM_ENOMEM; goto done; }
-    }
     if (!imgs || !labels || !u8 || !dp_seeds) { rc = MIM_ENOMEM; goto done; }
     if (mkdir(a->out, 0755) != 0 && errno != EEXIST) { rc = mim_err(MIM_EIO, "cannot create %s: %s", a->out, strerror(errno)); goto done; }
     int64_t spe = mim_source_batches_per_epoch(src) / a->accum;
@@ -521,7 +525,8 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             goto done;
         } else {
             step0 = st.step;
-            if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index}))) goto done;
+            // the checkpoint holds the global position (as pretrain); this rank's share of it
+            if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index / d->world}))) goto done;
             mim_ckpt_metrics_truncate(path, step0);
             if (!a->quiet) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step0);
         }
@@ -570,16 +575,18 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                 mim_dist_abort(1);
             }
             if (rc) goto done;
-            uint64_t sseed = a->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)(step * a->accum + k);
-            // per-sample randomness from the sample's position in the global
-            // micro-batch (rank r holds positions b * world + r)
+            // randomness from the global micro-batch index: rank r's k-th is the
+            // step's micro-batch k * world + r (data/loader.h), so N ranks and
+            // 1 process x accum N draw alike
+            uint64_t mb = (uint64_t)step * a->accum * d->world + (uint64_t)k * d->world + (uint64_t)d->rank;
+            uint64_t sseed = a->seed * 0x9e3779b97f4a7c15ULL + mb;
             for (int b = 0; b < a->batch; b++)
-                dp_seeds[b] = (sseed ^ 0x5bd1e9955bd1e995ULL) + ((uint64_t)b * d->world + d->rank) * 0x94d049bb133111ebULL;
+                dp_seeds[b] = (sseed ^ 0x5bd1e9955bd1e995ULL) + (uint64_t)b * 0x94d049bb133111ebULL;
             // RandAugment (on uint8 pixels) and random erasing, per sample
             #pragma omp parallel for schedule(static)
             for (int b = 0; b < a->batch; b++) {
                 mim_rng rs;
-                mim_rng_seed(&rs, sseed ^ (((uint64_t)b * d->world + d->rank) * 0xd1b54a32d192ed03ULL));
+                mim_rng_seed(&rs, sseed ^ ((uint64_t)b * 0xd1b54a32d192ed03ULL));
                 float* x = imgs + (size_t)b * per;
                 if (use_ra) {
                     uint8_t* px = u8 + per * 3 * (size_t)omp_get_thread_num();
@@ -596,39 +603,36 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                 }
                 if (a->reprob > 0) mim_random_erase(x, c.in_chans, c.img_h, c.img_w, a->reprob, &rs);
             }
-            // mixup / cutmix of the global micro-batch: one draw for all ranks;
-            // sample b's partner, global sample Bg-1-b, is on rank world-1-r
+            // mixup / cutmix within the micro-batch (x.flip(0), as timm does on
+            // each rank of a DDP run), one draw per micro-batch
             mim_rng rb;
             mim_rng_seed(&rb, sseed ^ 0xabcdef);
             mim_mix_params mp;
             mim_mixup_draw(&mp, &mx, &rb, c.img_h, c.img_w);
-            const float* xp = imgs;
-            const int32_t* yp = labels;
-            int peer = d->world - 1 - d->rank;
-            if (peer != d->rank && (mp.lam != 1.0 || mp.cutmix)) {
-                mim_dist_exchange(imgs, pimgs, sizeof(float) * per * a->batch, peer);
-                mim_dist_exchange(labels, plabels, sizeof(int32_t) * a->batch, peer);
-                xp = pimgs; yp = plabels;
-            }
-            mim_mixup_apply_pair(imgs, xp, &mp, a->batch, c.in_chans, c.img_h, c.img_w);
-            mim_mixup_targets_pair(h.targets, labels, yp, mp.lam, mx.label_smoothing, a->batch, K);
+            mim_mixup_apply(imgs, &mp, a->batch, c.in_chans, c.img_h, c.img_w);
+            mim_mixup_targets(h.targets, labels, mp.lam, mx.label_smoothing, a->batch, K);
             mim_mae_drop_path_seeded(&m, a->drop_path, a->batch, dp_seeds);
             const float* lat = mim_mae_encode(&m, imgs, a->batch);
             head_forward(&h, &m, lat, a->batch, a->global_pool);
             step_loss += mim_soft_ce_forward(h.logits, h.targets, h.probs, a->batch, K);
             memset(h.dlogits, 0, sizeof(float) * (size_t)a->batch * K);
-            mim_soft_ce_backward(h.dlogits, h.probs, h.targets, 1.0f / a->accum, a->batch, K);
-            // the last micro-batch's encoder backward hands finished blocks to MPI
-            int last = k == a->accum - 1 && d->world > 1;
-            if (last) mim_dist_grads_begin(m.grads, m.num_floats);
-            m.grad_ready = last ? mim_dist_grads_ready : NULL;
+            // the mean over the global batch
+            mim_soft_ce_backward(h.dlogits, h.probs, h.targets, 1.0f / ((float)a->accum * d->world), a->batch, K);
+            // without accumulation the encoder backward hands finished blocks
+            // to MPI (with it, a block is final only after the fold)
+            int overlap = a->accum == 1 && d->world > 1;
+            if (overlap) mim_dist_grads_begin(m.grads, m.num_floats);
+            m.grad_ready = overlap ? mim_dist_grads_ready : NULL;
             head_backward(&h, &m, a->batch, a->global_pool);
             m.grad_ready = NULL;
+            if (k < a->accum - 1) { mim_grad_accum_push(&ga, m.grads, k); mim_grad_accum_push(&ga_head, h.grads, k); }
         }
-        if (d->world > 1) {   // means over ranks
-            mim_dist_grads_finish(1.0f / d->world);
+        mim_grad_accum_finish(&ga, m.grads);
+        mim_grad_accum_finish(&ga_head, h.grads);
+        if (d->world > 1) {   // sums in rank order (train/dist.h)
+            if (a->accum > 1) mim_dist_grads_begin(m.grads, m.num_floats);
+            mim_dist_grads_finish(1.0f);
             mim_dist_allreduce_sum(h.grads, h.n);
-            for (size_t i = 0; i < h.n; i++) h.grads[i] *= 1.0f / d->world;
             step_loss = mim_dist_allreduce_sum_d(step_loss) / d->world;
         }
         if (!isfinite(step_loss)) {   // the same verdict on every rank
@@ -686,7 +690,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         int due = a->save_every > 0 ? (step + 1) % a->save_every == 0 : end_of_epoch;
         if (due || step + 1 == total || stop || want) {
             mim_source_pos pos = mim_source_get_position(src);
-            st.step = step + 1; st.data_epoch = pos.epoch; st.data_index = pos.index;
+            st.step = step + 1; st.data_epoch = pos.epoch; st.data_index = pos.index * d->world;   // global samples into the epoch
             engine_format(st.engine_json, sizeof st.engine_json, res, loss_acc, nloss);
             if (d->rank == 0)
                 for (int t = 0; (rc = mim_ckpt_save_run_ex(a->out, &m, &opt, &hx, &st, a->keep)) == MIM_EIO &&
@@ -719,8 +723,9 @@ done:
     res->seconds = now_s() - t_start;
     if (mf) fclose(mf);
     free(aj);
-    free(imgs); free(labels); free(pimgs); free(plabels); free(dp_seeds); free(u8); free(lr_scale); free(decay);
+    free(imgs); free(labels); free(dp_seeds); free(u8); free(lr_scale); free(decay);
     mim_adamw_free(&opt); mim_adamw_free(&hopt);
+    mim_grad_accum_free(&ga); mim_grad_accum_free(&ga_head);
     head_free(&h);
     if (m.params) mim_mae_free(&m);
     mim_source_close(src);

@@ -87,26 +87,106 @@ static void wait_all(int n, MPI_Request* req, const char* where) {
 #define CHUNK ((size_t)1 << 30)   // elements per MPI call (int counts)
 #endif
 
+// ---------------------------------------------------------------- ordered sums
+// Every sum over ranks here is the left fold ((x_0 + x_1) + x_2) + ... in
+// rank order, on every rank, whatever the launcher, network or MPI library:
+// N ranks then produce the same bits as one process that accumulates the
+// same N micro-batches in order (pretrain / finetune with --accum N). An
+// MPI_SUM reduction promises no order (OpenMPI picks its algorithm by size
+// and world), so floats go through two non-blocking collectives instead:
+//   1. all-to-all: rank c receives chunk c of every rank's buffer
+//      (chunk c = [cnt*c/W, cnt*(c+1)/W)) into a staging area;
+//   2. rank c folds its chunk in rank order;
+//   3. all-gather: every rank receives every folded chunk in place.
+// Each rank sends and receives 2 (W-1)/W of the buffer, as a ring all-reduce.
+#ifdef MIM_MPI
+typedef struct {
+    float* buf;            // the values, reduced in place
+    float* stage;          // (W, mine): every rank's copy of this rank's chunk
+    size_t cnt;
+    int* ints;             // 4 W counts and displacements (alive until the collective ends)
+    MPI_Request* req;      // the collective in flight
+} ored;
+
+static void chunk_of(size_t cnt, int W, int c, size_t* lo, size_t* hi) {
+    *lo = cnt * (size_t)c / (size_t)W;
+    *hi = cnt * (size_t)(c + 1) / (size_t)W;
+}
+
+// Starts step 1 for buf[0, cnt) (cnt <= CHUNK).
+static void ored_start(ored* o, float* buf, size_t cnt, MPI_Request* req) {
+    int W = g_dist.world, me = g_dist.rank;
+    size_t mlo, mhi;
+    chunk_of(cnt, W, me, &mlo, &mhi);
+    o->buf = buf; o->cnt = cnt; o->req = req;
+    o->ints = malloc(sizeof(int) * 4 * (size_t)W);
+    o->stage = malloc(sizeof(float) * ((size_t)W * (mhi - mlo) + 1));
+    CHECK(o->ints != NULL && o->stage != NULL);
+    int *sc = o->ints, *sd = sc + W, *rc = sd + W, *rd = rc + W;
+    for (int c = 0; c < W; c++) {
+        size_t lo, hi;
+        chunk_of(cnt, W, c, &lo, &hi);
+        sc[c] = (int)(hi - lo); sd[c] = (int)lo;
+        rc[c] = (int)(mhi - mlo); rd[c] = (int)((size_t)c * (mhi - mlo));
+    }
+    MPI_Ialltoallv(buf, sc, sd, MPI_FLOAT, o->stage, rc, rd, MPI_FLOAT, MPI_COMM_WORLD, o->req);
+}
+
+// After step 1 completed: folds this rank's chunk and starts step 3.
+static void ored_fold_gather(ored* o) {
+    int W = g_dist.world, me = g_dist.rank;
+    size_t mlo, mhi;
+    chunk_of(o->cnt, W, me, &mlo, &mhi);
+    size_t m = mhi - mlo;
+    float* dst = o->buf + mlo;
+    memcpy(dst, o->stage, m * sizeof(float));
+    for (int r = 1; r < W; r++) {
+        const float* src = o->stage + (size_t)r * m;
+        for (size_t i = 0; i < m; i++) dst[i] = dst[i] + src[i];
+    }
+    int *cnt = o->ints, *dsp = cnt + W;   // reuse: the send counts / displacements are every chunk's
+    MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, o->buf, cnt, dsp, MPI_FLOAT, MPI_COMM_WORLD, o->req);
+}
+
+static void ored_free(ored* o) {
+    free(o->ints); free(o->stage);
+    o->ints = NULL; o->stage = NULL;
+}
+#endif
+
 void mim_dist_allreduce_sum(float* buf, size_t n) {
 #ifdef MIM_MPI
     if (!active()) return;
     for (size_t o = 0; o < n; o += CHUNK) {
-        MPI_Request r;
-        MPI_Iallreduce(MPI_IN_PLACE, buf + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, MPI_SUM,
-                       MPI_COMM_WORLD, &r);
-        wait_all(1, &r, "all-reduce");
+        ored r;
+        MPI_Request q;
+        ored_start(&r, buf + o, n - o < CHUNK ? n - o : CHUNK, &q);
+        wait_all(1, &q, "all-reduce");
+        ored_fold_gather(&r);
+        wait_all(1, &q, "all-reduce");
+        ored_free(&r);
     }
 #else
     (void)buf; (void)n;
 #endif
 }
 
+// Doubles (losses, counters): every rank's values gathered, folded in rank order.
 void mim_dist_allreduce_sum_dv(double* x, int n) {
 #ifdef MIM_MPI
     if (!active() || n < 1) return;
+    int W = g_dist.world;
+    double* all = malloc(sizeof(double) * (size_t)n * (size_t)W);
+    CHECK(all != NULL);
     MPI_Request r;
-    MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &r);
+    MPI_Iallgather(x, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD, &r);
     wait_all(1, &r, "all-reduce");
+    for (int i = 0; i < n; i++) {
+        double s = all[i];
+        for (int k = 1; k < W; k++) s = s + all[(size_t)k * n + i];
+        x[i] = s;
+    }
+    free(all);
 #else
     (void)x; (void)n;
 #endif
@@ -199,6 +279,9 @@ void mim_dist_exchange(const void* send, void* recv, size_t bytes, int peer) {
 }
 
 // ---------------------------------------------------------------- buckets
+// Each announced range is one ordered reduction (above): its all-to-all
+// starts at once and runs during the rest of the backward; finish() starts
+// the unannounced gaps, then folds and all-gathers every range.
 
 #define MAX_REQ 4096
 static float* g_buf;
@@ -207,6 +290,7 @@ static int g_nreq;
 #ifdef MIM_MPI
 static size_t g_off[MAX_REQ], g_cnt[MAX_REQ];
 static MPI_Request g_req[MAX_REQ];
+static ored g_ored[MAX_REQ];
 static double g_first;   // when this step's first bucket started
 #endif
 
@@ -214,16 +298,22 @@ void mim_dist_grads_begin(float* grads, size_t n) {
     g_buf = grads; g_n = n; g_nreq = 0;
 }
 
-void mim_dist_grads_ready(size_t offset, size_t count) {
 #ifdef MIM_MPI
-    if (!active() || !g_buf || count == 0 || g_nreq >= MAX_REQ || count > CHUNK) return;
-    CHECK(offset + count <= g_n);
+static void start_range(size_t offset, size_t count) {
     if (g_nreq == 0) g_first = MPI_Wtime();
     g_off[g_nreq] = offset; g_cnt[g_nreq] = count;
-    MPI_Iallreduce(MPI_IN_PLACE, g_buf + offset, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &g_req[g_nreq]);
+    ored_start(&g_ored[g_nreq], g_buf + offset, count, &g_req[g_nreq]);
     g_nreq++;
     g_stats.calls++;
     g_stats.bytes += (double)count * sizeof(float);
+}
+#endif
+
+void mim_dist_grads_ready(size_t offset, size_t count) {
+#ifdef MIM_MPI
+    if (!active() || !g_buf || count == 0 || g_nreq >= MAX_REQ - 64 || count > CHUNK) return;
+    CHECK(offset + count <= g_n);
+    start_range(offset, count);
     // nudge the started reductions along (OpenMPI progresses them only inside MPI calls)
     int done;
     MPI_Testall(g_nreq, g_req, &done, MPI_STATUSES_IGNORE);
@@ -233,6 +323,15 @@ void mim_dist_grads_ready(size_t offset, size_t count) {
 }
 
 #ifdef MIM_MPI
+// Waits for every started range's all-to-all, folds, all-gathers, waits.
+static void finish_in_flight(void) {
+    wait_all(g_nreq, g_req, "gradient all-reduce");
+    for (int i = 0; i < g_nreq; i++) ored_fold_gather(&g_ored[i]);
+    wait_all(g_nreq, g_req, "gradient all-reduce");
+    for (int i = 0; i < g_nreq; i++) ored_free(&g_ored[i]);
+    g_nreq = 0;
+}
+
 static int cmp_idx(const void* a, const void* b) {
     size_t x = g_off[*(const int*)a], y = g_off[*(const int*)b];
     return x < y ? -1 : x > y;
@@ -245,26 +344,23 @@ void mim_dist_grads_finish(float scale) {
     if (active()) {
         double t0 = MPI_Wtime();
         if (g_nreq == 0) g_first = t0;
-        wait_all(g_nreq, g_req, "gradient all-reduce");
-        // the parts nobody announced, one reduction per gap
-        int order[MAX_REQ];
-        for (int i = 0; i < g_nreq; i++) order[i] = i;
-        qsort(order, g_nreq, sizeof(int), cmp_idx);
+        // the parts nobody announced, one range per gap (split at CHUNK)
+        int nann = g_nreq, order[MAX_REQ], ngap = 0;
+        static size_t gap_off[MAX_REQ + 1], gap_end[MAX_REQ + 1];
+        for (int i = 0; i < nann; i++) order[i] = i;
+        qsort(order, nann, sizeof(int), cmp_idx);
         size_t pos = 0;
-        for (int k = 0; k <= g_nreq; k++) {
-            size_t next = k < g_nreq ? g_off[order[k]] : g_n;
-            if (next > pos) {
-                for (size_t o = pos; o < next; o += CHUNK) {
-                    size_t c = next - o < CHUNK ? next - o : CHUNK;
-                    MPI_Request r;
-                    MPI_Iallreduce(MPI_IN_PLACE, g_buf + o, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r);
-                    wait_all(1, &r, "gradient all-reduce");
-                    g_stats.calls++;
-                    g_stats.bytes += (double)c * sizeof(float);
-                }
-            }
-            if (k < g_nreq) pos = g_off[order[k]] + g_cnt[order[k]];
+        for (int k = 0; k <= nann; k++) {
+            size_t next = k < nann ? g_off[order[k]] : g_n;
+            if (next > pos) { gap_off[ngap] = pos; gap_end[ngap] = next; ngap++; }
+            if (k < nann && g_off[order[k]] + g_cnt[order[k]] > pos) pos = g_off[order[k]] + g_cnt[order[k]];
         }
+        for (int k = 0; k < ngap; k++)
+            for (size_t o = gap_off[k]; o < gap_end[k]; o += CHUNK) {
+                if (g_nreq == MAX_REQ) finish_in_flight();
+                start_range(o, gap_end[k] - o < CHUNK ? gap_end[k] - o : CHUNK);
+            }
+        finish_in_flight();
         double t1 = MPI_Wtime();
         g_stats.steps++;
         g_stats.wait_s += t1 - t0;

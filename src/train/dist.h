@@ -3,10 +3,16 @@
 //
 // Built with MPI (the Makefile defines MIM_MPI when mpicc is found) and
 // launched by mpirun / srun, every rank runs the same program on its own
-// slice of each global batch; gradients are summed with MPI_Iallreduce in
-// buckets as soon as a block's backward finishes, overlapping communication
-// with the rest of the backward, then averaged; every rank applies the same
-// AdamW update. Without MPI, or when not launched by an MPI starter, all of
+// micro-batches of each global batch; gradients are summed in buckets as soon
+// as a block's backward finishes, overlapping communication with the rest of
+// the backward; every rank applies the same AdamW update.
+//
+// Exactness: every sum over ranks (floats and doubles) is the left fold in
+// rank order, ((x_0 + x_1) + x_2) + ..., computed the same on every rank
+// (all-to-all + fold + all-gather, see dist.c; never MPI_SUM, whose order
+// MPI leaves open). Rank r of W holding micro-batch r of a step (data/loader.h)
+// and the trainers accumulating micro-batches as a separate fold, N ranks x
+// batch B give the same bits as 1 process x batch B x --accum N. Without MPI, or when not launched by an MPI starter, all of
 // this is a single process (rank 0 of 1) and every call is a no-op.
 //
 // Watchdog: every wait on a collective polls (MPI_Test) against a deadline
@@ -44,7 +50,7 @@ void mim_dist_set_timeout(double seconds);
 // "finetune", "features") and the optimizer step (-1: none).
 void mim_dist_context(const char* phase, int64_t step);
 
-// Blocking collectives (no-ops for one process).
+// Blocking collectives (no-ops for one process); sums in rank order.
 void mim_dist_allreduce_sum(float* buf, size_t n);
 void mim_dist_allreduce_sum_dv(double* x, int n);
 double mim_dist_allreduce_sum_d(double x);

@@ -2,6 +2,7 @@
 #include "train/optim.h"
 #include "core/check.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 int mim_adamw_init(mim_adamw* opt, size_t n) {
@@ -85,4 +86,32 @@ float mim_lr_at(int64_t s, int64_t total, int64_t warmup, float lr, float min_lr
     double prog = (double)(s - warmup) / (double)(total - warmup);
     if (prog > 1.0) prog = 1.0;
     return (float)(min_lr + (lr - min_lr) * 0.5 * (1.0 + cos(M_PI * prog)));
+}
+
+int mim_grad_accum_init(mim_grad_accum* ga, int accum, size_t n) {
+    ga->acc = NULL; ga->n = n; ga->accum = accum;
+    if (accum <= 1) return MIM_OK;
+    ga->acc = mim_malloc(sizeof(float) * (n ? n : 1));
+    return ga->acc ? MIM_OK : mim_err(MIM_ENOMEM, "out of memory for the gradient accumulator (%zu floats)", n);
+}
+
+void mim_grad_accum_free(mim_grad_accum* ga) { free(ga->acc); ga->acc = NULL; }
+
+void mim_grad_accum_push(mim_grad_accum* ga, float* grads, int k) {
+    CHECK(ga->acc && k >= 0 && k < ga->accum - 1);
+    float* acc = ga->acc;
+    if (k == 0) {
+        memcpy(acc, grads, sizeof(float) * ga->n);
+    } else {
+        #pragma omp parallel for schedule(static) if (ga->n >= 65536)
+        for (size_t i = 0; i < ga->n; i++) acc[i] = acc[i] + grads[i];
+    }
+    memset(grads, 0, sizeof(float) * ga->n);
+}
+
+void mim_grad_accum_finish(const mim_grad_accum* ga, float* grads) {
+    if (!ga->acc) return;
+    const float* acc = ga->acc;
+    #pragma omp parallel for schedule(static) if (ga->n >= 65536)
+    for (size_t i = 0; i < ga->n; i++) grads[i] = acc[i] + grads[i];
 }

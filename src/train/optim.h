@@ -36,3 +36,24 @@ double mim_clip_grad_norm(const mim_param* table, int nparams, float* grads, dou
 // MAE schedule per optimizer step s of `total`: linear warm-up from 0 over
 // `warmup` steps, then half-cycle cosine from lr to min_lr.
 float mim_lr_at(int64_t s, int64_t total, int64_t warmup, float lr, float min_lr);
+
+// Gradient accumulation over micro-batches as a fold kept apart from each
+// backward: micro-batch k's gradients g_k are computed into zeroed buffers
+// and summed ((g_0 + g_1) + g_2) + ..., the order in which the data-parallel
+// reduction sums ranks (train/dist.h), so 1 process x --accum N and N ranks
+// give the same bits. (A backward accumulating into the previous micro-
+// batches' sums would add each partial product to them in another order.)
+//   mim_grad_accum_init(&ga, accum, n);
+//   per step: zero grads; for k: backward; if k < accum - 1:
+//   mim_grad_accum_push(&ga, grads, k) (grads zeroed again); after the last:
+//   mim_grad_accum_finish(&ga, grads) (grads = the sum)
+// Holds no buffer when accum == 1 (push is never called, finish does nothing).
+typedef struct {
+    float* acc;            // (n,) the sum of the micro-batches pushed so far; NULL when accum == 1
+    size_t n;
+    int accum;
+} mim_grad_accum;
+int mim_grad_accum_init(mim_grad_accum* ga, int accum, size_t n);
+void mim_grad_accum_free(mim_grad_accum* ga);
+void mim_grad_accum_push(mim_grad_accum* ga, float* grads, int k);
+void mim_grad_accum_finish(const mim_grad_accum* ga, float* grads);

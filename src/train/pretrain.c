@@ -230,10 +230,12 @@ static void counters_all_ranks(const mim_source* s, char* out, size_t cap) {
 
 // Fills noise (B, L) for the local micro-batch k of a step: each sample's
 // masking noise comes from (seed, step, its position in the global batch),
-// so 1 rank x batch B and N ranks x batch B/N mask the same images alike.
+// micro-batch k of rank r being the step's micro-batch k * world + r
+// (data/loader.h), so N ranks x batch B and 1 process x batch B x accum N
+// mask the same images alike.
 static void step_noise(float* noise, int B, int L, int k, uint64_t seed, int64_t step, const mim_dist* d) {
     for (int b = 0; b < B; b++) {
-        uint64_t gpos = ((uint64_t)k * B + (uint64_t)b) * d->world + (uint64_t)d->rank;
+        uint64_t gpos = ((uint64_t)k * d->world + (uint64_t)d->rank) * B + (uint64_t)b;
         mim_rng r;
         mim_rng_seed(&r, stream_seed(seed, 2, (uint64_t)step) ^ (gpos * 0xbf58476d1ce4e5b9ULL + 1));
         for (int l = 0; l < L; l++) noise[(size_t)b * L + l] = mim_rng_uniform(&r);
@@ -243,7 +245,9 @@ static void step_noise(float* noise, int B, int L, int k, uint64_t seed, int64_t
 // What a run with this batch will hold: the model (mim_mae_bytes), AdamW's
 // two moments, the step's image and noise buffers, and the data sources.
 // 0 when the config is invalid (mim_mae_init will say why).
-typedef struct { const mim_config* c; const mim_source_config *sc, *vc; } need_ctx;   // vc may be NULL
+// With accumulation (accum > 1, or a batch below the asked one, which the
+// gate's hint pairs with --accum) also the accumulator (train/optim.h).
+typedef struct { const mim_config* c; const mim_source_config *sc, *vc; int batch, accum; } need_ctx;   // vc may be NULL
 static uint64_t pretrain_need(void* ctx, int batch, char* detail, size_t cap) {
     const need_ctx* nx = ctx;
     const mim_config* c = nx->c;
@@ -261,13 +265,16 @@ static uint64_t pretrain_need(void* ctx, int batch, char* detail, size_t cap) {
         if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
     }
     uint64_t optim = 2 * (uint64_t)mm.num_floats * sizeof(float);
+    int acc = nx->accum > 1 || batch < nx->batch;
+    if (acc) optim += (uint64_t)mm.num_floats * sizeof(float);
     uint64_t bufs = (uint64_t)batch * ((uint64_t)c->in_chans * c->img_h * c->img_w + (uint64_t)mim_config_num_patches(c)) * 4;
     char s1[32], s2[32], s3[32], s4[32];
     mim_format_bytes((double)(mm.acts + mm.scratch + bufs), s1, sizeof s1);
     mim_format_bytes((double)(mm.params + mm.grads), s2, sizeof s2);
     mim_format_bytes((double)optim, s3, sizeof s3);
     mim_format_bytes((double)data, s4, sizeof s4);
-    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW %s, data %s", s1, batch, s2, s3, s4);
+    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW%s %s, data %s", s1, batch, s2,
+             acc ? " + accumulator" : "", s3, s4);
     return mm.total + optim + bufs + data;
 }
 
@@ -290,7 +297,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         mim_source_config evc = sc;
         evc.path = a->val_data; evc.split = a->val_split ? a->val_split : "t10k"; evc.subset = NULL;
         evc.channels = ec; evc.height = eh; evc.width = ew;
-        need_ctx nc = {&ce, &sc, a->val_data ? &evc : NULL};   // refuse a run over --max-ram or the RAM
+        need_ctx nc = {&ce, &sc, a->val_data ? &evc : NULL, a->batch, a->accum};   // refuse a run over --max-ram or the RAM
         if ((rc = mim_mem_gate("pretrain", a->batch, a->accum, a->max_ram, loud, pretrain_need, &nc))) return rc;
     }
     rc = mim_source_open(&src, &sc);
@@ -313,6 +320,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     int64_t steps_per_epoch = mim_source_batches_per_epoch(src) / a->accum;
     mim_mae m = {0};
     mim_adamw opt = {0};
+    mim_grad_accum ga = {0};
     target_gen tg = {0};
     float *imgs = NULL, *noise = NULL;
     int64_t* ids = NULL;
@@ -332,7 +340,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     if ((rc = target_open(&tg, a, &c, src))) goto done;
     if ((rc = mim_mae_init(&m, &c, a->batch))) goto done;
     if ((rc = mim_mae_set_precision(&m, a->precision, a->bf16_backend))) goto done;
-    if ((rc = mim_adamw_init(&opt, m.num_floats))) goto done;
+    if ((rc = mim_adamw_init(&opt, m.num_floats)) || (rc = mim_grad_accum_init(&ga, a->accum, m.num_floats))) goto done;
     imgs = mim_malloc(sizeof(float) * (size_t)a->batch * c.in_chans * c.img_h * c.img_w);
     noise = mim_malloc(sizeof(float) * (size_t)a->batch * m.L);
     ids = mim_malloc(sizeof(int64_t) * (size_t)a->batch);
@@ -416,15 +424,19 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             step_noise(noise, a->batch, m.L, k, a->seed, step, d);
             float loss = forward_with_target(&m, &tg, imgs, ids, noise, a->batch);
             loss_sum += loss;
-            // the last micro-batch's backward hands finished blocks to MPI
-            int last = k == a->accum - 1 && d->world > 1;
-            if (last) mim_dist_grads_begin(m.grads, m.num_floats);
-            m.grad_ready = last ? mim_dist_grads_ready : NULL;
-            mim_mae_backward(&m, 1.0f / a->accum);
+            // without accumulation the backward hands finished blocks to MPI
+            // (with it, a block is final only after the fold)
+            int overlap = a->accum == 1 && d->world > 1;
+            if (overlap) mim_dist_grads_begin(m.grads, m.num_floats);
+            m.grad_ready = overlap ? mim_dist_grads_ready : NULL;
+            mim_mae_backward(&m, 1.0f / ((float)a->accum * d->world));   // the mean over the global batch
             m.grad_ready = NULL;
+            if (k < a->accum - 1) PROF(PROF_OPTIM, mim_grad_accum_push(&ga, m.grads, k));
         }
+        PROF(PROF_OPTIM, mim_grad_accum_finish(&ga, m.grads));
         if (d->world > 1) {
-            mim_dist_grads_finish(1.0f / d->world);   // mean over ranks
+            if (a->accum > 1) mim_dist_grads_begin(m.grads, m.num_floats);
+            mim_dist_grads_finish(1.0f);   // sums in rank order (train/dist.h)
             loss_sum = mim_dist_allreduce_sum_d(loss_sum) / d->world;
         }
         if (!isfinite(loss_sum)) bad = "loss";
@@ -546,6 +558,7 @@ done:
     free(aj); free(imgs); free(noise); free(ids);
     target_close(&tg);
     mim_adamw_free(&opt);
+    mim_grad_accum_free(&ga);
     if (m.params) mim_mae_free(&m);
     mim_source_close(src);
     mim_source_close(vsrc);
