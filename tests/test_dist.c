@@ -26,6 +26,8 @@ static char bin[512], tmpdir[256];
 
 #define COMMON "--model vit_nano --patch 4 --dec-dim 64 --dec-depth 1 --dec-heads 2 --log-every 1 --threads 1 " \
                "--lr 1e-3 --warmup-epochs 0 --quiet"
+#define COMMON_T2 "--model vit_nano --patch 4 --dec-dim 64 --dec-depth 1 --dec-heads 2 --log-every 1 --threads 2 " \
+                  "--lr 1e-3 --warmup-epochs 0 --quiet"
 #define MPIRUN "mpirun --oversubscribe -np 2"
 
 // Starts a long 2-rank run checkpointing every 3 steps and waits for its
@@ -45,8 +47,7 @@ static pid_t start_long_run(const char* name, const char* extra, pid_t* rank) {
 int main(void) {
     const char* why = NULL;
     if (du_setup(bin, sizeof bin, &why)) { printf("SKIP: %s\n", why); return TU_SKIP; }
-    struct stat sb;
-    if (stat(MIM_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", &sb)) { printf("SKIP: needs Fashion-MNIST\n"); return TU_SKIP; }
+    if (!tu_need_file(MIM_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz")) return tu_summary("test_dist", 0, NULL);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mim_test_dist_XXXXXX");
     CHECK(mkdtemp(tmpdir));
     // Exact: N ranks x batch 16 against 1 process x batch 16 x accum N. Each
@@ -79,6 +80,16 @@ int main(void) {
     snprintf(b3, sizeof b3, "%s/three/ckpt-000000004/model.safetensors", tmpdir);
     d = du_st_diff(a3, b3, NULL, &same);
     TU_CHECK(rc == 0 && same, "3 ranks x batch 8 vs 1 process x batch 8 x accum 3, 4 steps: exit %d, parameters "
+             "bit-identical (maxrel %.2e)", rc, d);
+
+    // the same at 2 threads a rank (the kernels split rows among threads the
+    // same way in both runs: same thread count, same bits)
+    rc = du_sh("%s pretrain " COMMON_T2 " --steps 4 --batch 16 --accum 2 --out %s/one_t2", bin, tmpdir);
+    rc |= du_sh(MPIRUN " -x OMP_NUM_THREADS=2 %s pretrain " COMMON_T2 " --steps 4 --batch 16 --out %s/two_t2", bin, tmpdir);
+    snprintf(a3, sizeof a3, "%s/one_t2/ckpt-000000004/model.safetensors", tmpdir);
+    snprintf(b3, sizeof b3, "%s/two_t2/ckpt-000000004/model.safetensors", tmpdir);
+    d = du_st_diff(a3, b3, NULL, &same);
+    TU_CHECK(rc == 0 && same, "2 ranks x 2 threads vs 1 process x 2 threads x accum 2, 4 steps: exit %d, parameters "
              "bit-identical (maxrel %.2e)", rc, d);
 
     // a 2-rank checkpoint (step 5) resumed by one process with the same micro-batches

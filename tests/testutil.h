@@ -32,6 +32,7 @@
 #define TU_SKIP 77
 
 static int tu_npass, tu_nfail;
+static char tu_skip_reason[512];   // set by tu_need_file: a part skipped for want of data
 
 // Prints one check line, "ok   ..." or "FAIL ...", and counts it. Returns ok.
 __attribute__((format(printf, 2, 3), unused))
@@ -82,10 +83,14 @@ static double tu_close(const char* label, const float* got, const float* want, s
 
 // Prints the summary line and returns the exit code: 1 if any check failed,
 // else `skipped ? TU_SKIP : 0`. With skipped, the last line printed starts
-// with "SKIP:" and gives skip_reason (run_tests.sh shows the last line).
+// with "SKIP:" and gives skip_reason (run_tests.sh shows the last line). A
+// part skipped by tu_need_file also makes the test a skip. No check at all
+// is a failure (a test that asserted nothing has not passed).
 __attribute__((unused))
 static int tu_summary(const char* test, int skipped, const char* skip_reason) {
+    if (!skipped && tu_skip_reason[0]) { skipped = 1; skip_reason = tu_skip_reason; }
     printf("%s: %d checks passed, %d failed\n", test, tu_npass, tu_nfail);
+    if (tu_npass + tu_nfail == 0 && !skipped) { printf("FAIL: no check ran\n"); return 1; }
     if (tu_nfail) return 1;
     if (skipped) { printf("SKIP: %s\n", skip_reason); return TU_SKIP; }
     return 0;
@@ -151,6 +156,45 @@ static int tu_st_i32(const mim_st* st, const char* name, int32_t* dst, int ndim,
     return 0;
 }
 
+static int tu_repo_root(char* buf, size_t n, const char* probe);
+
+// ---------------------------------------------------------------- data the tests read
+// Data that ships outside the repository: ../shared/data (beside the
+// checkout; $MIM_SHARED_DATA overrides) and Debian's data packages. A test
+// calls tu_need_file for each such file before it uses it: 1 when it is
+// readable; else 0, and the test's result becomes a skip (exit 77, with the
+// path in the reason) unless a check failed. Never a silent pass.
+__attribute__((unused))
+static int tu_need_file(const char* path) {
+    if (access(path, R_OK) == 0) return 1;
+    if (!tu_skip_reason[0]) snprintf(tu_skip_reason, sizeof tu_skip_reason, "needs %s (absent)", path);
+    printf("note: %s is absent; skipping what needs it\n", path);
+    return 0;
+}
+
+// The path of REL under the shared data folder ($MIM_SHARED_DATA, else
+// ../shared/data beside the repository root) into buf, then tu_need_file on it.
+__attribute__((unused))
+static int tu_shared_data(char* buf, size_t n, const char* rel) {
+    const char* env = getenv("MIM_SHARED_DATA");
+    if (env && *env) {
+        snprintf(buf, n, "%s/%s", env, rel);
+    } else {
+        char root[2048];
+        if (tu_repo_root(root, sizeof root, "tests/testutil.h") != 0) snprintf(root, sizeof root, ".");
+        snprintf(buf, n, "%s/../shared/data/%s", root, rel);
+    }
+    return tu_need_file(buf);
+}
+
+// 1 when MIM_REQUIRE_TORCH is set (and not "0"): a missing PyTorch reference
+// is then a failure, not a skip (CI sets it).
+__attribute__((unused))
+static int tu_torch_required(void) {
+    const char* req = getenv("MIM_REQUIRE_TORCH");
+    return req && *req && strcmp(req, "0") != 0;
+}
+
 // ---------------------------------------------------------------- reference scripts
 // The repository root: $MIM_REPO if set, else the first of ".", "..", "../..",
 // "../../.." (relative to the cwd; run_tests.sh runs from the root), then
@@ -203,6 +247,10 @@ static int tu_run_torch_ref(const char* script, char* out_path, size_t n) {
     int code = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     if (code == 0) return 0;
     unlink(out_path);
+    if ((code == TU_SKIP || code == 126 || code == 127) && tu_torch_required()) {
+        tu_report(0, "%s: python3 with torch not available (%s) and MIM_REQUIRE_TORCH is set", script, py);
+        return -1;
+    }
     if (code == TU_SKIP || code == 126 || code == 127) return 1;
     fprintf(stderr, "reference script failed (status %d): %s\n", code, cmd);
     return -1;
