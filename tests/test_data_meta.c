@@ -7,7 +7,7 @@
 // a width bucket against brute-force water-filled quotas; `first` with a
 // filter; the exclusion counts; expression parsing; and format-1 indexes
 // (opened, but refused for metadata with a hint) and unknown formats.
-#include "core/check.h"
+#include "testutil.h"
 #include "data/index.h"
 #include "data/meta.h"
 #include "data/subset.h"
@@ -18,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int fails = 0;
-#define EXPECT(c) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
 static char dir[256];
 
 enum { NS = 3, PER = 1000, N = NS * PER };
@@ -120,38 +118,37 @@ static void sub_path(char* p, const char* tag, int i) { snprintf(p, 300, "%s/%s-
 static void test_parse(void) {
     mim_meta_spec m;
     mim_meta_spec_init(&m);
-    EXPECT(mim_meta_parse_filter(&m, " width >= 256 , height<300,similarity!=0.5,exif.w==70,original_width>1e3,x=2,y<=-1.5") == 0);
-    EXPECT(m.n_cond == 7);
-    EXPECT(m.cond[0].op == MIM_CMP_GE && m.cond[0].value == 256 && !strcmp(m.cond[0].field, "width"));
-    EXPECT(m.cond[1].op == MIM_CMP_LT && m.cond[2].op == MIM_CMP_NE && m.cond[3].op == MIM_CMP_EQ);
-    EXPECT(m.cond[4].op == MIM_CMP_GT && m.cond[4].value == 1000 && m.cond[5].op == MIM_CMP_EQ && m.cond[6].op == MIM_CMP_LE);
-    EXPECT(m.cond[6].value == -1.5 && !strcmp(m.cond[3].field, "exif.w"));
+    TU_CHECK(mim_meta_parse_filter(&m, " width >= 256 , height<300,similarity!=0.5,exif.w==70,original_width>1e3,x=2,y<=-1.5") == 0, "parse a 7-condition filter (spaces, all operators, dotted field, 1e3, -1.5)");
+    TU_CHECK(m.n_cond == 7, "7 conditions parsed (got %d)", m.n_cond);
+    TU_CHECK(m.cond[0].op == MIM_CMP_GE && m.cond[0].value == 256 && !strcmp(m.cond[0].field, "width"), "condition 0: width >= 256");
+    TU_CHECK(m.cond[1].op == MIM_CMP_LT && m.cond[2].op == MIM_CMP_NE && m.cond[3].op == MIM_CMP_EQ, "conditions 1..3: <, !=, ==");
+    TU_CHECK(m.cond[4].op == MIM_CMP_GT && m.cond[4].value == 1000 && m.cond[5].op == MIM_CMP_EQ && m.cond[6].op == MIM_CMP_LE, "conditions 4..6: > 1000 (from 1e3), = as ==, <=");
+    TU_CHECK(m.cond[6].value == -1.5 && !strcmp(m.cond[3].field, "exif.w"), "condition 6 value -1.5; condition 3 field exif.w");
     const char* bad[] = { "", "width", ">=3", "width>=abc", "width>=1,", "width>>3", "width>=3 4", "wi dth>=3", "width>=nan", "width=>3" };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         mim_meta_spec_init(&m);
         int rc = mim_meta_parse_filter(&m, bad[i]);
-        if (rc != MIM_EARG) fprintf(stderr, "accepted bad filter '%s'\n", bad[i]);
-        EXPECT(rc == MIM_EARG);
+        TU_CHECK(rc == MIM_EARG, "bad filter '%s' refused with MIM_EARG (%d)", bad[i], rc);
     }
     mim_meta_spec_init(&m);
-    EXPECT(mim_meta_parse_buckets(&m, "width", "128,256,512") == 0 && mim_meta_n_groups(&m) == 4);
-    EXPECT(mim_meta_bucket(&m, 127.9) == 0 && mim_meta_bucket(&m, 128) == 1 && mim_meta_bucket(&m, 511) == 2 && mim_meta_bucket(&m, 512) == 3);
-    EXPECT(mim_meta_parse_buckets(&m, "width", "256,128") == MIM_EARG);
-    EXPECT(mim_meta_parse_buckets(&m, "width", "1,,2") == MIM_EARG);
-    EXPECT(mim_meta_parse_buckets(&m, "", "1") == MIM_EARG);
+    TU_CHECK(mim_meta_parse_buckets(&m, "width", "128,256,512") == 0 && mim_meta_n_groups(&m) == 4, "buckets 128,256,512: 4 groups");
+    TU_CHECK(mim_meta_bucket(&m, 127.9) == 0 && mim_meta_bucket(&m, 128) == 1 && mim_meta_bucket(&m, 511) == 2 && mim_meta_bucket(&m, 512) == 3, "bucket edges: 127.9 -> 0, 128 -> 1, 511 -> 2, 512 -> 3");
+    TU_CHECK(mim_meta_parse_buckets(&m, "width", "256,128") == MIM_EARG, "buckets not ascending refused");
+    TU_CHECK(mim_meta_parse_buckets(&m, "width", "1,,2") == MIM_EARG, "buckets with an empty edge refused");
+    TU_CHECK(mim_meta_parse_buckets(&m, "", "1") == MIM_EARG, "buckets without a field refused");
     // classification of json bytes (not NUL-terminated)
     mim_meta_spec_init(&m);
     CHECK(mim_meta_parse_filter(&m, "width>=256,exif.w<1000") == 0);
     const char* j = "{\"width\": 300, \"exif\": {\"w\": 3}}XXXX";
-    EXPECT(mim_meta_classify(&m, (const uint8_t*)j, strlen(j) - 4) == 0);
-    EXPECT(mim_meta_classify(&m, (const uint8_t*)"{\"width\": 255, \"exif\": {\"w\": 3}}", 32) == MIM_META_REJECTED);
-    EXPECT(mim_meta_classify(&m, (const uint8_t*)"{\"width\": \"300\"}", 16) == MIM_META_NO_FIELD);
-    EXPECT(mim_meta_classify(&m, (const uint8_t*)"{\"width\": 3", 11) == MIM_META_BAD_JSON);
-    EXPECT(mim_meta_classify(&m, (const uint8_t*)"", 0) == MIM_META_BAD_JSON);
-    EXPECT(mim_meta_spec_hash(&m) != 0);
+    TU_CHECK(mim_meta_classify(&m, (const uint8_t*)j, strlen(j) - 4) == 0, "classify: passing json (not NUL-terminated) accepted");
+    TU_CHECK(mim_meta_classify(&m, (const uint8_t*)"{\"width\": 255, \"exif\": {\"w\": 3}}", 32) == MIM_META_REJECTED, "classify: width 255 rejected");
+    TU_CHECK(mim_meta_classify(&m, (const uint8_t*)"{\"width\": \"300\"}", 16) == MIM_META_NO_FIELD, "classify: width as a string is no field");
+    TU_CHECK(mim_meta_classify(&m, (const uint8_t*)"{\"width\": 3", 11) == MIM_META_BAD_JSON, "classify: truncated json is bad json");
+    TU_CHECK(mim_meta_classify(&m, (const uint8_t*)"", 0) == MIM_META_BAD_JSON, "classify: empty bytes are bad json");
+    TU_CHECK(mim_meta_spec_hash(&m) != 0, "spec hash non-zero");
     mim_meta_spec m2; mim_meta_spec_init(&m2);
     CHECK(mim_meta_parse_filter(&m2, "width >= 256, exif.w < 1000") == 0);   // same spec, other spelling
-    EXPECT(mim_meta_spec_hash(&m) == mim_meta_spec_hash(&m2));
+    TU_CHECK(mim_meta_spec_hash(&m) == mim_meta_spec_hash(&m2), "spec hash: same spec spelled otherwise, same hash");
 }
 
 int main(void) {
@@ -170,22 +167,23 @@ int main(void) {
     for (int i = 0; i < N; i++) want_json += T[i].kind != 1;
     printf("index: %llu samples, %llu with key.json (want %llu)\n", (unsigned long long)ist.n_samples,
            (unsigned long long)ist.n_json, (unsigned long long)want_json);
-    EXPECT(ist.n_samples == N && ist.n_json == want_json);
+    TU_CHECK(ist.n_samples == N && ist.n_json == want_json, "index: %llu samples (want %d), %llu key.json (want %llu)", (unsigned long long)ist.n_samples, N, (unsigned long long)ist.n_json, (unsigned long long)want_json);
     mim_index* ix; CHECK(mim_index_open(&ix, ip) == 0);
-    EXPECT(mim_index_has_json(ix) && mim_index_header_get(ix)->stats.n_json == want_json);
+    TU_CHECK(mim_index_has_json(ix) && mim_index_header_get(ix)->stats.n_json == want_json, "index header: has the json table, n_json as built");
     struct stat sb; CHECK(stat(ip, &sb) == 0);
     printf("index file: %lld bytes, %.1f bytes/sample (32 record + 8 json)\n", (long long)sb.st_size, (double)sb.st_size / N);
 
     // every key.json byte-identical through the json table
     mim_sample_reader rd; mim_sample_reader_init(&rd, ix);
     uint8_t* buf = NULL; size_t cap = 0, n;
-    int json_ok = 0;
+    int json_ok = 0, absent_ok = 0, n_absent = 0;
     for (uint64_t i = 0; i < N; i++) {
         int rc = mim_sample_reader_read_json(&rd, i, &buf, &cap, &n);
-        if (T[i].kind == 1) { EXPECT(rc == MIM_ENOTFOUND); continue; }
+        if (T[i].kind == 1) { n_absent++; absent_ok += rc == MIM_ENOTFOUND; continue; }
         if (rc == 0 && n == T[i].json_n && !memcmp(buf, T[i].json, n)) json_ok++;
     }
-    EXPECT((uint64_t)json_ok == want_json);
+    TU_CHECK(absent_ok == n_absent, "samples without key.json: %d / %d give MIM_ENOTFOUND", absent_ok, n_absent);
+    TU_CHECK((uint64_t)json_ok == want_json, "json table: %d / %llu key.json byte-identical", json_ok, (unsigned long long)want_json);
     mim_sample_reader_free(&rd); free(buf);
 
     // ---- filter: brute force agreement, nesting, determinism
@@ -206,33 +204,35 @@ int main(void) {
     char* p[4]; char* q[4]; char* o[4];
     for (int i = 0; i < 4; i++) { p[i] = malloc(300); q[i] = malloc(300); o[i] = malloc(300); sub_path(p[i], "f", i); sub_path(q[i], "g", i); sub_path(o[i], "h", i); }
     mim_subset_stats st;
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 42, sizes, 4, p, &so, &st) == 0);
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 42, sizes, 4, p, &so, &st) == 0, "filter width>=256,height<400: make 4 sizes (seed 42)");
     char line[1024]; mim_subset_stats_format(&st, N, line, sizeof line); printf("filter width>=256,height<400: %s\n", line);
-    EXPECT(st.eligible == want_elig && st.no_json == want_nojson && st.bad_json == want_bad && st.no_field == want_nofield &&
-           st.rejected == want_rej && st.read_errors == 0);
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 42, sizes, 4, q, &so, NULL) == 0);
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 43, sizes, 4, o, &so, NULL) == 0);
+    TU_CHECK(st.eligible == want_elig && st.no_json == want_nojson && st.bad_json == want_bad && st.no_field == want_nofield &&
+           st.rejected == want_rej && st.read_errors == 0, "filter stats == brute force: eligible %llu (want %llu), no json, bad json, no field, rejected, no read errors", (unsigned long long)st.eligible, (unsigned long long)want_elig);
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 42, sizes, 4, q, &so, NULL) == 0, "filter: make again with seed 42");
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 43, sizes, 4, o, &so, NULL) == 0, "filter: make with seed 43");
     mim_subset* s[4]; mim_subset* t[4]; mim_subset* u[4];
     uint64_t* want = malloc(8 * N);
     for (int i = 0; i < 4; i++) { s[i] = open_sub(p[i], ix); t[i] = open_sub(q[i], ix); u[i] = open_sub(o[i], ix); }
     for (int i = 0; i < 4; i++) {
-        EXPECT(mim_subset_count(s[i]) == sizes[i]);
-        EXPECT(!memcmp(mim_subset_ids(s[i]), mim_subset_ids(t[i]), sizes[i] * 8));
-        for (int j = 0; j < 4; j++) if (sizes[i] <= sizes[j]) EXPECT(contained(s[i], s[j]));
+        TU_CHECK(mim_subset_count(s[i]) == sizes[i], "filter size %llu: count", (unsigned long long)sizes[i]);
+        TU_CHECK(!memcmp(mim_subset_ids(s[i]), mim_subset_ids(t[i]), sizes[i] * 8), "filter size %llu: same seed, same ids", (unsigned long long)sizes[i]);
+        int nested = 1;
+        for (int j = 0; j < 4; j++) if (sizes[i] <= sizes[j]) nested &= contained(s[i], s[j]);
+        TU_CHECK(nested, "filter size %llu: nested in every larger one", (unsigned long long)sizes[i]);
         int all_pass = 1;
         for (uint64_t k = 0; k < sizes[i]; k++) all_pass &= ok[mim_subset_ids(s[i])[k]];
-        EXPECT(all_pass);
+        TU_CHECK(all_pass, "filter size %llu: every chosen sample passes the filter", (unsigned long long)sizes[i]);
         brute(ix, 42, ok, NULL, 0, sizes[i], want);
-        EXPECT(!memcmp(mim_subset_ids(s[i]), want, sizes[i] * 8));   // exactly the k smallest ranks among those passing
-        EXPECT(mim_subset_header_get(s[i])->strategy == MIM_SUBSET_FILTER && mim_subset_header_get(s[i])->spec_hash == mim_meta_spec_hash(&m));
+        TU_CHECK(!memcmp(mim_subset_ids(s[i]), want, sizes[i] * 8), "filter size %llu: exactly the smallest ranks among the passing (brute force)", (unsigned long long)sizes[i]);   // exactly the k smallest ranks among those passing
+        TU_CHECK(mim_subset_header_get(s[i])->strategy == MIM_SUBSET_FILTER && mim_subset_header_get(s[i])->spec_hash == mim_meta_spec_hash(&m), "filter size %llu: header records strategy filter and the spec hash", (unsigned long long)sizes[i]);
     }
-    EXPECT(memcmp(mim_subset_ids(s[0]), mim_subset_ids(u[0]), sizes[0] * 8) != 0);   // other seed, other subset
-    EXPECT(!memcmp(mim_subset_ids(s[2]), mim_subset_ids(u[2]), sizes[2] * 8));       // all eligible: the same set
+    TU_CHECK(memcmp(mim_subset_ids(s[0]), mim_subset_ids(u[0]), sizes[0] * 8) != 0, "filter: another seed, another 500-subset");   // other seed, other subset
+    TU_CHECK(!memcmp(mim_subset_ids(s[2]), mim_subset_ids(u[2]), sizes[2] * 8), "filter: all eligible, same set whatever the seed");       // all eligible: the same set
     for (int i = 0; i < 4; i++) { mim_subset_close(s[i]); mim_subset_close(t[i]); mim_subset_close(u[i]); }
     uint64_t too_big = want_elig + 1;
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 42, &too_big, 1, p, &so, &st) == MIM_EARG);
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 42, &too_big, 1, p, &so, &st) == MIM_EARG, "filter: eligible + 1 refused with MIM_EARG (%s)", mim_err_msg());
     printf("refused: %s\n", mim_err_msg());
-    EXPECT(st.eligible == want_elig);
+    TU_CHECK(st.eligible == want_elig, "filter refused: stats still count the eligible");
 
     // the other operators, against brute force counts
     const char* exprs[] = { "width>300", "width<=300", "height==100", "height!=100", "similarity>=0.5,width<200", "exif.w<128" };
@@ -255,21 +255,21 @@ int main(void) {
             cnt += pass;
         }
         uint64_t one = 1;
-        EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 1, &one, 1, p, &so, &st) == 0);
+        TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 1, &one, 1, p, &so, &st) == 0, "filter %s: make a 1-subset", exprs[e]);
         printf("filter %-26s eligible %llu (brute force %llu)\n", exprs[e], (unsigned long long)st.eligible, (unsigned long long)cnt);
-        EXPECT(st.eligible == cnt);
+        TU_CHECK(st.eligible == cnt, "filter %s: eligible %llu == brute force %llu", exprs[e], (unsigned long long)st.eligible, (unsigned long long)cnt);
     }
 
     // first + filter: the first k passing samples in index order
     mim_meta_spec_init(&m);
     CHECK(mim_meta_parse_filter(&m, "width>=256,height<400") == 0);
     uint64_t fs[2] = { 300, 50 };
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_FIRST, 0, fs, 2, p, &so, NULL) == 0);
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_FIRST, 0, fs, 2, p, &so, NULL) == 0, "first + filter: make 300 and 50");
     for (int i = 0; i < 2; i++) {
         mim_subset* f = open_sub(p[i], ix);
         uint64_t k = 0, good = 1;
         for (uint64_t id = 0; id < N && k < fs[i]; id++) if (ok[id]) good &= mim_subset_ids(f)[k++] == id;
-        EXPECT(mim_subset_count(f) == fs[i] && good);
+        TU_CHECK(mim_subset_count(f) == fs[i] && good, "first + filter %llu: the first passing samples in index order", (unsigned long long)fs[i]);
         mim_subset_close(f);
     }
 
@@ -288,13 +288,13 @@ int main(void) {
     printf("width buckets <128, [128,256), [256,512), >=512: %llu %llu %llu %llu\n", (unsigned long long)bc[0],
            (unsigned long long)bc[1], (unsigned long long)bc[2], (unsigned long long)bc[3]);
     uint64_t bs[3] = { 1200, 400, 2 };
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_STRATIFIED, 9, bs, 3, p, &so, &st) == 0);
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_STRATIFIED, 9, bs, 3, p, &so, &st) == 0, "stratified by width buckets: make 1200, 400, 2 (seed 9)");
     mim_subset_stats_format(&st, N, line, sizeof line); printf("stratified by width: %s\n", line);
-    EXPECT(st.n_groups == 4);
-    for (int g = 0; g < 4; g++) EXPECT(st.group_count[g] == bc[g]);
+    TU_CHECK(st.n_groups == 4, "stratified: %d groups (want 4)", st.n_groups);
+    for (int g = 0; g < 4; g++) TU_CHECK(st.group_count[g] == bc[g], "stratified: bucket %d holds %llu (brute force %llu)", g, (unsigned long long)st.group_count[g], (unsigned long long)bc[g]);
     mim_subset* b[3];
     for (int i = 0; i < 3; i++) b[i] = open_sub(p[i], ix);
-    EXPECT(contained(b[1], b[0]) && contained(b[2], b[1]));
+    TU_CHECK(contained(b[1], b[0]) && contained(b[2], b[1]), "stratified: 2 in 400 in 1200 (nested)");
     for (int i = 0; i < 3; i++) {
         // water-filling by brute force: raise a common level until the total reaches k
         uint64_t L = 0, tot = 0, quota[4];
@@ -313,7 +313,7 @@ int main(void) {
                (unsigned long long)got[0], (unsigned long long)got[1], (unsigned long long)got[2], (unsigned long long)got[3],
                (unsigned long long)quota[0], (unsigned long long)quota[1], (unsigned long long)quota[2], (unsigned long long)quota[3]);
         for (int g = 0; g < 4; g++) {
-            EXPECT(got[g] == quota[g]);
+            TU_CHECK(got[g] == quota[g], "stratified %llu, bucket %d: %llu taken == water-filled quota %llu", (unsigned long long)bs[i], g, (unsigned long long)got[g], (unsigned long long)quota[g]);
             // within a bucket: the quota smallest ranks
             uint64_t* w2 = malloc(8 * (quota[g] + 1));
             brute(ix, 9, has, grp, g, quota[g], w2);
@@ -322,23 +322,23 @@ int main(void) {
                 uint64_t id = mim_subset_ids(b[i])[k];
                 if (grp[id] == g) same &= k2 < quota[g] && w2[k2++] == id;
             }
-            EXPECT(same && k2 == quota[g]);
+            TU_CHECK(same && k2 == quota[g], "stratified %llu, bucket %d: the quota smallest ranks of the bucket", (unsigned long long)bs[i], g);
             free(w2);
         }
     }
     for (int i = 0; i < 3; i++) mim_subset_close(b[i]);
     // misuse: buckets outside stratified, filter without conditions
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_RANDOM, 9, bs, 1, p, &so, NULL) == MIM_EARG);
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_RANDOM, 9, bs, 1, p, &so, NULL) == MIM_EARG, "buckets with strategy random refused");
     mim_meta_spec_init(&m);
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 9, bs, 1, p, &so, NULL) == MIM_EARG);
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 9, bs, 1, p, &so, NULL) == MIM_EARG, "filter without conditions refused");
     // a shard cut short after indexing: its unreadable key.json are counted, not fatal
     struct stat sh;
     CHECK(stat(shards[NS - 1], &sh) == 0 && truncate(shards[NS - 1], sh.st_size / 2) == 0);
     CHECK(mim_meta_parse_filter(&m, "width>=256,height<400") == 0);
-    EXPECT(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 42, sizes, 1, p, &so, &st) == 0);
+    TU_CHECK(mim_subset_make_ex(ix, MIM_SUBSET_FILTER, 42, sizes, 1, p, &so, &st) == 0, "after truncating a shard: the filter subset is still made");
     mim_subset_stats_format(&st, N, line, sizeof line); printf("after truncating a shard: %s\n", line);
-    EXPECT(st.read_errors > PER / 3 && st.read_errors < PER && st.eligible < want_elig &&
-           st.eligible + st.rejected + st.no_field + st.bad_json + st.no_json + st.read_errors == N);
+    TU_CHECK(st.read_errors > PER / 3 && st.read_errors < PER && st.eligible < want_elig &&
+           st.eligible + st.rejected + st.no_field + st.bad_json + st.no_json + st.read_errors == N, "after truncating a shard: %llu read errors counted, totals add up to %d", (unsigned long long)st.read_errors, N);
     mim_index_close(ix);
 
     // ---- a first shard without any key.json: the json table starts late, zero-filled
@@ -364,7 +364,7 @@ int main(void) {
             if (i < 5 || T[i - 5].kind == 1) good &= rc == MIM_ENOTFOUND;
             else good &= rc == 0 && n2 == T[i - 5].json_n && !memcmp(b2, T[i - 5].json, n2);
         }
-        EXPECT(mim_index_count(ix2) == 5 + PER && mim_index_has_json(ix2) && good);
+        TU_CHECK(mim_index_count(ix2) == 5 + PER && mim_index_has_json(ix2) && good, "first shard without key.json: later key.json found, earlier ones absent");
         mim_sample_reader_free(&r2); free(b2);
         mim_index_close(ix2);
     }
@@ -374,45 +374,44 @@ int main(void) {
     // f090f48): 12 samples, labels 0..3, every record flagged as having json.
     mim_index* i1;
     const char* v1 = "tests/ref/data_index_v1.idx";
-    EXPECT(mim_index_open(&i1, v1) == 0);
-    if (!fails) {
+    int rc_v1 = mim_index_open(&i1, v1);
+    TU_CHECK(rc_v1 == 0, "format-1 index %s opens (%d)", v1, rc_v1);
+    if (rc_v1 == 0) {
         const mim_index_header* h = mim_index_header_get(i1);
-        EXPECT(h->version == 1 && mim_index_count(i1) == 12 && !mim_index_has_json(i1));
-        EXPECT(h->stats.n_labels == 4 && h->stats.n_labelled == 12 && h->stats.bytes == 12345 && h->stats.seconds == 1.5 && h->stats.n_json == 0);
+        TU_CHECK(h->version == 1 && mim_index_count(i1) == 12 && !mim_index_has_json(i1), "format 1: version 1, 12 samples, no json table");
+        TU_CHECK(h->stats.n_labels == 4 && h->stats.n_labelled == 12 && h->stats.bytes == 12345 && h->stats.seconds == 1.5 && h->stats.n_json == 0, "format 1: stats as written by the format-1 code");
         uint64_t off; uint32_t sz;
-        EXPECT(!mim_index_json_get(i1, 3, &off, &sz));
+        TU_CHECK(!mim_index_json_get(i1, 3, &off, &sz), "format 1: no json entry");
         mim_meta_spec_init(&m); CHECK(mim_meta_parse_filter(&m, "width>=1") == 0);
         uint64_t four = 4;
-        EXPECT(mim_subset_make_ex(i1, MIM_SUBSET_FILTER, 0, &four, 1, p, &so, NULL) == MIM_EARG);
+        TU_CHECK(mim_subset_make_ex(i1, MIM_SUBSET_FILTER, 0, &four, 1, p, &so, NULL) == MIM_EARG, "format 1 + filter refused with MIM_EARG");
         printf("format 1 + filter refused: %s\n", mim_err_msg());
-        EXPECT(strstr(mim_err_msg(), "rebuild") != NULL);
-        EXPECT(mim_subset_make_ex(i1, MIM_SUBSET_STRATIFIED, 0, &four, 1, p, NULL, NULL) == 0);   // plain strategies still work
+        TU_CHECK(strstr(mim_err_msg(), "rebuild") != NULL, "format 1 + filter: message asks to rebuild (%s)", mim_err_msg());
+        TU_CHECK(mim_subset_make_ex(i1, MIM_SUBSET_STRATIFIED, 0, &four, 1, p, NULL, NULL) == 0, "format 1: stratified still works");   // plain strategies still work
         mim_subset* s1 = open_sub(p[0], i1);
         int per[4] = { 0 };
         for (int k = 0; k < 4; k++) per[mim_index_get(i1, mim_subset_ids(s1)[k])->label]++;
-        EXPECT(per[0] == 1 && per[1] == 1 && per[2] == 1 && per[3] == 1);
+        TU_CHECK(per[0] == 1 && per[1] == 1 && per[2] == 1 && per[3] == 1, "format 1: stratified 4 over 4 labels, one each");
         mim_subset_close(s1);
         mim_index_close(i1);
     }
-    // a format from the future is refused, naming both versions
+    // a format from the future is refused
     char v3[300]; snprintf(v3, sizeof v3, "%s/v3.idx", dir);
     {
         FILE* in = fopen(v1, "rb"); FILE* out = fopen(v3, "wb");
         CHECK(in && out);
         uint8_t b3[4096]; size_t k = fread(b3, 1, sizeof b3, in);
-        uint32_t ver = 3; memcpy(b3 + 8, &ver, 4);
+        uint32_t ver = MIM_INDEX_VERSION + 1;   // one past what this build writes
+        memcpy(b3 + 8, &ver, 4);
         CHECK(fwrite(b3, 1, k, out) == k);
         fclose(in); fclose(out);
     }
-    EXPECT(mim_index_open(&i1, v3) == MIM_EFORMAT);
-    printf("format 3 refused: %s\n", mim_err_msg());
+    TU_CHECK(mim_index_open(&i1, v3) == MIM_EFORMAT, "format %d (from the future) refused with MIM_EFORMAT (%s)", MIM_INDEX_VERSION + 1, mim_err_msg());
 
     for (int i = 0; i < 4; i++) { free(p[i]); free(q[i]); free(o[i]); }
     for (int s2 = 0; s2 < NS; s2++) free(shards[s2]);
     free(ok); free(want); free(grp); free(has);
     char cmd[300]; snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    if (fails) { printf("%d failures\n", fails); return 1; }
-    printf("ok\n");
-    return 0;
+    return tu_summary("test_data_meta", 0, NULL);
 }

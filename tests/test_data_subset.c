@@ -1,8 +1,7 @@
 // test_data_subset.c: subset strategies on synthetic indexes: exact sizes,
 // nesting, determinism, seed dependence, label balance, independence from
 // index order, and subset files refused against the wrong index.
-#include "core/check.h"
-#include "core/rng.h"
+#include "testutil.h"
 #include "data/index.h"
 #include "data/subset.h"
 #include "data/tar.h"
@@ -12,8 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int fails = 0;
-#define EXPECT(c) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
 static char dir[256];
 
 // n records, one shard; label = skewed over 10 classes (class 9 has ~1%);
@@ -63,39 +60,46 @@ int main(void) {
     uint64_t sizes[4] = { 50000, 1000, 200000, 7 };   // any order, including all of N
     char* p[4]; char* q[4]; char* o[4];
     for (int i = 0; i < 4; i++) { p[i] = malloc(300); q[i] = malloc(300); o[i] = malloc(300); }
+    static const char* sname[3] = { "random", "first", "stratified" };
     for (int strat = 0; strat < 3; strat++) {
         for (int i = 0; i < 4; i++) {
             snprintf(p[i], 300, "%s/s%d-%d.sub", dir, strat, i);
             snprintf(q[i], 300, "%s/t%d-%d.sub", dir, strat, i);    // same seed again
             snprintf(o[i], 300, "%s/o%d-%d.sub", dir, strat, i);    // other seed
         }
-        EXPECT(mim_subset_make(ix, (mim_subset_strategy)strat, 42, sizes, 4, p) == 0);
-        EXPECT(mim_subset_make(ix, (mim_subset_strategy)strat, 42, sizes, 4, q) == 0);
-        EXPECT(mim_subset_make(ix, (mim_subset_strategy)strat, 43, sizes, 4, o) == 0);
+        TU_CHECK(mim_subset_make(ix, (mim_subset_strategy)strat, 42, sizes, 4, p) == 0, "%s: make sizes 50000, 1000, 200000, 7 (seed 42)", sname[strat]);
+        TU_CHECK(mim_subset_make(ix, (mim_subset_strategy)strat, 42, sizes, 4, q) == 0, "%s: make again with seed 42", sname[strat]);
+        TU_CHECK(mim_subset_make(ix, (mim_subset_strategy)strat, 43, sizes, 4, o) == 0, "%s: make with seed 43", sname[strat]);
         mim_subset* s[4]; mim_subset* t[4]; mim_subset* u[4];
         for (int i = 0; i < 4; i++) { s[i] = open_sub(p[i], ix); t[i] = open_sub(q[i], ix); u[i] = open_sub(o[i], ix); }
         for (int i = 0; i < 4; i++) {
-            EXPECT(mim_subset_count(s[i]) == sizes[i]);
-            EXPECT(!memcmp(mim_subset_ids(s[i]), mim_subset_ids(t[i]), sizes[i] * 8));   // same seed, same subset
-            for (int j = 0; j < 4; j++) if (sizes[i] <= sizes[j]) EXPECT(contained(s[i], s[j]));   // nested
+            TU_CHECK(mim_subset_count(s[i]) == sizes[i], "%s size %llu: count %llu", sname[strat], (unsigned long long)sizes[i], (unsigned long long)mim_subset_count(s[i]));
+            TU_CHECK(!memcmp(mim_subset_ids(s[i]), mim_subset_ids(t[i]), sizes[i] * 8), "%s size %llu: same seed, same ids", sname[strat], (unsigned long long)sizes[i]);   // same seed, same subset
+            int nested = 1;
+            for (int j = 0; j < 4; j++) if (sizes[i] <= sizes[j]) nested &= contained(s[i], s[j]);
+            TU_CHECK(nested, "%s size %llu: inside every larger subset (nested)", sname[strat], (unsigned long long)sizes[i]);   // nested
         }
-        if (strat != MIM_SUBSET_FIRST) EXPECT(memcmp(mim_subset_ids(s[0]), mim_subset_ids(u[0]), sizes[0] * 8) != 0);
-        if (strat == MIM_SUBSET_FIRST) EXPECT(mim_subset_ids(s[0])[sizes[0] - 1] == sizes[0] - 1);
+        if (strat != MIM_SUBSET_FIRST) TU_CHECK(memcmp(mim_subset_ids(s[0]), mim_subset_ids(u[0]), sizes[0] * 8) != 0, "%s: another seed, another 50000-subset", sname[strat]);
+        if (strat == MIM_SUBSET_FIRST) TU_CHECK(mim_subset_ids(s[0])[sizes[0] - 1] == sizes[0] - 1, "first: the 50000-subset is ids 0..49999");
         if (strat == MIM_SUBSET_STRATIFIED) {
             // 50000 over 10 labels: class 9 has 2000 samples (all taken), the other 9 share 48000
             uint64_t cnt[10] = { 0 };
             for (uint64_t i = 0; i < sizes[0]; i++) cnt[mim_index_get(ix, mim_subset_ids(s[0])[i])->label]++;
-            EXPECT(cnt[9] == 2000);
-            for (int l = 0; l < 9; l++) EXPECT(cnt[l] == 48000 / 9 || cnt[l] == 48000 / 9 + 1);
+            TU_CHECK(cnt[9] == 2000, "stratified 50000: all 2000 of the rare class 9 taken (got %llu)", (unsigned long long)cnt[9]);
+            int even = 1;
+            for (int l = 0; l < 9; l++) even &= cnt[l] == 48000 / 9 || cnt[l] == 48000 / 9 + 1;
+            TU_CHECK(even, "stratified 50000: classes 0..8 get 48000 / 9 each (+-1)");
             uint64_t c7[10] = { 0 };
             for (uint64_t i = 0; i < 7; i++) c7[mim_index_get(ix, mim_subset_ids(s[3])[i])->label]++;
-            for (int l = 0; l < 10; l++) EXPECT(c7[l] == (l < 7 ? 1u : 0u));
+            int one_each = 1;
+            for (int l = 0; l < 10; l++) one_each &= c7[l] == (l < 7 ? 1u : 0u);
+            TU_CHECK(one_each, "stratified 7: one sample of each of classes 0..6");
         }
         if (strat == MIM_SUBSET_RANDOM) {
             // the same keys are chosen whatever the index order
             char rp[300]; snprintf(rp, sizeof rp, "%s/rev.sub", dir);
             char* rpp[1] = { rp };
-            EXPECT(mim_subset_make(ixr, MIM_SUBSET_RANDOM, 42, sizes, 1, rpp) == 0);
+            TU_CHECK(mim_subset_make(ixr, MIM_SUBSET_RANDOM, 42, sizes, 1, rpp) == 0, "random on the reversed index: seed 42, size 50000");
             mim_subset* r = open_sub(rp, ixr);
             uint64_t* a = malloc(sizes[0] * 8); uint64_t* b = malloc(sizes[0] * 8);
             uint64_t xa = 0, xb = 0, sa = 0, sb = 0;   // order-free set fingerprints
@@ -104,25 +108,23 @@ int main(void) {
                 b[i] = mim_index_get(ixr, mim_subset_ids(r)[i])->key_hash;
                 xa ^= a[i]; xb ^= b[i]; sa += a[i] * 0x9e3779b97f4a7c15ULL; sb += b[i] * 0x9e3779b97f4a7c15ULL;
             }
-            EXPECT(xa == xb && sa == sb);
+            TU_CHECK(xa == xb && sa == sb, "random: the same keys chosen whatever the index order");
             free(a); free(b);
             mim_subset_close(r);
             // subset of one index refused by another of a different size
             mim_index* small; char sp[300]; snprintf(sp, sizeof sp, "%s/small.idx", dir);
             make_index(sp, 1000, 0); CHECK(mim_index_open(&small, sp) == 0);
             mim_subset* bad;
-            EXPECT(mim_subset_open(&bad, p[0], small) == MIM_EFORMAT);
+            TU_CHECK(mim_subset_open(&bad, p[0], small) == MIM_EFORMAT, "subset of a 200000-sample index refused by a 1000-sample one: MIM_EFORMAT (%s)", mim_err_msg());
             mim_index_close(small);
         }
         for (int i = 0; i < 4; i++) { mim_subset_close(s[i]); mim_subset_close(t[i]); mim_subset_close(u[i]); }
     }
     uint64_t too_big = N + 1;
-    EXPECT(mim_subset_make(ix, MIM_SUBSET_RANDOM, 1, &too_big, 1, p) == MIM_EARG);
+    TU_CHECK(mim_subset_make(ix, MIM_SUBSET_RANDOM, 1, &too_big, 1, p) == MIM_EARG, "size N + 1 refused with MIM_EARG (%s)", mim_err_msg());
     for (int i = 0; i < 4; i++) { free(p[i]); free(q[i]); free(o[i]); }
     mim_index_close(ix); mim_index_close(ixr);
     char cmd[300]; snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    if (fails) { printf("%d failures\n", fails); return 1; }
-    printf("ok\n");
-    return 0;
+    return tu_summary("test_data_subset", 0, NULL);
 }

@@ -12,8 +12,9 @@
 //  (d) End to end: a tiny MAE pre-trained 3 steps on synthetic IDX images
 //      whose class is their brightness level, then feature extraction (every
 //      sample once, the last partial batch included and equal to a
-//      divisor-batch run), kNN and the linear probe: numbers in range, and
-//      the probe beats chance (0.25) by a wide margin.
+//      divisor-batch run), kNN and the linear probe: kNN top-1 equals the
+//      brute-force reference of (c) on the same features exactly, the probe's
+//      numbers are in range and it beats chance (0.25) by a wide margin.
 // Skips (a) cleanly when python3 with torch is unavailable (exit 77 if all
 // else passed; MIM_REQUIRE_TORCH=1 makes it a failure).
 #include "testutil.h"
@@ -187,6 +188,45 @@ static int cmp_sim(const void* a, const void* b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
+// The reference kNN: for each query, double similarities with every train
+// row, full sort (higher similarity, then lower index), the k best vote
+// exp(s / T) for their class (votes (M, C)); ref5 (M, 5) the five best
+// classes (higher vote, then lower class). Returns the number of queries
+// whose label is the best class (top-1) and, in *c5, among the first
+// min(5, k) classes.
+static int64_t brute_knn(const float* tr, const int32_t* tl, int64_t N, const float* q, const int32_t* ql, int64_t M,
+                         int D, int C, int k, float T, float* votes, int* ref5, int64_t* c5) {
+    sim_idx* s = tu_alloc_bytes(sizeof(sim_idx) * N);
+    double* v = tu_alloc_bytes(sizeof(double) * C);
+    int kk = k < N ? k : (int)N, n5 = kk < 5 ? kk : 5;
+    int64_t c1 = 0;
+    *c5 = 0;
+    for (int64_t m = 0; m < M; m++) {
+        for (int64_t i = 0; i < N; i++) {
+            double d = 0;
+            for (int j = 0; j < D; j++) d += (double)q[m * D + j] * tr[i * D + j];
+            s[i] = (sim_idx){d, i};
+        }
+        qsort(s, (size_t)N, sizeof *s, cmp_sim);
+        memset(v, 0, sizeof(double) * C);
+        for (int j = 0; j < kk; j++) v[tl[s[j].i]] += exp(s[j].s / T);
+        for (int c = 0; c < C; c++) votes[m * C + c] = (float)v[c];
+        int* r5 = ref5 + m * 5;
+        for (int r = 0; r < 5; r++) {   // best class not yet taken: higher vote, then lower index
+            int best = -1;
+            for (int c = 0; c < C; c++) {
+                int used = 0;
+                for (int u = 0; u < r; u++) used |= r5[u] == c;
+                if (!used && (best < 0 || v[c] > v[best])) best = c;
+            }
+            r5[r] = best;
+        }
+        c1 += r5[0] == ql[m];
+        for (int r = 0; r < n5; r++) if (r5[r] == ql[m]) { (*c5)++; break; }
+    }
+    return c1;
+}
+
 static void test_knn_case(const char* label, int64_t N, int64_t M, int D, int C, int k, float T) {
     float *tr = tu_alloc((size_t)N * D), *q = tu_alloc((size_t)M * D);
     int32_t *tl = tu_alloc_bytes(sizeof(int32_t) * N), *ql = tu_alloc_bytes(sizeof(int32_t) * M);
@@ -207,35 +247,13 @@ static void test_knn_case(const char* label, int64_t N, int64_t M, int D, int C,
     int rc = mim_knn_classify(votes, p5, tr, tl, N, q, M, D, C, k, T);
     TU_CHECK(rc == 0, "%s: mim_knn_classify returns 0", label);
     // brute force
-    sim_idx* s = tu_alloc_bytes(sizeof(sim_idx) * N);
-    double* v = tu_alloc_bytes(sizeof(double) * C);
     float* vw = tu_alloc((size_t)M * C);
-    int kk = k < N ? k : (int)N, n5 = kk < 5 ? kk : 5;
-    int64_t same5 = 0, c1 = 0, c5 = 0;
+    int* ref5 = tu_alloc_bytes(sizeof(int) * 5 * M);
+    int64_t c5 = 0, c1 = brute_knn(tr, tl, N, q, ql, M, D, C, k, T, vw, ref5, &c5), same5 = 0;
     for (int64_t m = 0; m < M; m++) {
-        for (int64_t i = 0; i < N; i++) {
-            double d = 0;
-            for (int j = 0; j < D; j++) d += (double)q[m * D + j] * tr[i * D + j];
-            s[i] = (sim_idx){d, i};
-        }
-        qsort(s, (size_t)N, sizeof *s, cmp_sim);
-        memset(v, 0, sizeof(double) * C);
-        for (int j = 0; j < kk; j++) v[tl[s[j].i]] += exp(s[j].s / T);
-        for (int c = 0; c < C; c++) vw[m * C + c] = (float)v[c];
-        int ref5[5], ok = 1;
-        for (int r = 0; r < 5; r++) {   // best class not yet taken: higher vote, then lower index
-            int best = -1;
-            for (int c = 0; c < C; c++) {
-                int used = 0;
-                for (int u = 0; u < r; u++) used |= ref5[u] == c;
-                if (!used && (best < 0 || v[c] > v[best])) best = c;
-            }
-            ref5[r] = best;
-            ok &= p5[m * 5 + r] == best;
-        }
+        int ok = 1;
+        for (int r = 0; r < 5; r++) ok &= p5[m * 5 + r] == ref5[m * 5 + r];
         same5 += ok;
-        c1 += ref5[0] == ql[m];
-        for (int r = 0; r < n5; r++) if (ref5[r] == ql[m]) { c5++; break; }
     }
     TU_CHECK(same5 == M, "%s: top-5 classes equal brute force for %lld / %lld queries", label, (long long)same5, (long long)M);
     tu_close("kNN votes vs brute force", votes, vw, (size_t)M * C, 1e-5);
@@ -355,11 +373,26 @@ static void test_end_to_end(void) {
     memcpy(evn, ev.x, sizeof(float) * NEV * 32);
     mim_l2_normalize_rows(trn, NTR, 32);
     mim_l2_normalize_rows(evn, NEV, 32);
+    // top-1 against the brute-force reference on the same features (4 classes:
+    // top-5 is 1 by construction, not checked)
     mim_knn_result kr;
     rc = mim_knn_eval(&kr, trn, tr.labels, NTR, evn, ev.labels, NEV, 32, 4, 20, 0.07f);
-    TU_CHECK(rc == 0 && kr.top1 >= 0 && kr.top1 <= kr.top5 && kr.top5 <= 1 && kr.n_eval == NEV,
-             "kNN end to end: top1 %.4f top5 %.4f (4 classes: top5 = 1)", kr.top1, kr.top5);
-    TU_CHECK(kr.top5 == 1.0, "kNN top5 is 1 with 4 classes");
+    float* bv = tu_alloc((size_t)NEV * 4);
+    int* b5 = tu_alloc_bytes(sizeof(int) * 5 * NEV);
+    int64_t bc5 = 0, bc1 = brute_knn(trn, tr.labels, NTR, evn, ev.labels, NEV, 32, 4, 20, 0.07f, bv, b5, &bc5);
+    TU_CHECK(rc == 0 && kr.n_train == NTR && kr.n_eval == NEV && kr.top1 == (double)bc1 / NEV,
+             "kNN end to end: top1 %.4f == brute force %lld / %d = %.4f", kr.top1, (long long)bc1, NEV, (double)bc1 / NEV);
+    {   // the same with random train labels: a top-1 near chance, still exact
+        int32_t* rnd = tu_alloc_bytes(sizeof(int32_t) * NTR);
+        mim_rng nr;
+        mim_rng_seed(&nr, 77);
+        for (int i = 0; i < NTR; i++) rnd[i] = (int32_t)mim_rng_below(&nr, 4);
+        rc = mim_knn_eval(&kr, trn, rnd, NTR, evn, ev.labels, NEV, 32, 4, 20, 0.07f);
+        bc1 = brute_knn(trn, rnd, NTR, evn, ev.labels, NEV, 32, 4, 20, 0.07f, bv, b5, &bc5);
+        TU_CHECK(rc == 0 && kr.top1 == (double)bc1 / NEV && bc1 < NEV,
+                 "kNN end to end, random train labels: top1 %.4f == brute force %lld / %d = %.4f (< 1)", kr.top1,
+                 (long long)bc1, NEV, (double)bc1 / NEV);
+    }
 
     // linear probe
     mim_linprobe_args lp;

@@ -3,7 +3,7 @@
 // skip-finished / retry-failed / resume logic and a SIGKILL in the middle of
 // a study, all with a fake `mimscale` (a shell script that writes what the
 // real commands write), and the power-law fit on synthetic points.
-#include "core/check.h"
+#include "testutil.h"
 #include "model/mae.h"
 #include "train/checkpoint.h"
 #include "study/fit.h"
@@ -20,9 +20,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static int fails = 0;
-#define EXPECT(c) do { if (!(c)) { fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
 
 static char dir[256];
 
@@ -83,10 +80,10 @@ static void test_parse_errors(void) {
     mim_study s;
     char buf[4096];
     study_text(buf, sizeof buf, 1000);
-    EXPECT(mim_study_parse(&s, buf, "ok.json") == 0);
-    EXPECT(s.nsubsets == 3 && s.nmodels == 2 && s.ntargets == 1 && s.budget_kind == MIM_BUDGET_IMAGES);
-    EXPECT(s.evals[MIM_EVAL_KNN] && s.evals[MIM_EVAL_LINPROBE] && !s.evals[MIM_EVAL_FINETUNE] && s.evals[MIM_EVAL_SCRATCH]);
-    EXPECT(s.eval_extra[MIM_EVAL_KNN].argc == 1 && !strcmp(s.eval_extra[MIM_EVAL_KNN].argv[0], "--k=20"));
+    TU_CHECK(mim_study_parse(&s, buf, "ok.json") == 0, "study file parses: %s", mim_err_msg());
+    TU_CHECK(s.nsubsets == 3 && s.nmodels == 2 && s.ntargets == 1 && s.budget_kind == MIM_BUDGET_IMAGES, "study: 3 subsets, 2 models, 1 target, images budget");
+    TU_CHECK(s.evals[MIM_EVAL_KNN] && s.evals[MIM_EVAL_LINPROBE] && !s.evals[MIM_EVAL_FINETUNE] && s.evals[MIM_EVAL_SCRATCH], "study: evaluations knn, linprobe, scratch (no finetune)");
+    TU_CHECK(s.eval_extra[MIM_EVAL_KNN].argc == 1 && !strcmp(s.eval_extra[MIM_EVAL_KNN].argv[0], "--k=20"), "study: knn extra argument --k=20");
     mim_study_free(&s);
     struct { const char* json; const char* must; } bad[] = {
         {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"targets\": [\"dino\"], \"budget\": {\"epochs\": 1}}", "targets"},
@@ -102,8 +99,8 @@ static void test_parse_errors(void) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = mim_study_parse(&s, bad[i].json, "bad.json");
-        EXPECT(rc < 0);
-        if (rc < 0 && !strstr(mim_err_msg(), bad[i].must)) { fprintf(stderr, "case %zu: message lacks \"%s\": %s\n", i, bad[i].must, mim_err_msg()); fails++; }
+        TU_CHECK(rc < 0 && strstr(mim_err_msg(), bad[i].must), "bad study %zu refused, message names \"%s\": %s",
+                 i, bad[i].must, rc < 0 ? mim_err_msg() : "accepted");
         if (rc == 0) mim_study_free(&s);
     }
 }
@@ -115,29 +112,36 @@ static void test_grid(void) {
     CHECK(mim_study_parse(&s, buf, "t.json") == 0);
     mim_study_run *r1, *r2;
     int n1 = mim_study_expand(&s, &r1), n2 = mim_study_expand(&s, &r2);
-    EXPECT(n1 == 3 * 2 * 1 + 3 * 2 && n2 == n1);   // MIM runs + scratch runs
-    for (int i = 0; i < n1; i++) {
-        EXPECT(!strcmp(r1[i].id, r2[i].id));
-        for (int k = 0; k < i; k++) EXPECT(strcmp(r1[i].id, r1[k].id) != 0);
+    TU_CHECK(n1 == 3 * 2 * 1 + 3 * 2 && n2 == n1, "grid: %d runs (6 MIM + 6 scratch), the same twice", n1);   // MIM runs + scratch runs
+    int stable = 1, distinct = 1, n_mim = 0, budget_ok = 0, epochs_ok = 0, flops_ok = 0;
+    for (int i = 0; i < n1 && i < n2; i++) {
+        stable &= !strcmp(r1[i].id, r2[i].id);
+        for (int k = 0; k < i; k++) distinct &= strcmp(r1[i].id, r1[k].id) != 0;
         if (r1[i].kind == MIM_RUN_MIM) {
-            EXPECT(r1[i].steps == 10 && r1[i].images_seen == 1000);   // images budget / batch 100
-            EXPECT(fabs(r1[i].epochs - 1000.0 / (100.0 * (double)(r1[i].size / 100))) < 1e-9);
-            EXPECT(r1[i].flops > 0 && r1[i].flops_per_image == mim_config_train_flops(&r1[i].cfg));
+            n_mim++;
+            budget_ok += r1[i].steps == 10 && r1[i].images_seen == 1000;   // images budget / batch 100
+            epochs_ok += fabs(r1[i].epochs - 1000.0 / (100.0 * (double)(r1[i].size / 100))) < 1e-9;
+            flops_ok += r1[i].flops > 0 && r1[i].flops_per_image == mim_config_train_flops(&r1[i].cfg);
         }
     }
-    EXPECT(strstr(r1[0].id, "vit_nano-p7-pixel-random1000-s0-") == r1[0].id);
+    TU_CHECK(stable, "grid: a second expansion gives the same run ids");
+    TU_CHECK(distinct, "grid: %d distinct run ids", n1);
+    TU_CHECK(n_mim == 6 && budget_ok == n_mim, "grid: %d / %d MIM runs have 10 steps, 1000 images (6 MIM runs)", budget_ok, n_mim);
+    TU_CHECK(epochs_ok == n_mim, "grid: %d / %d MIM runs have epochs = images / subset size", epochs_ok, n_mim);
+    TU_CHECK(flops_ok == n_mim, "grid: %d / %d MIM runs have flops > 0 and the config's train FLOPs per image", flops_ok, n_mim);
+    TU_CHECK(strstr(r1[0].id, "vit_nano-p7-pixel-random1000-s0-") == r1[0].id, "grid: first id starts vit_nano-p7-pixel-random1000-s0- (%s)", r1[0].id);
     mim_study s2;
     study_text(buf, sizeof buf, 2000);   // a different budget: different ids
     CHECK(mim_study_parse(&s2, buf, "t.json") == 0);
     mim_study_run* r3;
     CHECK(mim_study_expand(&s2, &r3) == n1);
-    EXPECT(strcmp(r1[0].id, r3[0].id) != 0);
+    TU_CHECK(strcmp(r1[0].id, r3[0].id) != 0, "grid: another budget, another id");
     // The pretrain command line.
     mim_study_paths p;
     mim_study_data_paths(&s, "OUT", &p);
     char sub[1024];
     mim_study_subset_path(&s, &p, &r1[0], sub, sizeof sub);
-    EXPECT(!strcmp(sub, "OUT/data/subsets/train-random-s0-1000.sub"));
+    TU_CHECK(!strcmp(sub, "OUT/data/subsets/train-random-s0-1000.sub"), "subset path %s", sub);
     char** av = mim_study_pretrain_argv(&s, &r1[0], &p, "BIN", "RUN", sub);
     int has_steps = 0, has_resume = 0, has_patch = 0;
     for (char** a = av; *a; a++) {
@@ -145,7 +149,7 @@ static void test_grid(void) {
         has_resume |= !strcmp(*a, "--resume");
         has_patch |= !strcmp(*a, "--patch=7");
     }
-    EXPECT(!strcmp(av[0], "BIN") && !strcmp(av[1], "pretrain") && has_steps && has_resume && has_patch);
+    TU_CHECK(!strcmp(av[0], "BIN") && !strcmp(av[1], "pretrain") && has_steps && has_resume && has_patch, "pretrain argv: BIN pretrain ... --steps=10 --resume --patch=7");
     mim_argv_free(av);
     free(r1); free(r2); free(r3);
     mim_study_free(&s); mim_study_free(&s2);
@@ -162,24 +166,26 @@ static void test_feature_targets(void) {
              "\"teacher\": {\"path\": \"/t/dinov2.safetensors\", \"layer\": 6, \"norm\": true}");
     mim_study s;
     int rc = mim_study_parse(&s, buf, "ft.json");
-    EXPECT(rc == 0);
+    TU_CHECK(rc == 0, "feature targets: study parses");
     if (rc) { fprintf(stderr, "feature targets: %s\n", mim_err_msg()); return; }
-    EXPECT(s.ntargets == 4 && s.targets[2] == MIM_TARGET_HOG && s.targets[3] == MIM_TARGET_TEACHER);
-    EXPECT(s.teacher && !strcmp(s.teacher, "/t/dinov2.safetensors") && s.teacher_layer == 6 && s.teacher_norm == 1);
+    TU_CHECK(s.ntargets == 4 && s.targets[2] == MIM_TARGET_HOG && s.targets[3] == MIM_TARGET_TEACHER, "feature targets: 4 targets, hog and teacher in order");
+    TU_CHECK(s.teacher && !strcmp(s.teacher, "/t/dinov2.safetensors") && s.teacher_layer == 6 && s.teacher_norm == 1, "feature targets: teacher path, layer 6, norm");
     mim_study_run* r;
     int n = mim_study_expand(&s, &r);
-    EXPECT(n == 4);
+    TU_CHECK(n == 4, "feature targets: %d runs (want 4)", n);
     mim_study_paths p;
     mim_study_data_paths(&s, "OUT", &p);
     const char* want_target[4] = {NULL, NULL, "--target=hog", "--target=teacher"};
     const char* want_np[4] = {"--norm-pix=0", "--norm-pix=1", NULL, NULL};
     for (int i = 0; i < n && i < 4; i++) {
-        EXPECT(r[i].target == s.targets[i] && mim_config_target(&r[i].cfg) == s.targets[i]);
-        EXPECT(r[i].cfg.target_dim == (r[i].target == MIM_TARGET_HOG ? 3 * 9 * 4 * 4 : 0));   // 16 / hog_cell 4 = 4 cells a side
+        TU_CHECK(r[i].target == s.targets[i] && mim_config_target(&r[i].cfg) == s.targets[i], "run %d: target %s in the run and its config", i, mim_target_name(r[i].target));
+        TU_CHECK(r[i].cfg.target_dim == (r[i].target == MIM_TARGET_HOG ? 3 * 9 * 4 * 4 : 0), "run %d: target_dim %d (hog: 3 x 9 x 4 x 4, else 0)", i, r[i].cfg.target_dim);   // 16 / hog_cell 4 = 4 cells a side
         char idpart[32];
         snprintf(idpart, sizeof idpart, "-%s-", mim_target_name(r[i].target));
-        EXPECT(strstr(r[i].id, idpart) != NULL);
-        for (int k = 0; k < i; k++) EXPECT(strcmp(r[i].id, r[k].id) != 0);
+        TU_CHECK(strstr(r[i].id, idpart) != NULL, "run %d: id %s names the target", i, r[i].id);
+        int distinct = 1;
+        for (int k = 0; k < i; k++) distinct &= strcmp(r[i].id, r[k].id) != 0;
+        TU_CHECK(distinct, "run %d: id distinct from the earlier runs'", i);
         char** av = mim_study_pretrain_argv(&s, &r[i], &p, "BIN", "RUN", "SUB");
         int has_t = 0, has_np = 0, any_np = 0, any_t = 0, teach = 0, cell = 0;
         for (char** a = av; *a; a++) {
@@ -190,26 +196,25 @@ static void test_feature_targets(void) {
             teach += !strcmp(*a, "--teacher=/t/dinov2.safetensors") + !strcmp(*a, "--teacher-layer=6") + !strcmp(*a, "--teacher-norm=1");
             cell += !strncmp(*a, "--hog-cell", 10) ? (!strcmp(*a, "--hog-cell=4") ? 1 : 100) : 0;
         }
-        EXPECT(cell == (r[i].target == MIM_TARGET_HOG));   // only the hog run gets it
-        if (want_target[i]) EXPECT(has_t && !any_np);
-        else EXPECT(has_np && !any_t);
-        EXPECT(teach == (r[i].target == MIM_TARGET_TEACHER ? 3 : 0));
+        TU_CHECK(cell == (r[i].target == MIM_TARGET_HOG), "run %d: --hog-cell=4 only for the hog run", i);   // only the hog run gets it
+        TU_CHECK(want_target[i] ? has_t && !any_np : has_np && !any_t, "run %d: --target=... or --norm-pix=..., not both", i);
+        TU_CHECK(teach == (r[i].target == MIM_TARGET_TEACHER ? 3 : 0), "run %d: the 3 teacher flags only for the teacher run (%d)", i, teach);
         mim_argv_free(av);
     }
     // another teacher (or layer) is another run; the other targets keep their ids
     mim_study s2;
     snprintf(buf, sizeof buf, base, "\"targets\": [\"pixel\", \"pixel-norm\", \"hog\", \"teacher\"], \"teacher\": \"/t/other.safetensors\"");
-    EXPECT(mim_study_parse(&s2, buf, "ft.json") == 0);
-    EXPECT(s2.teacher_layer == -1 && s2.teacher_norm == 0);
+    TU_CHECK(mim_study_parse(&s2, buf, "ft.json") == 0, "other teacher: study parses");
+    TU_CHECK(s2.teacher_layer == -1 && s2.teacher_norm == 0, "teacher given as a path: layer -1 (last), norm off");
     mim_study_run* r2;
-    EXPECT(mim_study_expand(&s2, &r2) == 4);
-    for (int i = 0; i < 4; i++) EXPECT((strcmp(r[i].id, r2[i].id) == 0) == (i < 3));
+    TU_CHECK(mim_study_expand(&s2, &r2) == 4, "other teacher: 4 runs");
+    for (int i = 0; i < 4; i++) TU_CHECK((strcmp(r[i].id, r2[i].id) == 0) == (i < 3), "run %d: id %s with another teacher (only the teacher run changes)", i, i < 3 ? "kept" : "changed");
     // no readable teacher: the estimate has no teacher term
     mim_study_teacher_shape none;
     mim_study_run* rn;
-    EXPECT(mim_study_teacher_shape_read(&s, &none) == 0 && !none.ok);
-    EXPECT(mim_study_expand_est(&s, &none, &rn) == 4);
-    EXPECT(rn[3].est_flops == rn[0].est_flops && rn[0].est_flops == r[0].est_flops);
+    TU_CHECK(mim_study_teacher_shape_read(&s, &none) == 0 && !none.ok, "no readable teacher: shape read reports not ok");
+    TU_CHECK(mim_study_expand_est(&s, &none, &rn) == 4, "no readable teacher: 4 estimated runs");
+    TU_CHECK(rn[3].est_flops == rn[0].est_flops && rn[0].est_flops == r[0].est_flops, "no readable teacher: no teacher term in the estimate");
     free(rn);
     free(r); free(r2);
     mim_study_free(&s); mim_study_free(&s2);
@@ -229,16 +234,14 @@ static void test_feature_targets(void) {
         char rest[256];
         snprintf(rest, sizeof rest, "\"targets\": [\"pixel\", \"teacher\"], \"teacher\": \"%s\"", tp);
         snprintf(buf, sizeof buf, base, rest);
-        EXPECT(mim_study_parse(&s, buf, "ft.json") == 0);
+        TU_CHECK(mim_study_parse(&s, buf, "ft.json") == 0, "real teacher: study parses");
         mim_study_run* rt;
         mim_study_teacher_shape ts;
-        EXPECT(mim_study_teacher_shape_read(&s, &ts) == 1 && ts.D == tc.dim && ts.depth == tc.depth && ts.p == 8);
-        EXPECT(mim_study_expand_est(&s, &ts, &rt) == 2);
+        TU_CHECK(mim_study_teacher_shape_read(&s, &ts) == 1 && ts.D == tc.dim && ts.depth == tc.depth && ts.p == 8, "real teacher: shape read from the checkpoint (vit_tiny width, depth, patch 8)");
+        TU_CHECK(mim_study_expand_est(&s, &ts, &rt) == 2, "real teacher: 2 estimated runs");
         double extra = rt[1].est_flops - rt[0].est_flops, want = (double)rt[1].images_seen * mim_config_encoder_flops(&tc);
-        if (!(fabs(extra - want) <= 1e-9 * want) || !(want > 0)) {
-            fprintf(stderr, "teacher estimate: +%.6g FLOP, want +%.6g\n", extra, want);
-            fails++;
-        }
+        TU_CHECK(fabs(extra - want) <= 1e-9 * want && want > 0,
+                 "teacher run estimate adds the teacher forward per image: +%.6g FLOP, want +%.6g", extra, want);
         free(rt);
         mim_study_free(&s);
         unlink(tp);
@@ -254,8 +257,8 @@ static void test_feature_targets(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(buf, sizeof buf, base, bad[i].rest);
         rc = mim_study_parse(&s, buf, "bad.json");
-        EXPECT(rc < 0);
-        if (rc < 0 && !strstr(mim_err_msg(), bad[i].must)) { fprintf(stderr, "feature case %zu: message lacks \"%s\": %s\n", i, bad[i].must, mim_err_msg()); fails++; }
+        TU_CHECK(rc < 0 && strstr(mim_err_msg(), bad[i].must), "bad target setup %zu refused, message names \"%s\": %s",
+                 i, bad[i].must, rc < 0 ? mim_err_msg() : "accepted");
         if (rc == 0) mim_study_free(&s);
     }
 }
@@ -264,19 +267,19 @@ static void test_powerlaw(void) {
     double D[8], E[8];
     for (int i = 0; i < 8; i++) { D[i] = 1000 * pow(2.2, i); E[i] = 3.0 * pow(D[i], -0.35) + 0.08; }
     mim_powerlaw f;
-    EXPECT(mim_powerlaw_fit(D, E, 8, &f) == 0);
-    EXPECT(fabs(f.b - 0.35) < 2e-3 && fabs(f.c - 0.08) < 1e-3 && fabs(f.a - 3.0) / 3.0 < 2e-2 && f.rmse < 1e-5);
+    TU_CHECK(mim_powerlaw_fit(D, E, 8, &f) == 0, "power law: exact points fit");
+    TU_CHECK(fabs(f.b - 0.35) < 2e-3 && fabs(f.c - 0.08) < 1e-3 && fabs(f.a - 3.0) / 3.0 < 2e-2 && f.rmse < 1e-5, "power law: a %.4f (3), b %.5f (0.35), c %.5f (0.08), rmse %.2g", f.a, f.b, f.c, f.rmse);
     // Noisy points (deterministic +-0.5%): the exponent within 0.05.
     for (int i = 0; i < 8; i++) E[i] *= 1 + 0.005 * ((i * 7919) % 3 - 1);
-    EXPECT(mim_powerlaw_fit(D, E, 8, &f) == 0);
-    EXPECT(fabs(f.b - 0.35) < 0.05);
+    TU_CHECK(mim_powerlaw_fit(D, E, 8, &f) == 0, "power law: noisy points fit");
+    TU_CHECK(fabs(f.b - 0.35) < 0.05, "power law, noisy: b %.4f within 0.05 of 0.35", f.b);
     // A pure power law recovered with c = 0; two points: c fixed at 0.
     for (int i = 0; i < 8; i++) E[i] = 0.9 * pow(D[i], -0.2);
-    EXPECT(mim_powerlaw_fit(D, E, 8, &f) == 0 && fabs(f.b - 0.2) < 2e-3 && f.c < 1e-3);
-    EXPECT(mim_powerlaw_fit(D, E, 2, &f) == 0 && fabs(f.b - 0.2) < 1e-9 && f.c == 0);
-    EXPECT(mim_powerlaw_fit(D, E, 1, &f) < 0);
+    TU_CHECK(mim_powerlaw_fit(D, E, 8, &f) == 0 && fabs(f.b - 0.2) < 2e-3 && f.c < 1e-3, "power law c = 0: b %.5f (0.2), c %.2g", f.b, f.c);
+    TU_CHECK(mim_powerlaw_fit(D, E, 2, &f) == 0 && fabs(f.b - 0.2) < 1e-9 && f.c == 0, "power law, two points: b exact, c fixed at 0");
+    TU_CHECK(mim_powerlaw_fit(D, E, 1, &f) < 0, "power law, one point refused");
     double same[3] = {5, 5, 5};
-    EXPECT(mim_powerlaw_fit(same, E, 3, &f) < 0);
+    TU_CHECK(mim_powerlaw_fit(same, E, 3, &f) < 0, "power law, equal sizes refused");
 }
 
 static void test_results_file(void) {
@@ -289,21 +292,21 @@ static void test_results_file(void) {
     cJSON_AddStringToObject(row, "id", "a");
     cJSON_AddStringToObject(row, "status", "ok");
     cJSON_AddStringToObject(row, "reason", "x, \"y\"");
-    EXPECT(mim_results_append(path, row) == 0);
+    TU_CHECK(mim_results_append(path, row) == 0, "results: append a row after a torn line");
     cJSON_Delete(row);
     mim_results r;
-    EXPECT(mim_results_load(&r, path) == 0);
-    EXPECT(r.n == 2 && r.torn == 1 && r.lines == 3);
+    TU_CHECK(mim_results_load(&r, path) == 0, "results: load");
+    TU_CHECK(r.n == 2 && r.torn == 1 && r.lines == 3, "results: %d ids, %d torn, %d lines (want 2, 1, 3)", r.n, r.torn, r.lines);
     const cJSON* st = cJSON_GetObjectItem(mim_results_find(&r, "a"), "status");
-    EXPECT(cJSON_IsString(st) && !strcmp(st->valuestring, "ok"));   // the last row of an id wins
+    TU_CHECK(cJSON_IsString(st) && !strcmp(st->valuestring, "ok"), "results: the last row of an id wins");   // the last row of an id wins
     char csv[512];
     snprintf(csv, sizeof csv, "%s/r.csv", dir);
-    EXPECT(mim_results_write_csv(&r, csv) == 0);
-    EXPECT(count_lines(csv) == 3);
+    TU_CHECK(mim_results_write_csv(&r, csv) == 0, "results: csv written");
+    TU_CHECK(count_lines(csv) == 3, "results csv: header + 2 rows");
     f = fopen(csv, "r");
     char line[4096] = "";
-    EXPECT(fgets(line, sizeof line, f) && !strncmp(line, "id,study,kind,status,reason,", 28));
-    EXPECT(fgets(line, sizeof line, f) && strstr(line, "\"x, \"\"y\"\"\""));
+    TU_CHECK(fgets(line, sizeof line, f) && !strncmp(line, "id,study,kind,status,reason,", 28), "results csv: header columns");
+    TU_CHECK(fgets(line, sizeof line, f) && strstr(line, "\"x, \"\"y\"\"\""), "results csv: a field with comma and quotes is quoted");
     fclose(f);
     mim_results_free(&r);
 }
@@ -314,15 +317,15 @@ static void check_rows(const char* out, int n, int expect_lines, int expect_ok) 
     snprintf(path, sizeof path, "%s/results.jsonl", out);
     mim_results r;
     CHECK(mim_results_load(&r, path) == 0);
-    EXPECT(r.torn == 0);
-    EXPECT(r.n == n);
-    if (expect_lines) EXPECT(r.lines == expect_lines);
+    TU_CHECK(r.torn == 0, "%s: no torn line", out);
+    TU_CHECK(r.n == n, "%s: %d ids (want %d)", out, r.n, n);
+    if (expect_lines) TU_CHECK(r.lines == expect_lines, "%s: %d lines (want %d)", out, r.lines, expect_lines);
     int ok = 0;
     for (int i = 0; i < r.n; i++) {
         const cJSON* st = cJSON_GetObjectItem(r.rows[i], "status");
         ok += cJSON_IsString(st) && !strcmp(st->valuestring, "ok");
     }
-    EXPECT(ok == expect_ok);
+    TU_CHECK(ok == expect_ok, "%s: %d ok rows (want %d)", out, ok, expect_ok);
     mim_results_free(&r);
 }
 
@@ -338,57 +341,61 @@ static void test_runner(const char* bin) {
 
     // A failing model: recorded as failed, the study goes on.
     setenv("FAKE_FAIL_MODEL", "vit_tiny", 1);
-    EXPECT(mim_study_run_all(&s, &o) == 1);
+    TU_CHECK(mim_study_run_all(&s, &o) == 1, "runner with a failing model: status 1, the study goes on");
     unsetenv("FAKE_FAIL_MODEL");
     check_rows(out, n, n, n - 3);
     snprintf(path, sizeof path, "%s/results.jsonl", out);
     mim_results r;
     CHECK(mim_results_load(&r, path) == 0);
-    int nfail = 0;
+    int nfail = 0, why_ok = 0;
     for (int i = 0; i < r.n; i++) {
         const cJSON* why = cJSON_GetObjectItem(r.rows[i], "reason");
-        if (why) { nfail++; EXPECT(strstr(why->valuestring, "pretrain exited with status 1") && strstr(why->valuestring, "fake failure")); }
+        if (why) { nfail++; why_ok += strstr(why->valuestring, "pretrain exited with status 1") && strstr(why->valuestring, "fake failure"); }
     }
-    EXPECT(nfail == 3);
+    TU_CHECK(why_ok == nfail, "failed rows: %d / %d reasons name the exit status and the error", why_ok, nfail);
+    TU_CHECK(nfail == 3, "failed rows: %d (want 3, the vit_tiny runs)", nfail);
     // Schema of an ok MIM row.
     const cJSON* row = mim_results_find(&r, runs[0].id);
     const char* keys[] = {"id", "study", "kind", "status", "model", "preset", "patch", "target", "strategy", "size", "seed", "budget_kind",
                           "budget", "steps", "epochs", "images_seen", "params", "flops_per_image", "flops", "final_loss", "final_loss_avg",
                           "knn_top1", "knn_top5", "linprobe_top1", "pretrain_s", "wall_s", "finished_at"};
-    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-        if (!cJSON_GetObjectItem(row, keys[k])) { fprintf(stderr, "row lacks %s\n", keys[k]); fails++; }
-    EXPECT(!strcmp(cJSON_GetObjectItem(row, "budget_kind")->valuestring, "images_seen"));
-    EXPECT(cJSON_GetObjectItem(row, "images_seen")->valuedouble == 1000);
-    EXPECT(fabs(cJSON_GetObjectItem(row, "final_loss")->valuedouble - 1.90) < 1e-9);
-    EXPECT(fabs(cJSON_GetObjectItem(row, "knn_top1")->valuedouble - (1 - (0.5 * pow(1000, -0.3) + 0.05))) < 1e-5);
+    size_t nkeys = sizeof keys / sizeof keys[0], have = 0;
+    const char* lacks = "";
+    for (size_t k = 0; k < nkeys; k++)
+        if (cJSON_GetObjectItem(row, keys[k])) have++; else lacks = keys[k];
+    TU_CHECK(row && have == nkeys, "schema: the ok MIM row has %zu / %zu keys%s%s", have, nkeys, *lacks ? ", lacks " : "", lacks);
+    TU_CHECK(!strcmp(cJSON_GetObjectItem(row, "budget_kind")->valuestring, "images_seen"), "schema: budget_kind images_seen");
+    TU_CHECK(cJSON_GetObjectItem(row, "images_seen")->valuedouble == 1000, "schema: images_seen 1000");
+    TU_CHECK(fabs(cJSON_GetObjectItem(row, "final_loss")->valuedouble - 1.90) < 1e-9, "schema: final_loss of the fake metrics (1.90)");
+    TU_CHECK(fabs(cJSON_GetObjectItem(row, "knn_top1")->valuedouble - (1 - (0.5 * pow(1000, -0.3) + 0.05))) < 1e-5, "schema: knn_top1 from the fake knn");
     const cJSON* scr = mim_results_find(&r, runs[n - 1].id);
-    EXPECT(scr && !strcmp(cJSON_GetObjectItem(scr, "kind")->valuestring, "scratch") && cJSON_GetObjectItem(scr, "scratch_top1"));
+    TU_CHECK(scr && !strcmp(cJSON_GetObjectItem(scr, "kind")->valuestring, "scratch") && cJSON_GetObjectItem(scr, "scratch_top1"), "schema: scratch row has kind scratch and scratch_top1");
     mim_results_free(&r);
     snprintf(path, sizeof path, "%s/results.csv", out);
-    EXPECT(count_lines(path) == n + 1);
+    TU_CHECK(count_lines(path) == n + 1, "results csv: %d rows + header", n);
 
     // Re-running: nothing to do (failed runs are kept), no new rows.
-    EXPECT(mim_study_run_all(&s, &o) == 1);
+    TU_CHECK(mim_study_run_all(&s, &o) == 1, "re-run: nothing to do, failed runs kept (status 1)");
     check_rows(out, n, n, n - 3);
     // --retry-failed: the three failed runs run again and succeed.
     o.retry_failed = 1;
-    EXPECT(mim_study_run_all(&s, &o) == 0);
+    TU_CHECK(mim_study_run_all(&s, &o) == 0, "retry failed: status 0");
     check_rows(out, n, n + 3, n);
     o.retry_failed = 0;
-    EXPECT(mim_study_run_all(&s, &o) == 0);
+    TU_CHECK(mim_study_run_all(&s, &o) == 0, "run again: nothing to do, status 0");
     check_rows(out, n, n + 3, n);
     // The report: Markdown with tables (figures need gnuplot; not required here).
-    EXPECT(mim_study_report(&s, &o) == 0);
+    TU_CHECK(mim_study_report(&s, &o) == 0, "report written");
     snprintf(path, sizeof path, "%s/report.md", out);
     FILE* f = fopen(path, "r");
-    EXPECT(f != NULL);
+    TU_CHECK(f != NULL, "report.md readable");
     if (f) {
         char all[65536];
         size_t m = fread(all, 1, sizeof all - 1, f);
         all[m] = 0;
         fclose(f);
-        EXPECT(strstr(all, "Power-law fit") && strstr(all, "| vit_nano-p7 | pixel | 4000 |") && strstr(all, "Sampling strategy"));
-        EXPECT(strstr(all, "None: every run of the grid has a finished row."));
+        TU_CHECK(strstr(all, "Power-law fit") && strstr(all, "| vit_nano-p7 | pixel | 4000 |") && strstr(all, "Sampling strategy"), "report: power-law fit, the vit_nano-p7 pixel 4000 row, sampling strategy");
+        TU_CHECK(strstr(all, "None: every run of the grid has a finished row."), "report: no missing runs");
     }
     free(runs);
     mim_study_free(&s);
@@ -432,13 +439,13 @@ static void test_sigkill(const char* bin) {
         kill(pid, SIGKILL);
         int wst;
         waitpid(pid, &wst, 0);
-        EXPECT(WIFSIGNALED(wst));
+        TU_CHECK(WIFSIGNALED(wst), "runner killed by SIGKILL");
         killed_mid_pretrain = next != NULL;
     }
-    EXPECT(killed_mid_pretrain);
+    TU_CHECK(killed_mid_pretrain, "killed in the middle of a pre-training");
     usleep(100 * 1000);   // children die with the runner (PR_SET_PDEATHSIG)
     unsetenv("FAKE_SLEEP");
-    EXPECT(mim_study_run_all(&s, &o) == 0);
+    TU_CHECK(mim_study_run_all(&s, &o) == 0, "after the kill: the study completes");
     check_rows(out, n, n, n);
     // Some run started its pre-training at a step > 0: it resumed.
     int resumed = 0;
@@ -450,7 +457,7 @@ static void test_sigkill(const char* bin) {
         while (fscanf(f, "%d", &v) == 1) resumed |= v > 0;
         fclose(f);
     }
-    EXPECT(resumed);
+    TU_CHECK(resumed, "the killed run resumed from its checkpoint (started at a step > 0)");
     free(runs);
     mim_study_free(&s);
 }
@@ -470,11 +477,12 @@ int main(void) {
     test_results_file();
     test_runner(bin);
     test_sigkill(bin);
-    if (!fails) {
+    if (!tu_nfail) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         if (system(cmd)) {}
+    } else {
+        printf("files kept in %s\n", dir);
     }
-    printf("%s (%d failures)%s%s\n", fails ? "FAIL" : "ok", fails, fails ? "; files kept in " : "", fails ? dir : "");
-    return fails ? 1 : 0;
+    return tu_summary("test_study", 0, NULL);
 }

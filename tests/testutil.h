@@ -167,7 +167,7 @@ static int tu_repo_root(char* buf, size_t n, const char* probe);
 __attribute__((unused))
 static int tu_need_file(const char* path) {
     if (access(path, R_OK) == 0) return 1;
-    if (!tu_skip_reason[0]) snprintf(tu_skip_reason, sizeof tu_skip_reason, "needs %s (absent)", path);
+    if (!tu_skip_reason[0]) snprintf(tu_skip_reason, sizeof tu_skip_reason, "needs %.400s (absent)", path);
     printf("note: %s is absent; skipping what needs it\n", path);
     return 0;
 }

@@ -34,7 +34,11 @@ out = []
 def rec(tag, payload):
     out.append(struct.pack('<II', tag, len(payload)) + payload)
 
-shard = '/work/shared/data/cifar10/train-000000.tar'
+# the shared data folder as tests/testutil.h tu_shared_data finds it:
+# $MIM_SHARED_DATA, else ../shared/data beside the repository root
+_data = os.environ.get('MIM_SHARED_DATA') or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared', 'data')
+shard = os.path.join(_data, 'cifar10', 'train-000000.tar')
 if os.path.exists(shard):
     with tarfile.open(shard) as tf:
         k = 0
