@@ -18,3 +18,8 @@ int cmd_teacher_check(int argc, char** argv);
 // (rank 0, unless quiet) and a warning when bf16 has to be emulated.
 // Returns 0, or 2 after printing an error for a bad value.
 int cli_precision(const char* request, int quiet, int* precision, int* backend);
+
+// Exit status of a command that lost more data than --max-skip-frac allows
+// (or had none usable): MIM_EDATA from the library.
+#define MIM_EXIT_DATA 6
+#define MIM_SKIP_HELP "samples that may be lost, as a fraction: unreadable shards and failed reads (0: no shard unreadable, <= 1% of reads failed); past it the command exits 6"

@@ -1,5 +1,6 @@
 // cmd_data.c: the data subcommands `mimscale index`, `subset` and `pack`
 // (thin wrappers over src/data/; all the work is in the library).
+#include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
 #include "data/index.h"
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cmd_index(int argc, char** argv);
 int cmd_subset(int argc, char** argv);
@@ -17,9 +19,11 @@ int cmd_pack(int argc, char** argv);
 #define MAXPOS 4096
 
 int cmd_index(int argc, char** argv) {
-    const char* out; int threads, quiet;
+    const char *out, *classes; int threads, quiet; float max_skip;
     flag f[] = {
         { "out", FLAG_STR, &out, "", 0, 0, "index file to write (required)", 0 },
+        { "classes", FLAG_STR, &classes, "", 0, 0, "class list recorded in the index (line i = label i; default: pack's PREFIX-classes.txt or classes.txt beside the first shard)", 0 },
+        { "max-skip-frac", FLAG_FLOAT, &max_skip, "0", 0, 1, "fraction of the shards that may be unreadable or corrupt (0: none; past it the index is not kept and the command exits 6)", 0 },
         { "threads", FLAG_INT, &threads, "0", 0, 1024, "shards scanned in parallel (0: all cores)", 0 },
         { "quiet", FLAG_BOOL, &quiet, "0", 0, 1, "no progress line", 0 },
     };
@@ -35,7 +39,7 @@ int cmd_index(int argc, char** argv) {
     mim_shard_list l = { 0 };
     for (int i = 0; i < np; i++)
         if (mim_shards_expand(&l, pos[i]) < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); mim_shards_free(&l); return 1; }
-    mim_index_build_opts o = { threads, quiet ? 0 : -1 };
+    mim_index_build_opts o = { threads, quiet ? 0 : -1, classes && classes[0] ? classes : NULL };
     mim_index_stats st;
     int rc = mim_index_build(out, l.paths, l.n, &o, &st);
     size_t n_shards = l.n;
@@ -48,6 +52,14 @@ int cmd_index(int argc, char** argv) {
     if (rc < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
     char line[512];
     mim_index_stats_format(&st, line, sizeof line);
+    uint64_t bad = st.n_unreadable + st.n_bad_shards;
+    if (bad && (max_skip <= 0 || (double)bad / (double)n_shards > max_skip)) {
+        unlink(out);   // a partial index would train on part of the data without a word
+        fprintf(stderr, "error: %llu of %zu shards unreadable or corrupt (reasons above); %s not kept (%s).\n"
+                "  Fix or leave out those shards, or accept the loss with --max-skip-frac %.2g\n",
+                (unsigned long long)bad, n_shards, out, line, (double)bad / (double)n_shards);
+        return MIM_EXIT_DATA;
+    }
     double bytes_per = (double)(sizeof(mim_index_record) + (st.n_json ? sizeof(mim_index_json) : 0)) +
                        (double)sizeof(mim_index_header) / (double)st.n_samples;
     printf("index %s: %zu shards, %s (%.1f MB/s, %.1f bytes/sample)\n", out, n_shards, line,
@@ -166,8 +178,11 @@ int cmd_subset(int argc, char** argv) {
 }
 
 int cmd_pack(int argc, char** argv) {
-    const char *out, *labels; int64_t per_shard, seed; int shuffle;
+    const char *out, *labels, *classes, *labels_from; int64_t per_shard, seed; int shuffle; float max_skip;
     flag f[] = {
+        { "classes", FLAG_STR, &classes, "", 0, 0, "class list, line i = label i (e.g. the training split's PREFIX-classes.txt, so an evaluation split labels alike)", 0 },
+        { "labels-from", FLAG_STR, &labels_from, "", 0, 0, "annotation file 'IMAGE CLASS ...' per line (e.g. val_annotations.txt): label the images under SRC by file name", 0 },
+        { "max-skip-frac", FLAG_FLOAT, &max_skip, "0", 0, 1, "fraction of the images that may be lost, unreadable or unlabelled (0: 1%); past it: exit 6", 0 },
         { "out", FLAG_STR, &out, "", 0, 0, "shard prefix: writes PREFIX-000000.tar ... (required)", 0 },
         { "per-shard", FLAG_I64, &per_shard, "10000", 1, 1e12, "samples per shard", 0 },
         { "shuffle", FLAG_BOOL, &shuffle, "1", 0, 1, "shuffle ImageFolder samples so shards mix classes", 0 },
@@ -176,17 +191,32 @@ int cmd_pack(int argc, char** argv) {
     };
     const char* usage =
         "usage: mimscale pack SRC --out PREFIX [--per-shard 10000]\n"
-        "  SRC: an ImageFolder root (root/<class>/*.jpg|png|webp) or an IDX images file\n"
-        "       (*-idx3-ubyte[.gz], with --labels *-idx1-ubyte[.gz]); IDX images become PNG members.";
+        "       mimscale pack VAL_DIR --labels-from val_annotations.txt --classes TRAIN-classes.txt --out VAL\n"
+        "  SRC: an ImageFolder root (root/<class>/.../*.jpg|png|webp, any depth below the class folder) or an\n"
+        "       IDX images file (*-idx3-ubyte[.gz], with --labels *-idx1-ubyte[.gz]); IDX images become PNG members.";
     const char* pos[1]; int np;
     int r = flags_parse(f, (int)(sizeof f / sizeof *f), argc, argv, usage, pos, 1, &np);
     if (r) return r > 0 ? 0 : 2;
     if (np != 1 || !out) { fprintf(stderr, "error: give one SRC and --out PREFIX (see --help)\n"); return 2; }
     mim_pack_stats st;
-    int rc = strstr(pos[0], "idx3-ubyte") ? mim_pack_idx(pos[0], labels, out, (uint64_t)per_shard, &st)
-                                          : mim_pack_imagefolder(pos[0], out, (uint64_t)per_shard, shuffle, (uint64_t)seed, &st);
-    if (rc < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
-    printf("pack: %llu samples, %d classes, %llu shards (%s-000000.tar ...), %llu files skipped\n",
-           (unsigned long long)st.n_samples, st.n_classes, (unsigned long long)st.n_shards, out, (unsigned long long)st.n_skipped);
+    mim_pack_opts po = {.per_shard = (uint64_t)per_shard, .shuffle = shuffle, .seed = (uint64_t)seed,
+                        .classes = classes && classes[0] ? classes : NULL,
+                        .labels_from = labels_from && labels_from[0] ? labels_from : NULL};
+    int idx = strstr(pos[0], "idx3-ubyte") != NULL;
+    if (idx && (po.classes || po.labels_from)) { fprintf(stderr, "error: --classes and --labels-from apply to image folders, not IDX files\n"); return 2; }
+    int rc = idx ? mim_pack_idx(pos[0], labels, out, (uint64_t)per_shard, &st) : mim_pack_imagefolder_ex(pos[0], out, &po, &st);
+    if (rc < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return rc == MIM_EDATA ? MIM_EXIT_DATA : 1; }
+    printf("pack: %llu samples, %d classes, %llu shards (%s-000000.tar ...); %llu images unreadable, %llu not in the "
+           "annotation file, %llu other files ignored\n", (unsigned long long)st.n_samples, st.n_classes,
+           (unsigned long long)st.n_shards, out, (unsigned long long)st.n_unreadable, (unsigned long long)st.n_unlabelled,
+           (unsigned long long)st.n_not_image);
+    uint64_t lost = st.n_unreadable + st.n_unlabelled;
+    double frac = (double)lost / (double)(lost + st.n_samples), allow = max_skip > 0 ? max_skip : 0.01;
+    if (frac > allow) {
+        fprintf(stderr, "error: %llu of %llu images lost (%.2f%%, first %s), more than the %.3g%% allowed; the shards are "
+                "written, but check the source, or accept with --max-skip-frac %.2g\n", (unsigned long long)lost,
+                (unsigned long long)(lost + st.n_samples), 100 * frac, st.first_unreadable, 100 * allow, frac * 1.01 > 1 ? 1 : frac * 1.01);
+        return MIM_EXIT_DATA;
+    }
     return 0;
 }

@@ -39,11 +39,12 @@
     {"threads", FLAG_INT, &(a).threads, "0", 0, 4096, "OpenMP/BLAS threads and loader workers (0: all cores)"},     \
     {"max-feature-gb", FLAG_FLOAT, &max_gb, "8", 0.001, 1e6, "refuse feature sets larger than this (N x D floats)"}, \
     {"out", FLAG_STR, &(out), "", 0, 0, "write the final metrics JSON to this file"},                               \
+    {"max-skip-frac", FLAG_FLOAT, &max_skip, "0", 0, 1, MIM_SKIP_HELP " (evaluation leaves bad samples out, never replaces them)"}, \
     {"quiet", FLAG_BOOL, &(a).quiet, "0", 0, 1, "no progress lines"}
 
 static const char* opt(const char* s) { return s && *s ? s : NULL; }
 static const char* save_features;
-static float dist_timeout;
+static float dist_timeout, max_skip;
 
 // Flags -> features (from the cache when it holds this checkpoint's).
 // Returns 0 (features on this rank: go on), -1 (a rank other than 0 under
@@ -53,6 +54,7 @@ static int setup(mim_eval_common* a, const char* pool, float max_gb, const char*
     mim_dist_set_timeout(dist_timeout);
     a->subset = opt(a->subset); a->eval_data = opt(a->eval_data); a->eval_subset = opt(a->eval_subset);
     a->max_feature_gb = max_gb;
+    a->max_skip_frac = max_skip;
     if (mim_pool_parse(pool, &a->pool)) { fprintf(stderr, "error: --pool: %s\n", mim_err_msg()); return 2; }
     if (!opt(a->ckpt)) { fprintf(stderr, "error: --ckpt is required (a model.safetensors file)\n"); return 2; }
     char key[4096];
@@ -68,7 +70,7 @@ static int setup(mim_eval_common* a, const char* pool, float max_gb, const char*
     if (!hit) {
         mim_dist_context("features", -1);
         int rc = mim_eval_features(a, tr, ev, cfg);
-        if (rc) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
+        if (rc) { fprintf(stderr, "error: %s\n", mim_err_msg()); return rc == MIM_EDATA ? MIM_EXIT_DATA : 1; }
     }
     if (mim_dist_get()->rank != 0) { mim_features_free(tr); mim_features_free(ev); return -1; }
     if (!hit && opt(cache) && mim_featcache_save(cache, key, tr, ev))   // a failed cache write costs speed, not the result
@@ -97,6 +99,12 @@ static int emit(cJSON* j, const char* out) {
     }
     free(s);
     return rc;
+}
+
+// The samples the numbers stand on: each counted once; those left out (unreadable) are named.
+static void add_counts(cJSON* j, const mim_features* tr, const mim_features* ev) {
+    cJSON_AddNumberToObject(j, "n_skipped_train", (double)tr->n_skipped);
+    cJSON_AddNumberToObject(j, "n_skipped_eval", (double)ev->n_skipped);
 }
 
 static void add_common(cJSON* j, const char* what, const mim_eval_common* a, const mim_config* cfg, double secs) {
@@ -138,10 +146,11 @@ int cmd_knn(int argc, char** argv) {
     double t1 = omp_get_wtime();
     rc = mim_knn_eval(&r, tr.x, tr.labels, tr.n, ev.x, ev.labels, ev.n, tr.dim, C, k, T);
     double t2 = omp_get_wtime();
+    cJSON* j = cJSON_CreateObject();
+    add_counts(j, &tr, &ev);
     mim_features_free(&tr);
     mim_features_free(&ev);
-    if (rc) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
-    cJSON* j = cJSON_CreateObject();
+    if (rc) { cJSON_Delete(j); fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
     cJSON_AddNumberToObject(j, "top1", r.top1);
     cJSON_AddNumberToObject(j, "top5", r.top5);
     cJSON_AddNumberToObject(j, "n_train", (double)r.n_train);
@@ -201,10 +210,11 @@ int cmd_linprobe(int argc, char** argv) {
     rc = mim_linprobe_train(&r, &tr, &ev, &lp);
     double t2 = omp_get_wtime();
     int C = tr.num_classes > ev.num_classes ? tr.num_classes : ev.num_classes;
+    cJSON* j = cJSON_CreateObject();
+    add_counts(j, &tr, &ev);
     mim_features_free(&tr);
     mim_features_free(&ev);
-    if (rc) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
-    cJSON* j = cJSON_CreateObject();
+    if (rc) { cJSON_Delete(j); fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }
     cJSON_AddNumberToObject(j, "top1", r.top1);
     cJSON_AddNumberToObject(j, "top5", r.top5);
     cJSON_AddNumberToObject(j, "n_train", (double)r.n_train);

@@ -14,7 +14,7 @@ int cmd_finetune(int argc, char** argv) {
     mim_finetune_args a = {0};
     const char *init = NULL, *model = NULL, *precision = NULL, *max_ram = NULL;
     int patch, chans;
-    float dist_timeout;
+    float dist_timeout, max_skip;
     int64_t seed;
     flag f[] = {
         {"ckpt", FLAG_STR, &a.ckpt, "", 0, 0, "pre-trained model.safetensors (MAE / mimscale names)"},
@@ -56,6 +56,7 @@ int cmd_finetune(int argc, char** argv) {
         {"keep", FLAG_INT, &a.keep, "2", 0, 1 << 20, "run checkpoints kept (0: all)"},
         {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint (fresh start if none)"},
         {"max-ram", FLAG_STR, &max_ram, "", 0, 0, "refuse to start when the memory estimate (printed at start) exceeds this, e.g. 8G, 512M"},
+        {"max-skip-frac", FLAG_FLOAT, &max_skip, "0", 0, 1, MIM_SKIP_HELP},
         {"io-retries", FLAG_INT, &a.io_retries, "0", 0, 1000, "retry a failed checkpoint write (full disk, I/O error) N times (0: stop at once)"},
         {"quiet", FLAG_BOOL, &a.quiet, "0", 0, 1, "no progress line"},
         {"precision", FLAG_STR, &precision, "auto", 0, 0, "encoder linears: fp32, bf16 (emulated without AMX/AVX512-BF16) or auto (bf16 where native)"},
@@ -83,13 +84,16 @@ int cmd_finetune(int argc, char** argv) {
     if (a.eval_data && !a.eval_data[0]) a.eval_data = NULL;
     a.seed = (uint64_t)seed;
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
+    a.max_skip_frac = max_skip;
     mim_dist_set_timeout(dist_timeout);
     mim_finetune_result res;
     mim_signals_install();
     rc = mim_finetune_run(&a, &res);
     if (rc == MIM_FINETUNE_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }
-    if (rc) { fprintf(stderr, "\nerror: %s\n", mim_err_msg()); return 1; }
-    if (mim_dist_get()->rank == 0) printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"steps\": %lld, \"seconds\": %.1f}\n", res.top1,
-           res.top5, res.best_top1, (long long)res.steps, res.seconds);
+    if (rc) { fprintf(stderr, "\nerror: %s\n", mim_err_msg()); return rc == MIM_EDATA ? MIM_EXIT_DATA : 1; }
+    if (mim_dist_get()->rank == 0)
+        printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"n_eval\": %lld, \"n_skipped\": %lld, \"steps\": %lld, "
+               "\"seconds\": %.1f}\n", res.top1, res.top5, res.best_top1, (long long)res.n_eval, (long long)res.n_skipped,
+               (long long)res.steps, res.seconds);
     return 0;
 }

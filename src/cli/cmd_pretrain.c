@@ -35,7 +35,7 @@ int cmd_pretrain(int argc, char** argv) {
     mim_pretrain_args a = {0};
     const char *model = NULL, *on_nan = NULL, *precision = NULL, *target = NULL, *loss = NULL, *max_ram = NULL;
     int patch, dec_dim, dec_depth, dec_heads, norm_pix, img, chans;
-    float mask_ratio, dist_timeout;
+    float mask_ratio, dist_timeout, max_skip;
     int64_t seed;
     flag f[] = {
         {"model", FLAG_STR, &model, "vit_tiny", 0, 0, "encoder preset (see `mimscale models`)"},
@@ -81,6 +81,7 @@ int cmd_pretrain(int argc, char** argv) {
         {"log-every", FLAG_INT, &a.log_every, "10", 1, 1 << 30, "metrics/progress every N steps"},
         {"keep", FLAG_INT, &a.keep, "2", 0, 1 << 20, "checkpoints kept (0: all)"},
         {"max-ram", FLAG_STR, &max_ram, "", 0, 0, "refuse to start when the memory estimate (printed at start) exceeds this, e.g. 8G, 512M (the machine's RAM is always a limit)"},
+        {"max-skip-frac", FLAG_FLOAT, &max_skip, "0", 0, 1, MIM_SKIP_HELP},
         {"io-retries", FLAG_INT, &a.io_retries, "0", 0, 1000, "retry a failed checkpoint write (full disk, I/O error) N times, waiting 1, 2, 4 .. s (0: stop at once, keeping the previous checkpoint)"},
         {"resume", FLAG_BOOL, &a.resume, "0", 0, 1, "continue from the run folder's latest checkpoint"},
         {"stop-at", FLAG_I64, &a.stop_at, "0", 0, 1e15, "stop after this step with a checkpoint (0: run to the end)"},
@@ -140,13 +141,14 @@ int cmd_pretrain(int argc, char** argv) {
     if (!strcmp(on_nan, "skip")) a.on_nan = 1;
     else if (strcmp(on_nan, "stop") != 0) { fprintf(stderr, "error: --on-nan must be stop or skip, got '%s'\n", on_nan); return 2; }
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
+    a.max_skip_frac = max_skip;
     mim_dist_set_timeout(dist_timeout);
     mim_signals_install();
     rc = mim_pretrain_run(&a);
     if (rc == MIM_PRETRAIN_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }
     if (rc) {
         fprintf(stderr, "\nerror: %s\n", mim_err_msg());
-        return rc == MIM_PRETRAIN_NAN ? 3 : 1;
+        return rc == MIM_PRETRAIN_NAN ? 3 : rc == MIM_EDATA ? MIM_EXIT_DATA : 1;
     }
     return 0;
 }

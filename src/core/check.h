@@ -24,6 +24,7 @@ enum {
     MIM_EARG = -4,      // bad argument or configuration value
     MIM_ESHAPE = -5,    // tensor present but with the wrong shape/dtype
     MIM_ENOTFOUND = -6, // named thing (tensor, model, file) absent
+    MIM_EDATA = -7,     // too little usable data: more samples lost than allowed (--max-skip-frac)
 };
 
 // Sets the calling thread's error message (printf-style) and returns `code`,

@@ -17,6 +17,7 @@ typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jb;
     int truncated;   // premature end of data seen (a warning to libjpeg)
+    int corrupt;     // a warning that the entropy-coded data is damaged: libjpeg fills the rest grey
     char msg[JMSG_LENGTH_MAX];
 } jerr_mgr;
 
@@ -45,7 +46,14 @@ static void j_emit_message(j_common_ptr c, int level) {
     jerr_mgr* e = (jerr_mgr*)c->err;
     if (level < 0) {
         c->err->num_warnings++;
-        if (c->err->msg_code == JWRN_JPEG_EOF) e->truncated = 1;
+        int code = c->err->msg_code;
+        if (code == JWRN_JPEG_EOF) e->truncated = 1;
+        // damaged scan data: the decoder resynchronises and paints what it
+        // lost grey, a half-image that must count as corrupt (not the benign
+        // warnings of odd but complete files, e.g. extraneous bytes)
+        if (code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE || code == JWRN_MUST_RESYNC ||
+            code == JWRN_NOT_SEQUENTIAL || code == JWRN_BOGUS_PROGRESSION)
+            e->corrupt = 1;
     }
 }
 
@@ -160,6 +168,7 @@ int mim_decode_begin(mim_decoder* d, const uint8_t* buf, size_t n, mim_image_inf
     }
     struct jpeg_decompress_struct* c = &d->cinfo;
     d->jerr.truncated = 0;
+    d->jerr.corrupt = 0;
     if (setjmp(d->jerr.jb)) {
         jpeg_abort_decompress(c);
         d->jpeg_active = 0;
@@ -342,6 +351,7 @@ static int jpeg_rows(mim_decoder* d, int channels, int num, int row0, int row1, 
     else jpeg_abort_decompress(c);   // early stop after the rows we need
     d->jpeg_active = 0;
     if (truncated || d->jerr.truncated) return mim_err(MIM_EFORMAT, "jpeg: premature end of data (truncated file)");
+    if (d->jerr.corrupt) return mim_err(MIM_EFORMAT, "jpeg: corrupt scan data (the image would decode partly grey)");
     out->w = W; out->h = row1 - row0; out->c = channels; out->row0 = row0; out->full_h = H;
     return MIM_OK;
 }

@@ -43,7 +43,32 @@ struct mim_index_writer {
     uint64_t last_shard; // shard of the last record added
     FILE* jf;            // json table, written to a side file and appended at
     char* jtmp;          // close; opened at the first record with a json
+    char* classes;       // class list text (NULL: none)
+    size_t classes_len;
+    uint64_t hash;       // running content hash of the records added
 };
+
+static uint64_t mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+// One record into the content hash (mim_index_content_hash).
+static uint64_t hash_record(uint64_t h, const mim_index_record* r) {
+    return mix64(h ^ r->key_hash) ^ mix64(((uint64_t)r->size << 32) ^ (uint32_t)r->label);
+}
+#define HASH_SEED 0x6d696d736361ULL
+
+int mim_index_writer_set_classes(mim_index_writer* w, const char* text, size_t len) {
+    free(w->classes);
+    w->classes = malloc(len ? len : 1);
+    if (!w->classes) return mim_err(MIM_ENOMEM, "out of memory");
+    memcpy(w->classes, text, len);
+    w->classes_len = len;
+    return MIM_OK;
+}
 
 int mim_index_json_pack(uint64_t img_off, uint64_t json_off, uint64_t json_size, mim_index_json* out) {
     if (json_size == 0 || json_size > UINT32_MAX) return 0;
@@ -88,6 +113,7 @@ int mim_index_writer_open(mim_index_writer** out, const char* path, char* const*
     name_off[n_shards] = blob;
     memcpy(w->h.magic, MIM_INDEX_MAGIC, 8);
     w->h.version = MIM_INDEX_VERSION;
+    w->hash = HASH_SEED;
     w->h.record_size = sizeof(mim_index_record);
     w->h.n_shards = n_shards;
     w->h.shard_table_off = sizeof(mim_index_header);
@@ -136,6 +162,7 @@ int mim_index_writer_add_json(mim_index_writer* w, const mim_index_record* r, co
         CHECK(r[i].shard < w->n_shards && r[i].shard >= w->last_shard);  // shard order
         w->last_shard = r[i].shard;
         w->first[r[i].shard + 1]++;
+        w->hash = hash_record(w->hash, &r[i]);
         if (r[i].flags & MIM_REC_HAS_JSON) { CHECK(json); any = 1; w->h.stats.n_json++; }
     }
     if (n && write_all(w->f, r, n * sizeof *r)) return mim_err(MIM_EIO, "write %s failed: %s", w->tmp, strerror(errno));
@@ -162,7 +189,7 @@ void mim_index_writer_abort(mim_index_writer* w) {
     if (!w) return;
     if (w->f) { fclose(w->f); unlink(w->tmp); }
     json_drop(w);
-    free(w->path); free(w->tmp); free(w->first); free(w);
+    free(w->path); free(w->tmp); free(w->first); free(w->classes); free(w);
 }
 
 // Append the json side file to the index at json_table_off.
@@ -198,6 +225,14 @@ int mim_index_writer_close(mim_index_writer* w, const mim_index_stats* stats) {
         rc = json_append(w, w->h.json_table_off);
     }
     json_drop(w);
+    w->h.content_hash = mix64(w->hash ^ w->n_shards) | 1;
+    if (rc == MIM_OK && w->classes && w->classes_len) {
+        uint64_t at = align32(w->h.file_size);
+        if (fseeko(w->f, 0, SEEK_END) || write_pad(w->f, w->h.file_size, at) || write_all(w->f, w->classes, w->classes_len))
+            rc = mim_err(MIM_EIO, "write %s failed: %s", w->tmp, strerror(errno));
+        w->h.classes_off = at; w->h.classes_len = w->classes_len;
+        w->h.file_size = at + w->classes_len;
+    }
     if (rc == MIM_OK && (fseeko(w->f, 0, SEEK_SET) || write_all(w->f, &w->h, sizeof w->h) ||
         write_all(w->f, w->first, (w->n_shards + 1) * 8) || fflush(w->f) || fsync(fileno(w->f)))) {
         rc = mim_err(MIM_EIO, "write %s failed: %s", w->tmp, strerror(errno));
@@ -207,7 +242,7 @@ int mim_index_writer_close(mim_index_writer* w, const mim_index_stats* stats) {
     if (rc == MIM_OK && rename(w->tmp, w->path) != 0)
         rc = mim_err(MIM_EIO, "rename %s -> %s failed: %s", w->tmp, w->path, strerror(errno));
     if (rc < 0) unlink(w->tmp);
-    free(w->path); free(w->tmp); free(w->first); free(w);
+    free(w->path); free(w->tmp); free(w->first); free(w->classes); free(w);
     return rc;
 }
 
@@ -218,15 +253,20 @@ typedef struct {
     mim_index_json* j;   // parallel to r
     size_t n, cap;
     mim_index_stats st;
+    char why[256];       // n_unreadable: the reason
 } shard_scan;
 
 static void scan_shard(const char* path, uint32_t shard_id, shard_scan* out) {
     memset(out, 0, sizeof *out);
     out->st.n_labels = 0;
     mim_tar* t;
-    if (mim_tar_open_file(&t, path) < 0) { out->st.n_unreadable = 1; return; }
+    if (mim_tar_open_file(&t, path) < 0) {
+        out->st.n_unreadable = 1;
+        snprintf(out->why, sizeof out->why, "%s", mim_err_msg());   // per thread: this thread's reason
+        return;
+    }
     mim_wds_sample* s = malloc(sizeof *s);
-    if (!s) { mim_tar_close(t); out->st.n_unreadable = 1; return; }
+    if (!s) { mim_tar_close(t); out->st.n_unreadable = 1; snprintf(out->why, sizeof out->why, "out of memory"); return; }
     int rc;
     while ((rc = mim_wds_next(t, s)) > 0) {
         out->st.n_members += (uint64_t)s->n_members;
@@ -280,6 +320,44 @@ void mim_index_stats_format(const mim_index_stats* s, char* out, size_t cap) {
              s->seconds);
 }
 
+// The class list for the build: opts->classes, else PREFIX-classes.txt for a
+// first shard PREFIX-NNNNNN.tar (pack's), else classes.txt beside it. *text
+// is malloc'ed (NULL: none found). A named file that cannot be read is an error.
+static int find_classes(const char* named, const char* first_shard, char** text, size_t* len) {
+    *text = NULL; *len = 0;
+    char cand[2][4096];
+    int nc = 0;
+    if (named) snprintf(cand[nc++], sizeof cand[0], "%s", named);
+    else if (first_shard) {
+        const char* dash = strrchr(first_shard, '-');
+        const char* slash = strrchr(first_shard, '/');
+        if (dash && (!slash || dash > slash))
+            snprintf(cand[nc++], sizeof cand[0], "%.*s-classes.txt", (int)(dash - first_shard), first_shard);
+        if (slash) snprintf(cand[nc++], sizeof cand[0], "%.*s/classes.txt", (int)(slash - first_shard), first_shard);
+        else snprintf(cand[nc++], sizeof cand[0], "classes.txt");
+    }
+    for (int i = 0; i < nc; i++) {
+        FILE* f = fopen(cand[i], "rb");
+        if (!f) {
+            if (named) return mim_err(MIM_EIO, "--classes %s: %s", named, strerror(errno));
+            continue;
+        }
+        size_t cap = 4096, n = 0;
+        char* t = malloc(cap);
+        size_t got;
+        while (t && (got = fread(t + n, 1, cap - n, f)) > 0) {
+            n += got;
+            if (n == cap) { char* t2 = cap < ((size_t)64 << 20) ? realloc(t, cap *= 2) : NULL; if (!t2) { free(t); t = NULL; } else t = t2; }
+        }
+        fclose(f);
+        if (!t) return mim_err(MIM_ENOMEM, "class list %s: out of memory (or over 64 MiB)", cand[i]);
+        if (n == 0) { free(t); continue; }
+        *text = t; *len = n;
+        return MIM_OK;
+    }
+    return MIM_OK;
+}
+
 int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
                     const mim_index_build_opts* opts, mim_index_stats* stats) {
     mim_index_build_opts o = { .n_threads = 0, .progress = -1 };
@@ -287,8 +365,14 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
     int show = o.progress > 0 || (o.progress < 0 && isatty(2));
     double t0 = now_s(), last = t0;
     mim_index_writer* w;
-    int rc = mim_index_writer_open(&w, out_path, shards, n_shards);
+    char* classes = NULL;
+    size_t classes_len = 0;
+    int rc = find_classes(o.classes, n_shards ? shards[0] : NULL, &classes, &classes_len);
     if (rc < 0) return rc;
+    rc = mim_index_writer_open(&w, out_path, shards, n_shards);
+    if (rc < 0) { free(classes); return rc; }
+    if (classes) { rc = mim_index_writer_set_classes(w, classes, classes_len); free(classes); }
+    if (rc < 0) { mim_index_writer_abort(w); return rc; }
     int nt = o.n_threads > 0 ? o.n_threads : omp_get_max_threads();
     size_t chunk = (size_t)nt * 4;
     shard_scan* sc = calloc(chunk, sizeof *sc);
@@ -303,7 +387,8 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
             if (rc == MIM_OK) rc = mim_index_writer_add_json(w, sc[k].r, sc[k].j, sc[k].n);
             stats_add(&tot, &sc[k].st);
             tot.n_samples += sc[k].n;
-            if (sc[k].st.n_unreadable) fprintf(stderr, "%sindex: skipped unreadable shard %s\n", show ? "\n" : "", shards[base + k]);
+            if (sc[k].st.n_unreadable) fprintf(stderr, "%sindex: skipped unreadable shard %s: %s\n", show ? "\n" : "",
+                                               shards[base + k], sc[k].why);
             else if (sc[k].st.n_bad_shards) fprintf(stderr, "%sindex: shard %s is corrupt or truncated after %llu bytes (kept %zu samples before it)\n",
                                                     show ? "\n" : "", shards[base + k], (unsigned long long)sc[k].st.bytes, sc[k].n);
             free(sc[k].r); free(sc[k].j);
@@ -373,13 +458,19 @@ int mim_index_open(mim_index** out, const char* path) {
     else if (__builtin_mul_overflow(2 * (ns + 1), 8, &tbl) || tbl > fs - h->shard_table_off) why = "shard table out of bounds";
     else if (h->records_off < h->shard_table_off + tbl || h->records_off > fs || h->records_off % 32) why = "bad records offset";
     else if (__builtin_mul_overflow(n, sizeof(mim_index_record), &rec_bytes) || rec_bytes > fs - h->records_off) why = "record count does not match file size";
+    uint64_t co = h->version >= 3 ? h->classes_off : 0, cl = h->version >= 3 ? h->classes_len : 0;
+    if (!why && co && (co % 32 || co > fs || cl != fs - co || cl == 0)) why = "class list out of bounds";
     if (!why) {
-        // records end the file, or the json table (n entries, 32-aligned) does
-        uint64_t rec_end = h->records_off + rec_bytes, jo = h->json_table_off;
-        if (jo == 0 && rec_end != fs) why = "record count does not match file size";
-        else if (jo != 0 && (h->version < 2 || jo % 32 || jo < rec_end || jo > fs ||
-                             (fs - jo) % sizeof(mim_index_json) || (fs - jo) / sizeof(mim_index_json) != n))
-            why = "json table does not match the record count";
+        // records end the data, or the json table (n entries, 32-aligned)
+        // does; the class list (format 3) follows them
+        uint64_t end = co ? co : fs, rec_end = h->records_off + rec_bytes, jo = h->json_table_off;
+        if (jo == 0 && (co ? rec_end > end || end - rec_end >= 32 : rec_end != end)) why = "record count does not match file size";
+        else if (jo != 0) {
+            uint64_t jbytes = n * sizeof(mim_index_json);
+            if (h->version < 2 || jo % 32 || jo < rec_end || jo > end || jbytes > end - jo ||
+                (co ? end - (jo + jbytes) >= 32 : jo + jbytes != end))
+                why = "json table does not match the record count";
+        }
     }
     if (why) { munmap(map, (size_t)st.st_size); return mim_err(MIM_EFORMAT, "%s: %s", path, why); }
     const uint64_t* first = (const uint64_t*)((const uint8_t*)map + h->shard_table_off);
@@ -426,6 +517,66 @@ void mim_index_close(mim_index* ix) {
     free(ix->resolved); free(ix->dir);
     munmap((void*)ix->map, ix->map_len);
     free(ix);
+}
+
+const char* mim_index_classes(const mim_index* ix, size_t* len) {
+    if (ix->h->version < 3 || !ix->h->classes_off) { if (len) *len = 0; return NULL; }
+    if (len) *len = (size_t)ix->h->classes_len;
+    return (const char*)ix->map + ix->h->classes_off;
+}
+
+uint64_t mim_index_content_hash(const mim_index* ix) {
+    if (ix->h->version >= 3 && ix->h->content_hash) return ix->h->content_hash;
+    uint64_t h = HASH_SEED;
+    for (uint64_t i = 0; i < ix->h->n_samples; i++) h = hash_record(h, &ix->rec[i]);
+    return mix64(h ^ ix->h->n_shards) | 1;
+}
+
+// Line k of a class list (without its newline) into out; 0 past the end.
+static int class_line(const char* t, size_t n, int k, char* out, size_t cap) {
+    size_t i = 0;
+    for (int line = 0; i < n; line++) {
+        size_t j = i;
+        while (j < n && t[j] != '\n') j++;
+        if (line == k) {
+            size_t m = j - i;
+            while (m && (t[i + m - 1] == '\r' || t[i + m - 1] == ' ' || t[i + m - 1] == '\t')) m--;
+            if (m >= cap) m = cap - 1;
+            memcpy(out, t + i, m);
+            out[m] = 0;
+            return 1;
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+int mim_index_classes_check(const char* train_path, const char* eval_path) {
+    if (!train_path || !eval_path || !strcmp(train_path, eval_path)) return MIM_OK;
+    mim_index *a = NULL, *b = NULL;
+    if (mim_index_open(&a, train_path) < 0) return MIM_OK;   // not an index (an IDX folder): nothing to compare
+    if (mim_index_open(&b, eval_path) < 0) { mim_index_close(a); return MIM_OK; }
+    size_t na, nb;
+    const char* ta = mim_index_classes(a, &na);
+    const char* tb = mim_index_classes(b, &nb);
+    int rc = MIM_OK;
+    if (ta && tb) {
+        char x[256], y[256];
+        for (int k = 0;; k++) {
+            int ha = class_line(ta, na, k, x, sizeof x), hb = class_line(tb, nb, k, y, sizeof y);
+            if (!ha && !hb) break;
+            if (ha != hb || strcmp(x, y)) {
+                rc = mim_err(MIM_EDATA, "%s and %s label classes differently: label %d is '%s' in the training data and "
+                             "'%s' in the evaluation data; pack the evaluation split with the training classes "
+                             "(mimscale pack --classes TRAIN-classes.txt, --labels-from FILE for an annotation list)",
+                             train_path, eval_path, k, ha ? x : "(none)", hb ? y : "(none)");
+                break;
+            }
+        }
+    }
+    mim_index_close(a);
+    mim_index_close(b);
+    return rc;
 }
 
 uint64_t mim_index_count(const mim_index* ix) { return ix->h->n_samples; }

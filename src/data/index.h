@@ -27,9 +27,16 @@
 // 700M x 8 B = 5.6 GB more when the shards carry key.json; it is mapped,
 // never read whole. All counts are 64-bit.
 //
+//   class list at classes_off (format 3, optional): classes_len bytes, the
+//       class names one per line, line i = label i (from pack's
+//       PREFIX-classes.txt, the shards' classes.txt or `index --classes`),
+//       ending the file.
 // Versions: format 1 had no json table (its header bytes where
 // json_table_off now lies were zero); it still opens, and only the
 // metadata-driven subset strategies refuse it, asking for a rebuild.
+// Format 3 adds the class list and a content hash in the header (a hash
+// of every record's key hash, size and label, in order: what a subset is
+// bound to); formats 1 and 2 open, their content hash computed on open.
 //
 // Shard paths are stored as absolute paths (realpath at build time) so the
 // index can be used from any working directory; if a stored path does not
@@ -40,7 +47,7 @@
 #include <stdint.h>
 
 #define MIM_INDEX_MAGIC "MIMIDX\0\1"
-#define MIM_INDEX_VERSION 2       // written; 1 and 2 are read
+#define MIM_INDEX_VERSION 3       // written; 1 to 3 are read
 
 typedef struct {
     uint64_t offset;    // byte offset of the image data in its shard
@@ -91,12 +98,16 @@ typedef struct {
     uint64_t shard_table_off, records_off, file_size;
     mim_index_stats stats;             // as built
     uint64_t json_table_off;           // 0: no json table (always 0 in format 1)
-    uint8_t reserved[256 - 64 - sizeof(mim_index_stats)];
+    uint64_t classes_off, classes_len; // format 3: the class list (0: none)
+    uint64_t content_hash;             // format 3: mim_index_content_hash (0 in formats 1, 2)
+    uint8_t reserved[256 - 88 - sizeof(mim_index_stats)];
 } mim_index_header;
 
 typedef struct {
     int n_threads;   // shards scanned in parallel (<= 0: OpenMP default)
     int progress;    // 1: progress line on stderr; 0: quiet; -1: only if stderr is a tty
+    const char* classes;   // class list file (line i = label i); NULL: PREFIX-classes.txt of the first
+                           // shard (pack's, for PREFIX-000000.tar), else classes.txt beside it, else none
 } mim_index_build_opts;
 
 // Scan the shards (no decoding) and write the index atomically (tmp + rename).
@@ -120,6 +131,8 @@ int mim_index_writer_add(mim_index_writer* w, const mim_index_record* r, size_t 
 int mim_index_writer_add_json(mim_index_writer* w, const mim_index_record* r, const mim_index_json* json, size_t n);
 // Finalise (header, fsync, rename) and free. stats may be NULL.
 int mim_index_writer_close(mim_index_writer* w, const mim_index_stats* stats);
+// The class list written with the index (text, line i = label i); copied.
+int mim_index_writer_set_classes(mim_index_writer* w, const char* text, size_t len);
 void mim_index_writer_abort(mim_index_writer* w);
 
 typedef struct mim_index mim_index;
@@ -163,6 +176,19 @@ void mim_sample_reader_free(mim_sample_reader* rd);
 int mim_sample_reader_read(mim_sample_reader* rd, uint64_t i, uint8_t** buf, size_t* cap, size_t* n);
 // Read sample i's key.json the same way. MIM_ENOTFOUND when it has none.
 int mim_sample_reader_read_json(mim_sample_reader* rd, uint64_t i, uint8_t** buf, size_t* cap, size_t* n);
+
+// The class list (one name a line, line i = label i), *len its bytes; NULL
+// when the index has none.
+const char* mim_index_classes(const mim_index* ix, size_t* len);
+// Stable hash of the index's content: every record's key hash, size and
+// label in order, and the shard count. Stored in format 3 headers, computed
+// (one pass over the records) for older ones. Never 0.
+uint64_t mim_index_content_hash(const mim_index* ix);
+// Evaluation data must label classes as its training data does: MIM_OK when
+// the index files train_path and eval_path carry the same class list (or
+// either carries none, or either path is not an index file: nothing to
+// compare), else MIM_EDATA naming the first difference.
+int mim_index_classes_check(const char* train_path, const char* eval_path);
 
 // One-line summary of stats ("50000 samples, 0 without image, ...").
 void mim_index_stats_format(const mim_index_stats* s, char* out, size_t cap);

@@ -4,8 +4,10 @@
 #include "core/check.h"
 #include "data/index.h"
 #include "data/subset.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,7 +120,8 @@ static void count_err(mim_loader_counters* c, int rc) {
 static void fill_item(worker* w, uint64_t epoch, uint64_t t, float* img, int32_t* label, int64_t* sid,
                       mim_loader_counters* d) {
     mim_loader* l = w->l;
-    for (int attempt = 0; attempt <= 8; attempt++) {
+    int tries = l->cfg.no_replace ? 0 : 8;
+    for (int attempt = 0; attempt <= tries; attempt++) {
         uint64_t tt = t;
         if (attempt > 0) tt = mix64(l->cfg.seed ^ mix64(epoch * 0x9e37ULL + t) ^ (uint64_t)attempt) % (l->nb * (uint64_t)l->cfg.batch_size);
         uint64_t gpos;
@@ -141,12 +144,14 @@ static void fill_item(worker* w, uint64_t epoch, uint64_t t, float* img, int32_t
     memset(img, 0, l->img_floats * sizeof(float));
     *label = -1;
     *sid = -1;
-    d->unfilled++;
+    if (l->cfg.no_replace) d->left_out++;
+    else d->unfilled++;
 }
 
 static void add_counters(mim_loader_counters* a, const mim_loader_counters* b) {
     a->samples += b->samples; a->read_errors += b->read_errors; a->decode_errors += b->decode_errors;
     a->too_big += b->too_big; a->unsupported += b->unsupported; a->replaced += b->replaced; a->unfilled += b->unfilled;
+    a->left_out += b->left_out;
 }
 
 static void* worker_main(void* arg) {
@@ -218,6 +223,56 @@ void mim_loader_close(mim_loader* l) {
     free(l);
 }
 
+// Samples of the set (the subset, or the whole index) in index ids [lo, hi).
+static uint64_t set_count_in(const mim_loader* l, uint64_t lo, uint64_t hi) {
+    if (!l->sub) return hi - lo;
+    const uint64_t* ids = mim_subset_ids(l->sub);
+    uint64_t n = mim_subset_count(l->sub), a = 0, b = n;
+    while (a < b) { uint64_t m = a + (b - a) / 2; if (ids[m] < lo) a = m + 1; else b = m; }   // first >= lo
+    uint64_t i0 = a;
+    b = n;
+    while (a < b) { uint64_t m = a + (b - a) / 2; if (ids[m] < hi) a = m + 1; else b = m; }   // first >= hi
+    return a - i0;
+}
+
+// Every shard holding samples of the set exists and reaches its last
+// sample's end (see "How much may be lost" in loader.h). One stat per shard.
+static int check_shards(mim_loader* l) {
+    uint64_t ns = mim_index_n_shards(l->ix), nbad = 0, lost = 0;
+    char first_bad[1200] = "";
+    for (uint64_t s = 0; s < ns; s++) {
+        uint64_t lo = mim_index_shard_first(l->ix, (uint32_t)s), hi = mim_index_shard_first(l->ix, (uint32_t)s + 1);
+        if (hi <= lo) continue;
+        uint64_t k = set_count_in(l, lo, hi);
+        if (k == 0) continue;
+        const mim_index_record* r = mim_index_get(l->ix, hi - 1);
+        uint64_t need = r->offset + r->size;
+        const char* path = mim_index_shard_path(l->ix, (uint32_t)s);
+        struct stat sb;
+        char why[256] = "";
+        if (stat(path, &sb) != 0) snprintf(why, sizeof why, "%s", strerror(errno));
+        else if ((uint64_t)sb.st_size < need)
+            snprintf(why, sizeof why, "truncated: %lld bytes, the index expects at least %llu", (long long)sb.st_size,
+                     (unsigned long long)need);
+        if (!why[0]) continue;
+        if (!nbad++) snprintf(first_bad, sizeof first_bad, "%s: %s", path, why);
+        lost += k;
+    }
+    if (!nbad) return MIM_OK;
+    double frac = l->M ? (double)lost / (double)l->M : 1.0;
+    double allow = l->cfg.max_skip_frac;
+    if (allow <= 0 || frac > allow || lost >= l->M)
+        return mim_err(MIM_EDATA, "%s: %llu unreadable shard%s holding %llu of its %llu samples (%.1f%%), first %s; "
+                       "re-run `mimscale index` on the shards that exist, or allow the loss with --max-skip-frac %.2g",
+                       l->cfg.index_path, (unsigned long long)nbad, nbad > 1 ? "s" : "", (unsigned long long)lost,
+                       (unsigned long long)l->M, 100 * frac, first_bad, frac < 1 ? (frac * 1.01 > 1 ? 1 : frac * 1.01) : 1.0);
+    if (l->cfg.rank == 0)
+        fprintf(stderr, "warning: %s: %llu unreadable shard%s (%llu samples, %.1f%%, allowed by --max-skip-frac %.3g), "
+                "first %s\n", l->cfg.index_path, (unsigned long long)nbad, nbad > 1 ? "s" : "", (unsigned long long)lost,
+                100 * frac, allow, first_bad);
+    return MIM_OK;
+}
+
 int mim_loader_open(mim_loader** out, const mim_loader_config* cfg) {
     if (!cfg->index_path) return mim_err(MIM_EARG, "loader: no index path");
     if (cfg->batch_size <= 0 || cfg->n_threads <= 0 || cfg->n_threads > 1024 || cfg->world <= 0 ||
@@ -243,6 +298,7 @@ int mim_loader_open(mim_loader** out, const mim_loader_config* cfg) {
         if (rc < 0) goto fail;
         l->M = mim_subset_count(l->sub);
     }
+    if ((rc = check_shards(l)) < 0) goto fail;
     l->per_rank = l->M / (uint64_t)cfg->world;
     l->nb = l->per_rank / (uint64_t)cfg->batch_size;
     if (l->nb == 0) {
@@ -351,12 +407,34 @@ mim_loader_counters mim_loader_get_counters(const mim_loader* l) {
     return c;
 }
 
+uint64_t mim_loader_counters_failed(const mim_loader_counters* c) {
+    return c->read_errors + c->decode_errors + c->too_big + c->unsupported;
+}
+
 void mim_loader_counters_format(const mim_loader_counters* c, char* out, size_t cap) {
-    uint64_t bad = c->read_errors + c->decode_errors + c->too_big + c->unsupported;
-    snprintf(out, cap,
-             "loader: %llu samples, skipped %llu (%llu corrupt, %llu unreadable, %llu too big, %llu unsupported), "
-             "%llu replaced, %llu unfilled",
-             (unsigned long long)c->samples, (unsigned long long)bad, (unsigned long long)c->decode_errors,
-             (unsigned long long)c->read_errors, (unsigned long long)c->too_big, (unsigned long long)c->unsupported,
-             (unsigned long long)c->replaced, (unsigned long long)c->unfilled);
+    uint64_t bad = mim_loader_counters_failed(c);
+    int n = snprintf(out, cap,
+                     "loader: %llu samples, skipped %llu (%llu corrupt, %llu unreadable, %llu too big, %llu unsupported), "
+                     "%llu replaced, %llu unfilled",
+                     (unsigned long long)c->samples, (unsigned long long)bad, (unsigned long long)c->decode_errors,
+                     (unsigned long long)c->read_errors, (unsigned long long)c->too_big, (unsigned long long)c->unsupported,
+                     (unsigned long long)c->replaced, (unsigned long long)c->unfilled);
+    if (c->left_out && n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - (size_t)n, ", %llu left out", (unsigned long long)c->left_out);
+}
+
+int mim_loader_counters_check(const mim_loader_counters* c, double max_skip_frac, const char* what) {
+    uint64_t bad = mim_loader_counters_failed(c), tries = c->samples + bad;
+    char cnt[512];
+    mim_loader_counters_format(c, cnt, sizeof cnt);
+    if (c->samples == 0)
+        return mim_err(MIM_EDATA, "%s: no usable sample (%s); check that the shards the index names exist and decode",
+                       what, cnt);
+    double frac = (double)bad / (double)tries;
+    double allow = max_skip_frac > 0 ? max_skip_frac : MIM_DEFAULT_SKIP_FRAC;
+    if (frac > allow)
+        return mim_err(MIM_EDATA, "%s: %llu of %llu sample reads failed (%.2f%%), more than the %.3g%% allowed (%s); "
+                       "fix or re-index the data, or allow it with --max-skip-frac %.2g", what, (unsigned long long)bad,
+                       (unsigned long long)tries, 100 * frac, 100 * allow, cnt, frac * 1.01 > 1 ? 1.0 : frac * 1.01);
+    return MIM_OK;
 }

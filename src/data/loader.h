@@ -42,9 +42,21 @@
 // too many pixels, unsupported format) is counted and replaced by another
 // sample of the same epoch chosen deterministically from its position (up to
 // 8 tries; after that the slot is zeros with label -1, counted as
-// `unfilled`). Batch boundaries therefore never move, and nothing fails the
-// run. Setup errors (index or subset unreadable, bad config) are returned by
-// mim_loader_open.
+// `unfilled`). Batch boundaries therefore never move. With no_replace (the
+// evaluations: a sample must not count twice) a bad sample's slot is left
+// empty at once (zeros, label -1, id -1), counted as `left_out`.
+//
+// How much may be lost. At open every shard the set uses is checked against
+// the index (present, at least as long as its last sample's end): a missing
+// or truncated shard is an error (MIM_EDATA naming the shard and the fix)
+// unless max_skip_frac allows the samples it holds. While running, the
+// counters record every failed read; mim_loader_counters_check turns them
+// into a verdict the trainers and evaluations apply. The rule, "--max-skip-
+// frac": 0 (the default) allows no unreadable shard and at most 1% of sample
+// reads failed; F > 0 allows up to the fraction F of samples lost, in
+// unreadable shards and failed reads alike. No usable sample at all is
+// always an error. Setup errors (index or subset unreadable, bad config) are
+// returned by mim_loader_open.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -69,6 +81,8 @@ typedef struct {
     int n_threads;            // decode workers (>= 1)
     int prefetch;             // batches in the ring (>= 2; default 2 + n_threads / 4)
     const mim_transform* transform;  // NULL: mim_transform_default(C, H, W, augment)
+    int no_replace;           // 1: leave a bad sample's slot empty (evaluation), never substitute
+    double max_skip_frac;     // the loss allowed (see "How much may be lost"); 0: the default rule
 } mim_loader_config;
 
 typedef struct { uint64_t epoch, index; } mim_loader_pos;
@@ -83,7 +97,12 @@ typedef struct {
     uint64_t unsupported;   // WebP without libwebp at run time
     uint64_t replaced;      // slots that needed a replacement sample
     uint64_t unfilled;      // slots left zero after 8 failed replacements
+    uint64_t left_out;      // no_replace: slots left empty because their sample was bad
 } mim_loader_counters;
+#define MIM_LOADER_NCOUNTERS 8   // uint64 fields above, in order (summed over ranks as an array)
+
+// The fraction of sample reads allowed to fail under the default rule.
+#define MIM_DEFAULT_SKIP_FRAC 0.01
 
 typedef struct mim_loader mim_loader;
 
@@ -119,6 +138,13 @@ uint64_t mim_loader_epoch_size(const mim_loader* l);   // samples of the whole s
 mim_loader_counters mim_loader_get_counters(const mim_loader* l);
 // One line for the log: "loader: 12800 samples, skipped 3 (2 corrupt, 1 too big, ...)".
 void mim_loader_counters_format(const mim_loader_counters* c, char* out, size_t cap);
+// Failed sample reads (corrupt, unreadable, too big, unsupported).
+uint64_t mim_loader_counters_failed(const mim_loader_counters* c);
+// The verdict on counters summed over a whole run (and every rank): MIM_OK,
+// or MIM_EDATA with a message naming `what` ("pretrain", "features eval"),
+// the counts, the rule and the fix, when no sample was usable or more
+// failed than max_skip_frac allows (the rule above).
+int mim_loader_counters_check(const mim_loader_counters* c, double max_skip_frac, const char* what);
 
 void mim_loader_close(mim_loader* l);
 

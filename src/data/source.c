@@ -80,6 +80,7 @@ static int open_index(mim_source* s) {
     lc.augment = c->augment; lc.shuffle = c->shuffle; lc.seed = c->seed;
     lc.rank = c->rank; lc.world = c->world > 0 ? c->world : 1;
     lc.n_threads = c->threads > 0 ? c->threads : 2;
+    lc.no_replace = c->no_replace; lc.max_skip_frac = c->max_skip_frac;
     mim_transform_default(&s->tf, s->C, s->H, s->W, c->augment);
     if (c->crop_min_scale > 0) s->tf.scale_min = c->crop_min_scale;
     lc.transform = &s->tf;

@@ -25,6 +25,8 @@ typedef struct {
     uint64_t seed;
     int rank, world;         // data-parallel slice (0, 1 for one process)
     int threads;             // decode workers for index sources
+    int no_replace;          // index sources: leave bad samples out (ids -1), never substitute (data/loader.h)
+    double max_skip_frac;    // index sources: the loss allowed at open (data/loader.h); 0: the default rule
 } mim_source_config;
 
 typedef struct { int64_t epoch, index; } mim_source_pos;

@@ -60,6 +60,7 @@ static int out_open(out_file* o, const char* path, const mim_index* ix, mim_subs
     memcpy(o->h.magic, MIM_SUBSET_MAGIC, 8);
     o->h.version = 1; o->h.strategy = (uint32_t)st; o->h.seed = seed; o->h.n = n; o->h.spec_hash = spec_hash;
     o->h.index_n_samples = mim_index_count(ix); o->h.index_n_shards = mim_index_n_shards(ix);
+    o->h.index_hash = mim_index_content_hash(ix);
     if (fwrite(&o->h, sizeof o->h, 1, o->f) != 1) return mim_err(MIM_EIO, "write %s failed", o->tmp);
     return MIM_OK;
 }
@@ -404,7 +405,10 @@ int mim_subset_open(mim_subset** out, const char* path, const mim_index* ix) {
     if (memcmp(h->magic, MIM_SUBSET_MAGIC, 8) || h->version != 1) why = "bad magic or version (not a mimscale subset)";
     else if (h->n > ((uint64_t)st.st_size - sizeof *h) / 8 || sizeof *h + h->n * 8 != (uint64_t)st.st_size) why = "size does not match its header (truncated?)";
     else if (ix && (h->index_n_samples != mim_index_count(ix) || h->index_n_shards != mim_index_n_shards(ix)))
-        why = "drawn from a different index (sample/shard counts differ)";
+        why = "drawn from a different index (sample/shard counts differ); make subsets of this index with `mimscale subset`";
+    else if (ix && h->index_hash && h->index_hash != mim_index_content_hash(ix))
+        why = "drawn from a different index (same counts, other samples or order: its content hash differs); make "
+              "subsets of this index with `mimscale subset`";
     const uint64_t* ids = (const uint64_t*)(h + 1);
     if (!why && ix)
         for (uint64_t i = 0; i < h->n; i++)

@@ -35,8 +35,10 @@
 //
 // Subset file (little endian): mim_subset_header (64 bytes) then n uint64
 // sample ids in ascending order. It records the size of the index it was
-// drawn from (opening it against another index fails) and a hash of the
-// metadata spec that selected it (0 for none).
+// drawn from and its content hash (data/index.h: keys, sizes and labels of
+// every sample), so opening it against another index fails, even one with
+// the same counts (the same images packed in another order); and a hash of
+// the metadata spec that selected it (0 for none).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -55,7 +57,7 @@ typedef struct {
     uint64_t index_n_samples;   // count of the index it was drawn from
     uint64_t index_n_shards;
     uint64_t spec_hash;         // mim_meta_spec_hash of the metadata spec, 0 if none
-    uint8_t reserved[8];
+    uint64_t index_hash;        // mim_index_content_hash of that index (0: an older file, counts only)
 } mim_subset_header;
 
 // Parse "random" | "first" | "stratified" | "filter". Returns MIM_OK or MIM_EARG.

@@ -58,6 +58,7 @@ int mim_featcache_load(const char* path, const char* key, mim_features* tr, mim_
         return 1;
     }
     const char* k = mim_st_meta(st, "key");
+    const char* sk = mim_st_meta(st, "skipped");   // "train eval": samples left out at extraction
     int rc = 1;
     if (k && strcmp(k, key) == 0) {
         if (load_set(st, "train", tr) || load_set(st, "eval", ev) || tr->dim != ev->dim) {
@@ -65,6 +66,8 @@ int mim_featcache_load(const char* path, const char* key, mim_features* tr, mim_
             mim_features_free(tr);
             mim_features_free(ev);
         } else {
+            long long a = 0, b = 0;
+            if (sk && sscanf(sk, "%lld %lld", &a, &b) == 2) { tr->n_skipped = a; ev->n_skipped = b; }
             rc = 0;
         }
     }
@@ -79,6 +82,8 @@ int mim_featcache_save(const char* path, const char* key, const mim_features* tr
         {"eval_x", MIM_F32, 2, {ev->n, ev->dim}, ev->x},
         {"eval_y", MIM_I32, 1, {ev->n}, ev->labels},
     };
-    const char* meta[2] = {"key", key};
-    return mim_st_write(path, e, 4, meta, key ? 1 : 0);
+    char sk[64];
+    snprintf(sk, sizeof sk, "%lld %lld", (long long)tr->n_skipped, (long long)ev->n_skipped);
+    const char* meta[4] = {"skipped", sk, "key", key};
+    return mim_st_write(path, e, 4, meta, key ? 2 : 1);
 }

@@ -1,6 +1,7 @@
 // features.c: frozen-encoder feature extraction (see features.h).
 #include "eval/features.h"
 #include "core/check.h"
+#include "data/index.h"
 #include "ops/ops.h"
 #include "train/checkpoint.h"
 #include "train/dist.h"
@@ -122,6 +123,8 @@ static void print_counters(mim_source* const* srcs, int n, const char* what, int
     if (cnt[0]) fprintf(stderr, "%s (features %s)\n", cnt, what);
 }
 
+#define LEFT_OUT (-2)   // label of a row whose sample could not be read (dropped before returning)
+
 int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config* src, mim_pool pool,
                          double max_feature_gb, const char* what, int quiet) {
     memset(out, 0, sizeof *out);
@@ -135,13 +138,14 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
     what = what ? what : "";
     quiet = quiet || me != 0;
     mim_source_config sc = *src;
-    sc.augment = 0; sc.shuffle = 0; sc.rank = 0; sc.world = 1;
+    sc.augment = 0; sc.shuffle = 0; sc.rank = 0; sc.world = 1; sc.no_replace = 1;   // never count a sample twice
     sc.channels = c->in_chans; sc.height = c->img_h; sc.width = c->img_w;
 
     // the batch-1 source gives the size and, later, the remainder
     mim_source *s1 = NULL, *sb = NULL;
     float *imgs = NULL, *scratch = NULL;
     int32_t* lab = NULL;
+    int64_t* ids = NULL;
     int64_t* first = mim_calloc((size_t)W + 1, sizeof(int64_t));
     int64_t N = 0, lo = 0, hi = 0, done_n = 0;
     int r = 0;
@@ -178,7 +182,8 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
     imgs = mim_malloc((size_t)B * per * sizeof(float));
     scratch = mim_malloc((size_t)B * D * sizeof(float));
     lab = mim_malloc((size_t)B * sizeof(int32_t));
-    if (!out->x || !out->labels || !imgs || !scratch || !lab) { rc = MIM_ENOMEM; goto agree; }
+    ids = mim_malloc((size_t)B * sizeof(int64_t));
+    if (!out->x || !out->labels || !imgs || !scratch || !lab || !ids) { rc = MIM_ENOMEM; goto agree; }
 
     char label[128];
     if (W > 1) snprintf(label, sizeof label, "%s (rank 0 of %d)", what, W);
@@ -191,7 +196,9 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
         if ((rc = mim_source_open(&sb, &sc))) goto agree;
         if ((rc = mim_source_set_position(sb, (mim_source_pos){0, lo}))) goto agree;
         for (int64_t i = 0; i < kfull / B; i++) {
-            if ((rc = mim_source_next(sb, imgs, out->labels + (done_n - lo)))) goto agree;
+            if ((rc = mim_source_next_ids(sb, imgs, out->labels + (done_n - lo), ids))) goto agree;
+            for (int b = 0; b < B; b++)
+                if (ids[b] < 0) out->labels[done_n - lo + b] = LEFT_OUT;
             encode_pool(m, imgs, B, pool, out->x + (size_t)(done_n - lo) * D, scratch);
             done_n += B;
             if (!quiet) progress_show(&pr, done_n - lo);
@@ -202,13 +209,16 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
     if (r > 0) {
         CHECK(r < B);
         if ((rc = mim_source_set_position(s1, (mim_source_pos){0, done_n}))) goto agree;
-        for (int i = 0; i < r; i++)
-            if ((rc = mim_source_next(s1, imgs + (size_t)i * per, out->labels + (done_n - lo) + i))) goto agree;
+        for (int i = 0; i < r; i++) {
+            if ((rc = mim_source_next_ids(s1, imgs + (size_t)i * per, out->labels + (done_n - lo) + i, ids))) goto agree;
+            if (ids[0] < 0) out->labels[done_n - lo + i] = LEFT_OUT;
+        }
         encode_pool(m, imgs, r, pool, out->x + (size_t)(done_n - lo) * D, scratch);
         done_n += r;
         if (!quiet) progress_show(&pr, done_n - lo);
     }
     for (int64_t i = lo; i < hi; i++) {
+        if (out->labels[i - lo] == LEFT_OUT) continue;
         if (out->labels[i - lo] < 0) {
             rc = mim_err(MIM_EFORMAT, "%s: sample %lld has no label (kNN and the linear probe need labelled data)",
                          src->path, (long long)i);
@@ -221,7 +231,7 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
         }
     }
     for (size_t i = 0; i < (size_t)(hi - lo) * D; i++)
-        if (!isfinite(out->x[i])) {
+        if (out->labels[i / D] != LEFT_OUT && !isfinite(out->x[i])) {
             rc = mim_err(MIM_EFORMAT, "%s: non-finite feature (sample %lld)", src->path, (long long)(lo + (int64_t)(i / D)));
             goto agree;
         }
@@ -234,16 +244,40 @@ agree:
         print_counters(both, 2, what, quiet);
         mim_dist_gather_rows(out->x, sizeof(float) * D, first, 0);
         mim_dist_gather_rows(out->labels, sizeof(int32_t), first, 0);
+        int64_t mine = 0;
+        for (int64_t i = lo; i < hi; i++) mine += out->labels[i - lo] == LEFT_OUT;
+        uint64_t left = (uint64_t)mine;
+        mim_dist_allreduce_sum_u64(&left, 1);
+        out->n_skipped = (int64_t)left;
         if (me != 0) {   // rank 0 holds the set
             free(out->x); free(out->labels);
             out->x = NULL; out->labels = NULL; out->n = 0;
+        } else if (left) {   // the left-out rows go: what remains is each readable sample once
+            int64_t k = 0;
+            for (int64_t i = 0; i < N; i++) {
+                if (out->labels[i] == LEFT_OUT) continue;
+                if (k != i) {
+                    memmove(out->x + (size_t)k * D, out->x + (size_t)i * D, sizeof(float) * D);
+                    out->labels[k] = out->labels[i];
+                }
+                k++;
+            }
+            out->n = k;
         }
+        double allow = src->max_skip_frac > 0 ? src->max_skip_frac : MIM_DEFAULT_SKIP_FRAC;
+        if ((int64_t)left >= N)
+            rc = mim_err(MIM_EDATA, "%s: no sample of the %s set could be read (%lld left out)", src->path, what,
+                         (long long)left);
+        else if ((double)left / (double)N > allow)
+            rc = mim_err(MIM_EDATA, "%s: %lld of %lld %s samples could not be read and were left out (%.2f%%), more "
+                         "than the %.3g%% allowed; fix the data or allow it with --max-skip-frac", src->path,
+                         (long long)left, (long long)N, what, 100.0 * (double)left / (double)N, 100 * allow);
         for (int64_t i = 0; i < out->n; i++)
             if (out->labels[i] + 1 > out->num_classes) out->num_classes = out->labels[i] + 1;
     }
     mim_source_close(sb);
     mim_source_close(s1);
-    free(imgs); free(scratch); free(lab); free(first);
+    free(imgs); free(scratch); free(lab); free(ids); free(first);
     if (rc) mim_features_free(out);
     return rc;
 }
@@ -266,11 +300,12 @@ int mim_eval_features(const mim_eval_common* a, mim_features* train, mim_feature
     if (cfg_out) *cfg_out = cfg;
     int lt = a->threads > 0 ? a->threads : 2;
     mim_source_config tr = {.path = a->data, .split = a->data_split ? a->data_split : "train", .subset = a->subset,
-                            .batch = batch, .seed = 0, .threads = lt};
+                            .batch = batch, .seed = 0, .threads = lt, .max_skip_frac = a->max_skip_frac};
     mim_source_config ev = {.path = a->eval_data ? a->eval_data : a->data,
                             .split = a->eval_split ? a->eval_split : "t10k", .subset = a->eval_subset,
-                            .batch = batch, .seed = 0, .threads = lt};
+                            .batch = batch, .seed = 0, .threads = lt, .max_skip_frac = a->max_skip_frac};
     double cap = a->max_feature_gb > 0 ? a->max_feature_gb : 8.0;
+    if ((rc = mim_index_classes_check(tr.path, ev.path))) { mim_mae_free(&m); return rc; }   // labels mean the same
     rc = mim_features_extract(train, &m, &tr, a->pool, cap, "train", a->quiet);
     if (!rc) rc = mim_features_extract(eval, &m, &ev, a->pool, cap, "eval", a->quiet);
     mim_mae_free(&m);

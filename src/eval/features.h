@@ -40,7 +40,8 @@ int mim_pool_parse(const char* s, mim_pool* pool);
 const char* mim_pool_name(mim_pool pool);
 
 typedef struct {
-    int64_t n;          // samples
+    int64_t n;          // samples (those that could be read; each one once)
+    int64_t n_skipped;  // samples of the set left out: unreadable or corrupt (never replaced)
     int dim;            // D
     int num_classes;    // max label + 1
     float* x;           // (n, dim)
@@ -55,7 +56,10 @@ void mim_features_pool(float* out, float* scratch, const mim_mae* m, const float
 // Runs the encoder m (built with mask_ratio 0, max_batch >= src->batch) over
 // every sample of the source described by src (its batch, augment and
 // shuffle fields are overridden: eval transform, file order) and returns the
-// pooled features and labels. Labels must be present (>= 0). what names the
+// pooled features and labels. Labels must be present (>= 0). A sample that
+// cannot be read is left out, never replaced, and counted in n_skipped; more
+// left out than src->max_skip_frac allows (data/loader.h: 0 = 1%), an
+// unreadable shard, or none left, is MIM_EDATA. what names the
 // set in the progress line ("train"); quiet: no progress line (only rank 0
 // shows one). Collective under MPI: every rank calls it.
 // 0, or MIM_EARG / MIM_ENOMEM / the source's errors, with mim_err_msg().
@@ -78,6 +82,7 @@ typedef struct {
     int batch;                 // images per encoder forward
     int threads;               // OpenMP/BLAS threads (0: leave as is); also loader workers
     double max_feature_gb;     // refuse feature sets larger than this
+    double max_skip_frac;      // samples that may be left out (data/loader.h); 0: the default rule
     int quiet;
 } mim_eval_common;
 

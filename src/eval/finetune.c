@@ -6,6 +6,7 @@
 #include "core/prof.h"
 #include "core/rng.h"
 #include "data/randaug.h"
+#include "data/index.h"
 #include "data/source.h"
 #include "model/mae.h"
 #include "ops/ops.h"
@@ -217,18 +218,22 @@ static int64_t divisor_at_most(int64_t n, int64_t want) {
 
 // Top-1 / top-5 over every sample of the eval split. Data parallel: each
 // rank takes a contiguous run of whole batches (the batches one process
-// would use) and the counts are summed. Collective.
-static int evaluate(mim_mae* m, head* h, const mim_source_config* base, int global_pool, float* top1, float* top5) {
+// would use) and the counts are summed. A sample that cannot be read, or has
+// no label among the K classes, is left out and counted in *n_skip (never
+// replaced: each counted sample is a distinct one); past max_skip_frac, or
+// with nothing counted, MIM_EDATA. Collective.
+static int evaluate(mim_mae* m, head* h, const mim_source_config* base, int global_pool, double max_skip_frac,
+                    float* top1, float* top5, int64_t* n_eval, int64_t* n_skip) {
     const mim_dist* d = mim_dist_get();
     mim_source_config sc = *base;
-    sc.augment = 0; sc.shuffle = 0; sc.batch = 1; sc.rank = 0; sc.world = 1;
+    sc.augment = 0; sc.shuffle = 0; sc.batch = 1; sc.rank = 0; sc.world = 1; sc.no_replace = 1;
     mim_source* s = NULL;
     float* imgs = NULL;
     int32_t* labels = NULL;
-    int64_t c1 = 0, c5 = 0, seen = 0, K = h->K;
+    int64_t c1 = 0, c5 = 0, seen = 0, K = h->K, n = 0;
     int rc = mim_source_open(&s, &sc);   // batch 1 first, to learn the size
     if (rc) goto out;
-    int64_t n = mim_source_size(s);
+    n = mim_source_size(s);
     mim_source_close(s);
     s = NULL;
     sc.batch = (int)divisor_at_most(n, m->max_batch);
@@ -259,6 +264,18 @@ out:;
     if (!rc && v[3] > 0) rc = mim_err(MIM_EIO, "evaluation failed on another rank (see its message)");
     *top1 = v[2] > 0 ? (float)(v[0] / v[2]) : 0;
     *top5 = v[2] > 0 ? (float)(v[1] / v[2]) : 0;
+    *n_eval = (int64_t)v[2];
+    *n_skip = n - (int64_t)v[2];
+    if (!rc) {
+        double allow = max_skip_frac > 0 ? max_skip_frac : MIM_DEFAULT_SKIP_FRAC;
+        if (*n_eval == 0)
+            rc = mim_err(MIM_EDATA, "%s: no evaluation sample could be read with a label among the %lld classes (%lld "
+                         "samples)", base->path, (long long)K, (long long)n);
+        else if ((double)*n_skip / (double)n > allow)
+            rc = mim_err(MIM_EDATA, "%s: %lld of %lld evaluation samples left out (unreadable, corrupt or unlabelled), "
+                         "more than the %.3g%% allowed; fix the data or allow it with --max-skip-frac", base->path,
+                         (long long)*n_skip, (long long)n, 100 * allow);
+    }
     free(imgs); free(labels);
     mim_source_close(s);
     return rc;
@@ -423,11 +440,13 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     mim_source_config sc = {.path = a->data, .split = a->data_split ? a->data_split : "train", .subset = a->subset,
                             .channels = c.in_chans, .height = c.img_h, .width = c.img_w, .batch = a->batch,
                             .augment = 1, .crop_min_scale = 0.08f, .shuffle = 1, .seed = a->seed,
-                            .rank = d->rank, .world = d->world, .threads = a->data_threads};
+                            .rank = d->rank, .world = d->world, .threads = a->data_threads,
+                            .max_skip_frac = a->max_skip_frac};
     mim_source_config ec = sc;
     ec.path = a->eval_data ? a->eval_data : a->data;
     ec.split = a->eval_split ? a->eval_split : "t10k";
     ec.subset = NULL;
+    if ((rc = mim_index_classes_check(sc.path, ec.path))) return rc;   // labels mean the same in both
     mim_source* src = NULL;
     uint64_t eb;
     int gc, gh, gw;
@@ -658,7 +677,8 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         }
         if (do_eval) {
             float t1, t5;
-            if ((rc = evaluate(&m, &h, &ec, a->global_pool, &t1, &t5))) goto done;
+            if ((rc = evaluate(&m, &h, &ec, a->global_pool, a->max_skip_frac, &t1, &t5, &res->n_eval, &res->n_skipped)))
+                goto done;
             int best = t1 > res->best_top1;
             if (best) res->best_top1 = t1;
             if (d->rank == 0) {
@@ -710,6 +730,13 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                          "continue with --resume", stop, (long long)(step + 1));
             goto done;
         }
+    }
+    {   // the training data's verdict (every rank: the counters are summed)
+        mim_loader_counters lc;
+        int has = mim_source_get_counters(src, &lc);
+        mim_dist_allreduce_sum_u64((uint64_t*)&lc, MIM_LOADER_NCOUNTERS);
+        if (has && total > step0 && (rc = mim_loader_counters_check(&lc, a->max_skip_frac, "finetune (training data)")))
+            goto done;
     }
     if (loud && d->world > 1 && res->steps > 0) {
         mim_dist_stats ds;

@@ -37,6 +37,7 @@ typedef struct {
     int resume;                // continue from out's latest run checkpoint (fresh start if none)
     int io_retries;            // retries of a failed checkpoint write (full disk, EIO) before stopping
     uint64_t max_ram;          // bytes the run may hold (0: only the machine's RAM), checked before allocating
+    double max_skip_frac;      // data loss allowed (data/loader.h); 0: no unreadable shard, <= 1% failed reads
     int quiet;
     int precision, bf16_backend;   // encoder linears (mim_mae_set_precision); the head stays fp32
 } mim_finetune_args;
@@ -44,17 +45,23 @@ typedef struct {
 typedef struct {
     float top1, top5;          // at the end, as fractions in [0, 1] (like knn and linprobe)
     float best_top1;
+    int64_t n_eval;            // evaluation samples counted in top1 / top5 (the last evaluation)
+    int64_t n_skipped;         // evaluation samples left out (unreadable or corrupt), never replaced
     int64_t steps;
     double seconds;
 } mim_finetune_result;
 
 // Runs fine-tuning. Data parallel under MPI (train/dist.h): batch is per
-// rank, each rank takes an interleaved slice of every global batch, and the
-// per-sample randomness (RandAugment, erasing, drop path) comes from (seed,
-// step, position in the global batch); mixup / cutmix pair sample b of the
-// global batch with sample Bg-1-b, fetched from the rank that holds it, so N
-// ranks x batch B/N train like 1 x B. Evaluation is split over the ranks and
-// the counts summed; rank 0 writes the files. res is the same on every rank.
+// rank, rank r's k-th batch is the global micro-batch k * world + r
+// (data/loader.h), and its randomness (RandAugment, erasing, drop path,
+// mixup / cutmix within the micro-batch) comes from (seed, that index), so
+// N ranks x batch B train bit for bit like 1 process x batch B x accum N;
+// checkpoints hold the global data position, so a run resumes on another
+// number of ranks with the same global batch. Evaluation is split over the
+// ranks and the counts summed; rank 0 writes the files. res is the same on
+// every rank. Evaluation never substitutes a bad sample: it is left out and
+// counted (res n_eval, n_skipped); training replaces it (data/loader.h), and
+// both apply max_skip_frac (MIM_EDATA past it).
 // Returns 0, a negative MIM_E* code with mim_err_msg(), or
 // MIM_FINETUNE_STOPPED when SIGTERM / SIGINT stopped it after writing a
 // checkpoint (train/signals.h; the CLI installs the handlers). SIGUSR1 writes

@@ -192,6 +192,16 @@ void mim_dist_allreduce_sum_dv(double* x, int n) {
 #endif
 }
 
+void mim_dist_allreduce_sum_u64(uint64_t* x, int n) {
+    if (!g_dist.mpi || g_dist.world <= 1 || n < 1) return;
+    double* v = malloc(sizeof(double) * (size_t)n);
+    CHECK(v != NULL);
+    for (int i = 0; i < n; i++) v[i] = (double)x[i];
+    mim_dist_allreduce_sum_dv(v, n);
+    for (int i = 0; i < n; i++) x[i] = (uint64_t)v[i];
+    free(v);
+}
+
 double mim_dist_allreduce_sum_d(double x) {
     mim_dist_allreduce_sum_dv(&x, 1);
     return x;

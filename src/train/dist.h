@@ -53,6 +53,8 @@ void mim_dist_context(const char* phase, int64_t step);
 // Blocking collectives (no-ops for one process); sums in rank order.
 void mim_dist_allreduce_sum(float* buf, size_t n);
 void mim_dist_allreduce_sum_dv(double* x, int n);
+// Counters (each < 2^53) summed over ranks.
+void mim_dist_allreduce_sum_u64(uint64_t* x, int n);
 double mim_dist_allreduce_sum_d(double x);
 int64_t mim_dist_allreduce_max_i64(int64_t x);
 void mim_dist_bcast(float* buf, size_t n, int root);

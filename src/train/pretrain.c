@@ -212,20 +212,15 @@ static void fmt_eta(char* buf, size_t n, double s) {
     if (h) snprintf(buf, n, "%dh%02dm", h, m); else snprintf(buf, n, "%dm%02ds", m, sec);
 }
 
-// The source's skip counters summed over all ranks, as one log line ("" for
-// in-memory sources). Collective: every rank calls it.
-static void counters_all_ranks(const mim_source* s, char* out, size_t cap) {
-    mim_loader_counters c;
-    int has = mim_source_get_counters(s, &c);
-    if (mim_dist_get()->world == 1) { mim_source_counters(s, out, cap); return; }
-    uint64_t* f[] = {&c.samples, &c.read_errors, &c.decode_errors, &c.too_big, &c.unsupported, &c.replaced, &c.unfilled};
-    double v[8];
-    for (int i = 0; i < 7; i++) v[i] = (double)*f[i];
-    v[7] = has;
-    mim_dist_allreduce_sum_dv(v, 8);
-    for (int i = 0; i < 7; i++) *f[i] = (uint64_t)v[i];
-    if (v[7] > 0) mim_loader_counters_format(&c, out, cap);
+// The source's skip counters summed over all ranks into *c, as one log line
+// ("" for in-memory sources); returns 1 for an index source. Collective:
+// every rank calls it.
+static int counters_all_ranks(const mim_source* s, mim_loader_counters* c, char* out, size_t cap) {
+    int has = mim_source_get_counters(s, c);   // the same on every rank: one source kind
+    mim_dist_allreduce_sum_u64((uint64_t*)c, MIM_LOADER_NCOUNTERS);
+    if (has) mim_loader_counters_format(c, out, cap);
     else if (cap) out[0] = 0;
+    return has;
 }
 
 // Fills noise (B, L) for the local micro-batch k of a step: each sample's
@@ -286,7 +281,8 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     mim_source_config sc = {.path = a->data, .split = "train", .subset = a->subset,
                             .channels = c.in_chans, .height = c.img_h, .width = c.img_w,
                             .batch = a->batch, .augment = a->augment, .shuffle = 1, .seed = a->seed,
-                            .rank = d->rank, .world = d->world, .threads = a->data_threads};
+                            .rank = d->rank, .world = d->world, .threads = a->data_threads,
+                            .max_skip_frac = a->max_skip_frac};
     mim_source* src = NULL, *vsrc = NULL;
     // the memory estimate, before anything large is allocated
     uint64_t eb;
@@ -463,6 +459,14 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             PROF(PROF_OPTIM, mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp));
         }
         step++;
+        if (step == step0 + 1) {   // nothing usable in the first step: stop before training on zeros
+            mim_loader_counters lc1;
+            char c1[512];
+            if (counters_all_ranks(src, &lc1, c1, sizeof c1) && lc1.samples == 0) {
+                rc = mim_loader_counters_check(&lc1, a->max_skip_frac, "pretrain");
+                goto done;
+            }
+        }
         double loss = loss_sum / a->accum, t = now_s();
         if (a->dist_check_every > 0 && step % a->dist_check_every == 0 && !mim_dist_same_everywhere(m.params, m.num_floats)) {
             rc = mim_err(MIM_EARG, "parameters differ between ranks after step %lld", (long long)step);
@@ -523,10 +527,14 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         }
     }
     char cnt[512];
-    counters_all_ranks(src, cnt, sizeof cnt);   // skips of every rank
+    mim_loader_counters lc;
+    int counted = counters_all_ranks(src, &lc, cnt, sizeof cnt);   // skips of every rank
     if (loud)
         fprintf(stderr, "\ndone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", (long long)step,
                 (long long)nan_skipped, mpath, cnt[0] ? "\n" : "", cnt);
+    // the data verdict (the checkpoints are written: nothing is lost, but the
+    // run did not train on what it was asked to)
+    if (counted && step > step0 && (rc = mim_loader_counters_check(&lc, a->max_skip_frac, "pretrain"))) goto done;
     if (tg.cached) mim_tcache_sum_ranks(&tg.cache);   // every rank
     if (tg.cached && d->rank == 0 && !a->quiet) {
         char tc[4608];

@@ -41,6 +41,7 @@ typedef struct {
     int save_every;        // steps between checkpoints (0: only at the end)
     int log_every;
     int keep;              // checkpoints kept (0: all)
+    double max_skip_frac;  // data loss allowed (data/loader.h); 0: no unreadable shard, <= 1% failed reads
     int io_retries;        // retries of a failed checkpoint write (full disk, EIO) before stopping
     uint64_t max_ram;      // bytes the run may hold (0: no limit but the machine's RAM); checked
                            // against the estimate (model, AdamW, batch, data) before allocating
