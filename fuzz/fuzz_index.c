@@ -1,5 +1,5 @@
 // fuzz_index.c: libFuzzer target for the sample index reader (mmap, header
-// and section validation, shard table, records, json table). Opens the input
+// and section validation, shard table, records, json table, class list). Opens the input
 // by path (a memfd, see fuzz_file.h) and, when accepted, walks every shard
 // and record through the public getters.
 //   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
@@ -33,6 +33,14 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t n) {
         uint64_t off; uint32_t sz;
         if (mim_index_json_get(ix, i, &off, &sz)) sum += off + sz;
     }
+    size_t cl = 0;
+    const char* classes = mim_index_classes(ix, &cl);   // format 3: the class list ends the file
+    if (classes) {
+        if (cl == 0 || cl > n || classes < (const char*)mim_index_header_get(ix) ||
+            classes + cl > (const char*)mim_index_header_get(ix) + n) __builtin_trap();
+        for (size_t i = 0; i < cl; i++) sum += (unsigned char)classes[i];
+    }
+    if (mim_index_content_hash(ix) == 0) __builtin_trap();
     char line[1024];
     mim_index_stats_format(&mim_index_header_get(ix)->stats, line, sizeof line);
     mim_index_close(ix);

@@ -18,6 +18,7 @@ typedef struct {
     jmp_buf jb;
     int truncated;   // premature end of data seen (a warning to libjpeg)
     int corrupt;     // a warning that the entropy-coded data is damaged: libjpeg fills the rest grey
+    int in_scan;     // decoding scanlines (warnings during the header are about odd but whole files)
     char msg[JMSG_LENGTH_MAX];
 } jerr_mgr;
 
@@ -54,6 +55,10 @@ static void j_emit_message(j_common_ptr c, int level) {
         if (code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE || code == JWRN_MUST_RESYNC ||
             code == JWRN_NOT_SEQUENTIAL || code == JWRN_BOGUS_PROGRESSION)
             e->corrupt = 1;
+        // bytes left over between the last MCU and the next marker: the scan
+        // decoded to its end on fewer bytes than it has, i.e. it decoded
+        // garbage (an intact scan ends at its marker)
+        if (code == JWRN_EXTRANEOUS_DATA && e->in_scan) e->corrupt = 1;
     }
 }
 
@@ -169,6 +174,7 @@ int mim_decode_begin(mim_decoder* d, const uint8_t* buf, size_t n, mim_image_inf
     struct jpeg_decompress_struct* c = &d->cinfo;
     d->jerr.truncated = 0;
     d->jerr.corrupt = 0;
+    d->jerr.in_scan = 0;
     if (setjmp(d->jerr.jb)) {
         jpeg_abort_decompress(c);
         d->jpeg_active = 0;
@@ -324,6 +330,7 @@ static int jpeg_rows(mim_decoder* d, int channels, int num, int row0, int row1, 
     else c->out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
     c->scale_num = (unsigned)num; c->scale_denom = 8;
     c->dct_method = JDCT_ISLOW;   // what PIL uses: parity over speed of IFAST
+    d->jerr.in_scan = 1;
     jpeg_start_decompress(c);
     int W = (int)c->output_width, H = (int)c->output_height, oc = c->output_components;
     if (row1 <= 0 || row1 > H) row1 = H;
