@@ -7,6 +7,7 @@
 //   - every image corrupt: pretrain stops after step 1 (exit 6);
 //   - corrupt images in the evaluation split are left out (n_skipped_eval),
 //     never replaced, and past the threshold the command exits 6;
+//     reconstruct leaves their rows blank and says so;
 //   - a JPEG damaged in its scan data decodes as an error, not a grey half;
 //   - `pack` of a layout without images fails and writes nothing; images
 //     below <class>/images/ are found; --labels-from + --classes label a
@@ -26,7 +27,7 @@ static char tmp[256], bin[4096];
 // returns the exit status (-1 if it did not exit).
 __attribute__((format(printf, 2, 3)))
 static int cli(const char* name, const char* fmt, ...) {
-    char args[4096], cmd[8192];
+    char args[4096], cmd[16384];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
@@ -221,6 +222,12 @@ int main(void) {
     TU_CHECK(rc == 0 && json_num("ft_skip", "n_eval") == 48 && json_num("ft_skip", "n_skipped") == 2,
              "finetune evaluation: exit %d, n_eval %g (want 48), n_skipped %g (want 2)", rc, json_num("ft_skip", "n_eval"),
              json_num("ft_skip", "n_skipped"));
+
+    // reconstruct shows the readable images and says which were not (it used
+    // to draw a flat grey row for a corrupt one, silently)
+    rc = cli("recon", "reconstruct --ckpt pre/ckpt-000000002/model.safetensors --data va.idx --n 50 --out recon.png");
+    TU_CHECK(rc == 0 && has("recon", "could not be read") && has("recon", "left blank"),
+             "reconstruct over the 50 validation images: exit %d, names the 2 unreadable ones", rc);
 
     // labels follow names: a validation split without class c4, packed
     // without the training class list, would shift every label above 4

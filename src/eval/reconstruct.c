@@ -33,10 +33,11 @@ int mim_reconstruct_run(const mim_reconstruct_args* a, float* loss_out) {
     int n = a->n > 0 ? a->n : 8;
     mim_source_config sc = {.path = a->data, .split = a->split ? a->split : "t10k", .channels = c.in_chans,
                             .height = c.img_h, .width = c.img_w, .batch = n, .augment = 0, .shuffle = 0,
-                            .world = 1, .threads = 2};
+                            .world = 1, .threads = 2, .no_replace = 1};   // a bad image is not swapped for another
     mim_source* src = NULL;
     mim_mae m = {0};
     float *imgs = NULL, *noise = NULL, *cells = NULL;
+    int64_t* ids = NULL;
     uint8_t* png = NULL;
     if ((rc = mim_source_open(&src, &sc))) return rc;
     if ((rc = mim_mae_init(&m, &c, n))) goto done;
@@ -45,8 +46,17 @@ int mim_reconstruct_run(const mim_reconstruct_args* a, float* loss_out) {
     imgs = mim_malloc(sizeof(float) * per * n);
     noise = mim_malloc(sizeof(float) * (size_t)n * m.L);
     cells = mim_malloc(sizeof(float) * per * 4 + sizeof(float) * (size_t)m.L * m.P * 2);
-    if (!imgs || !noise || !cells) { rc = MIM_ENOMEM; goto done; }
-    if ((rc = mim_source_next(src, imgs, NULL))) goto done;
+    ids = mim_malloc(sizeof(int64_t) * (size_t)n);
+    if (!imgs || !noise || !cells || !ids) { rc = MIM_ENOMEM; goto done; }
+    if ((rc = mim_source_next_ids(src, imgs, NULL, ids))) goto done;
+    int bad = 0;
+    for (int b = 0; b < n; b++)
+        if (ids[b] < 0) {
+            if (!bad++) fprintf(stderr, "warning: %s:", a->data);
+            fprintf(stderr, " sample %d", b);
+        }
+    if (bad) fprintf(stderr, " could not be read (corrupt or unreadable): %s left blank\n", bad > 1 ? "their rows are" : "its row is");
+    if (bad == n) { rc = mim_err(MIM_EDATA, "%s: none of the first %d samples could be read", a->data, n); goto done; }
     mim_rng r;
     mim_rng_seed(&r, a->seed);
     for (size_t i = 0; i < (size_t)n * m.L; i++) noise[i] = mim_rng_uniform(&r);
@@ -66,6 +76,7 @@ int mim_reconstruct_run(const mim_reconstruct_args* a, float* loss_out) {
     float* pred = cells + 4 * per;       // (L, P) predictions in pixel-normalised space
     float* orig = pred + (size_t)L * P;  // (L, P) the image's patches
     for (int b = 0; b < n; b++) {
+        if (ids[b] < 0) continue;   // unreadable: a blank row, said above
         const float* x = imgs + per * b;
         const float* mask = m.mask + (size_t)b * L;
         patchify_forward(orig, x, 1, C, H, W, c.patch);
@@ -110,7 +121,7 @@ int mim_reconstruct_run(const mim_reconstruct_args* a, float* loss_out) {
     if (!png_image_write_to_file(&img, a->out, 0, png, gw * 3, NULL))
         rc = mim_err(MIM_EIO, "cannot write %s: %s", a->out, img.message);
 done:
-    free(png); free(imgs); free(noise); free(cells);
+    free(png); free(imgs); free(noise); free(cells); free(ids);
     if (m.params) mim_mae_free(&m);
     mim_source_close(src);
     return rc;
