@@ -19,6 +19,20 @@ int cmd_teacher_check(int argc, char** argv);
 // Returns 0, or 2 after printing an error for a bad value.
 int cli_precision(const char* request, int quiet, int* precision, int* backend);
 
+// Start-up notices about the data (input.c), on stderr from rank 0 unless
+// quiet. cli_data_default_note: when --data was not given (given = 0), one
+// line naming the data set the default took. cli_input_note: when the
+// images of data (IDX folder: its split's header; index: the first
+// sample's header) are not side x side, one line saying they are resized,
+// and why (e.g. "--img 32"); side 0: the data's own size, nothing to say.
+void cli_data_default_note(int given, const char* path, int quiet);
+void cli_input_note(const char* data, const char* split, int side, const char* why, int quiet);
+// 1 when path is a folder (IDX data), 0 for a file (an index) or nothing.
+int cli_is_folder(const char* path);
+// Creates the missing folders above output file `file` (mkdir -p); on
+// failure prints an error naming flag and returns 1, else 0.
+int cli_make_parent(const char* flag, const char* file);
+
 // Exit status of a command that lost more data than --max-skip-frac allows
 // (or had none usable): MIM_EDATA from the library.
 #define MIM_EXIT_DATA 6

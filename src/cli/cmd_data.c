@@ -45,8 +45,13 @@ int cmd_index(int argc, char** argv) {
     size_t n_shards = l.n;
     mim_shards_free(&l);
     if (rc == MIM_ENOTFOUND) {   // nothing indexed: no file was written
-        fprintf(stderr, "error: %s\n  hint: the shards must be webdataset tars whose samples have a .jpg/.jpeg/.png/.webp member\n",
-                mim_err_msg());
+        if (st.n_empty)
+            fprintf(stderr, "error: %s\n  hint: %llu image members are 0 bytes: the shards were written without their "
+                    "image data (an interrupted download or copy?); write them again\n", mim_err_msg(),
+                    (unsigned long long)st.n_empty);
+        else
+            fprintf(stderr, "error: %s\n  hint: the shards must be webdataset tars whose samples have a "
+                    ".jpg/.jpeg/.png/.webp member\n", mim_err_msg());
         return 1;
     }
     if (rc < 0) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 1; }

@@ -15,8 +15,9 @@
 #include "eval/knn.h"
 #include "eval/linprobe.h"
 #include "train/dist.h"
-#include "train/safetensors.h"
+#include "core/safetensors.h"
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,25 +39,35 @@
     {"batch", FLAG_INT, &(a).batch, "256", 1, 1 << 16, "images per encoder forward (feature extraction)"},          \
     {"threads", FLAG_INT, &(a).threads, "0", 0, 4096, "OpenMP/BLAS threads and loader workers (0: all cores)"},     \
     {"max-feature-gb", FLAG_FLOAT, &max_gb, "8", 0.001, 1e6, "refuse feature sets larger than this (N x D floats)"}, \
-    {"out", FLAG_STR, &(out), "", 0, 0, "write the final metrics JSON to this file"},                               \
+    {"out", FLAG_STR, &(out), "", 0, 0, "write the final metrics JSON to this file (missing folders are created)"},   \
     {"max-skip-frac", FLAG_FLOAT, &max_skip, "0", 0, 1, MIM_SKIP_HELP " (evaluation leaves bad samples out, never replaces them)"}, \
     {"quiet", FLAG_BOOL, &(a).quiet, "0", 0, 1, "no progress lines"}
 
 static const char* opt(const char* s) { return s && *s ? s : NULL; }
+static int data_given(const flag* f, int nf) {
+    for (int i = 0; i < nf; i++)
+        if (!strcmp(f[i].name, "data")) return f[i].set;
+    return 0;
+}
 static const char* save_features;
 static float dist_timeout, max_skip;
 
 // Flags -> features (from the cache when it holds this checkpoint's).
 // Returns 0 (features on this rank: go on), -1 (a rank other than 0 under
 // MPI: its part is done, exit 0) or an exit status.
-static int setup(mim_eval_common* a, const char* pool, float max_gb, const char* cache, mim_features* tr,
-                 mim_features* ev, mim_config* cfg) {
+static int setup(mim_eval_common* a, const char* pool, float max_gb, const char* cache, const char* out, int data_given,
+                 mim_features* tr, mim_features* ev, mim_config* cfg) {
     mim_dist_set_timeout(dist_timeout);
     a->subset = opt(a->subset); a->eval_data = opt(a->eval_data); a->eval_subset = opt(a->eval_subset);
     a->max_feature_gb = max_gb;
     a->max_skip_frac = max_skip;
     if (mim_pool_parse(pool, &a->pool)) { fprintf(stderr, "error: --pool: %s\n", mim_err_msg()); return 2; }
     if (!opt(a->ckpt)) { fprintf(stderr, "error: --ckpt is required (a model.safetensors file)\n"); return 2; }
+    if (opt(out) && mim_dist_get()->rank == 0 && cli_make_parent("--out", out)) return 2;   // before the long part
+    cli_data_default_note(data_given, a->data, a->quiet);
+    mim_config ck;
+    if (mim_ckpt_read_config(a->ckpt, &ck) == 0)
+        cli_input_note(a->data, a->data_split, ck.img_h, "the checkpoint's input size", a->quiet);
     char key[4096];
     int hit = 0;
     if (opt(cache)) {
@@ -93,7 +104,7 @@ static int emit(cJSON* j, const char* out) {
     if (opt(out)) {
         FILE* f = fopen(out, "w");
         if (!f || fprintf(f, "%s\n", s) < 0 || fclose(f) != 0) {
-            fprintf(stderr, "error: cannot write --out %s\n", out);
+            fprintf(stderr, "error: cannot write --out %s: %s\n", out, strerror(errno));
             rc = 1;
         }
     }
@@ -138,7 +149,7 @@ int cmd_knn(int argc, char** argv) {
     double t0 = omp_get_wtime();
     mim_features tr, ev;
     mim_config cfg;
-    if ((rc = setup(&a, pool, max_gb, cache, &tr, &ev, &cfg))) return rc < 0 ? 0 : rc;
+    if ((rc = setup(&a, pool, max_gb, cache, out, data_given(f, nf), &tr, &ev, &cfg))) return rc < 0 ? 0 : rc;
     mim_l2_normalize_rows(tr.x, tr.n, tr.dim);
     mim_l2_normalize_rows(ev.x, ev.n, ev.dim);
     int C = tr.num_classes > ev.num_classes ? tr.num_classes : ev.num_classes;
@@ -204,7 +215,7 @@ int cmd_linprobe(int argc, char** argv) {
     double t0 = omp_get_wtime();
     mim_features tr, ev;
     mim_config cfg;
-    if ((rc = setup(&a, pool, max_gb, cache, &tr, &ev, &cfg))) return rc < 0 ? 0 : rc;
+    if ((rc = setup(&a, pool, max_gb, cache, out, data_given(f, nf), &tr, &ev, &cfg))) return rc < 0 ? 0 : rc;
     mim_linprobe_result r;
     double t1 = omp_get_wtime();
     rc = mim_linprobe_train(&r, &tr, &ev, &lp);

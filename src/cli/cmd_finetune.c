@@ -6,9 +6,11 @@
 #include "data/idx.h"
 #include "eval/finetune.h"
 #include "train/dist.h"
+#include "train/checkpoint.h"
 #include "train/signals.h"
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int cmd_finetune(int argc, char** argv) {
     mim_finetune_args a = {0};
@@ -28,7 +30,7 @@ int cmd_finetune(int argc, char** argv) {
         {"subset", FLAG_STR, &a.subset, "", 0, 0, "subset file (index data)"},
         {"eval-data", FLAG_STR, &a.eval_data, "", 0, 0, "evaluation data (default: --data)"},
         {"eval-split", FLAG_STR, &a.eval_split, "t10k", 0, 0, "IDX split for evaluation"},
-        {"out", FLAG_STR, &a.out, "runs/finetune", 0, 0, "run folder: metrics.jsonl, checkpoint-best/last"},
+        {"out", FLAG_STR, &a.out, "runs/finetune", 0, 0, "run folder: metrics.jsonl, checkpoint-best/last (created with its parents)"},
         {"batch", FLAG_INT, &a.batch, "128", 1, 1 << 20, "images per step"},
         {"accum", FLAG_INT, &a.accum, "1", 1, 1 << 16, "gradient accumulation steps"},
         {"epochs", FLAG_FLOAT, &a.epochs, "10", 0, 1e6, "training length in epochs"},
@@ -37,7 +39,8 @@ int cmd_finetune(int argc, char** argv) {
         {"blr", FLAG_FLOAT, &a.blr, "1e-3", 0, 10, "base lr: lr = blr x effective batch / 256"},
         {"lr", FLAG_FLOAT, &a.lr, "0", 0, 10, "absolute lr (overrides --blr when > 0)"},
         {"min-lr", FLAG_FLOAT, &a.min_lr, "1e-6", 0, 10, "lr at the end of the cosine"},
-        {"warmup-epochs", FLAG_FLOAT, &a.warmup_epochs, "1", 0, 1e6, "linear warm-up in epochs"},
+        {"warmup-epochs", FLAG_FLOAT, &a.warmup_epochs, "1", 0, 1e6, "linear warm-up in epochs (with --steps too: this many epochs of steps, capped at the run)"},
+        {"warmup-steps", FLAG_I64, &a.warmup_steps, "0", 0, 1e15, "linear warm-up in optimizer steps (overrides --warmup-epochs when > 0)"},
         {"weight-decay", FLAG_FLOAT, &a.weight_decay, "0.05", 0, 10, "AdamW weight decay"},
         {"layer-decay", FLAG_FLOAT, &a.layer_decay, "0.75", 0, 1, "layer-wise lr decay (1: off)"},
         {"drop-path", FLAG_FLOAT, &a.drop_path, "0.1", 0, 0.99, "stochastic depth rate"},
@@ -78,19 +81,35 @@ int cmd_finetune(int argc, char** argv) {
         a.model.patch = patch;
         a.model.img_h = a.model.img_w = a.img;
         a.model.in_chans = chans;
-        if (chans == 0 && strstr(a.data, ".idx")) a.model.in_chans = 3;
+        if (chans == 0 && !cli_is_folder(a.data)) a.model.in_chans = 3;   // index data: RGB
     }
     if (a.subset && !a.subset[0]) a.subset = NULL;
     if (a.eval_data && !a.eval_data[0]) a.eval_data = NULL;
     a.seed = (uint64_t)seed;
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
     a.max_skip_frac = max_skip;
+    int data_given = 0;
+    for (int i = 0; i < nf; i++)
+        if (!strcmp(f[i].name, "data")) data_given = f[i].set;
+    cli_data_default_note(data_given, a.data, a.quiet);
+    {   // the input size: --img, else the checkpoint's (--init random: the data's own)
+        mim_config ck;
+        char why[48];
+        int side = a.img;
+        snprintf(why, sizeof why, "--img %d", a.img);
+        if (!side && !a.init_random && mim_ckpt_read_config(a.ckpt, &ck) == 0) {
+            side = ck.img_h;
+            snprintf(why, sizeof why, "the checkpoint's input size");
+        }
+        cli_input_note(a.data, a.data_split, side, why, a.quiet);
+    }
     mim_dist_set_timeout(dist_timeout);
     mim_finetune_result res;
     mim_signals_install();
     rc = mim_finetune_run(&a, &res);
-    if (rc == MIM_FINETUNE_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }
-    if (rc) { fprintf(stderr, "\nerror: %s\n", mim_err_msg()); return rc == MIM_EDATA ? MIM_EXIT_DATA : 1; }
+    const char* nl = isatty(2) && !a.quiet ? "\n" : "";   // after a "\r" progress line
+    if (rc == MIM_FINETUNE_STOPPED) { fprintf(stderr, "%s%s\n", nl, mim_err_msg()); return MIM_EXIT_STOPPED; }
+    if (rc) { fprintf(stderr, "%serror: %s\n", nl, mim_err_msg()); return rc == MIM_EDATA ? MIM_EXIT_DATA : 1; }
     if (mim_dist_get()->rank == 0)
         printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"n_eval\": %lld, \"n_skipped\": %lld, \"steps\": %lld, "
                "\"seconds\": %.1f}\n", res.top1, res.top5, res.best_top1, (long long)res.n_eval, (long long)res.n_skipped,

@@ -4,12 +4,14 @@
 #include "core/check.h"
 #include "core/mem.h"
 #include "data/idx.h"
+#include "model/precision.h"
 #include "ops/ops.h"
 #include "train/dist.h"
 #include "train/pretrain.h"
 #include "train/signals.h"
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int cli_precision(const char* request, int quiet, int* precision, int* backend) {
     mim_precision_choice pc;
@@ -54,14 +56,14 @@ int cmd_pretrain(int argc, char** argv) {
         {"teacher-cache", FLAG_STR, &a.teacher_cache, "", 0, 0, "--target teacher with --augment=0: keep each sample's teacher tokens in FILE (created on first use; later epochs and runs read them)"},
         {"data", FLAG_STR, &a.data, MIM_FASHION_MNIST_DIR, 0, 0, "IDX folder (train-images-idx3-ubyte.gz) or a sample index from `mimscale index`"},
         {"subset", FLAG_STR, &a.subset, "", 0, 0, "subset file from `mimscale subset` (index data only)"},
-        {"img", FLAG_INT, &img, "0", 0, 1 << 14, "square input size (0: the data's own; required for index data)"},
+        {"img", FLAG_INT, &img, "0", 0, 1 << 14, "square input size, a multiple of --patch (0: the data's own; required for index data)"},
         {"in-chans", FLAG_INT, &chans, "0", 0, 64, "input channels (0: 1 for IDX, 3 for index data)"},
         {"data-threads", FLAG_INT, &a.data_threads, "2", 1, 256, "decode workers for index data"},
         {"val-data", FLAG_STR, &a.val_data, "", 0, 0, "held-out data for the validation reconstruction loss (fixed masks)"},
         {"val-split", FLAG_STR, &a.val_split, "t10k", 0, 0, "IDX split of --val-data"},
         {"val-every", FLAG_INT, &a.val_every, "0", 0, 1 << 30, "steps between validation losses (0: only at the end)"},
         {"val-samples", FLAG_INT, &a.val_samples, "1024", 1, 1 << 30, "images per validation"},
-        {"out", FLAG_STR, &a.out, "runs/pretrain", 0, 0, "run folder: checkpoints, metrics.jsonl"},
+        {"out", FLAG_STR, &a.out, "runs/pretrain", 0, 0, "run folder: checkpoints, metrics.jsonl (created with its parents)"},
         {"batch", FLAG_INT, &a.batch, "256", 1, 1 << 20, "images per step"},
         {"accum", FLAG_INT, &a.accum, "1", 1, 1 << 16, "gradient accumulation steps (effective batch = batch x accum)"},
         {"epochs", FLAG_FLOAT, &a.epochs, "1", 0, 1e6, "training length in epochs"},
@@ -69,7 +71,8 @@ int cmd_pretrain(int argc, char** argv) {
         {"blr", FLAG_FLOAT, &a.blr, "1.5e-4", 0, 10, "base lr: lr = blr x effective batch / 256"},
         {"lr", FLAG_FLOAT, &a.lr, "0", 0, 10, "absolute lr (overrides --blr when > 0)"},
         {"min-lr", FLAG_FLOAT, &a.min_lr, "0", 0, 10, "lr at the end of the cosine"},
-        {"warmup-epochs", FLAG_FLOAT, &a.warmup_epochs, "0.5", 0, 1e6, "linear warm-up length in epochs"},
+        {"warmup-epochs", FLAG_FLOAT, &a.warmup_epochs, "0.5", 0, 1e6, "linear warm-up length in epochs (with --steps too: this many epochs of steps, capped at the run, so a short --steps run may warm up throughout)"},
+        {"warmup-steps", FLAG_I64, &a.warmup_steps, "0", 0, 1e15, "linear warm-up length in optimizer steps (overrides --warmup-epochs when > 0)"},
         {"weight-decay", FLAG_FLOAT, &a.weight_decay, "0.05", 0, 10, "AdamW weight decay (not on biases/1-D)"},
         {"beta1", FLAG_FLOAT, &a.beta1, "0.9", 0, 0.999999, "AdamW beta1"},
         {"beta2", FLAG_FLOAT, &a.beta2, "0.95", 0, 0.999999, "AdamW beta2"},
@@ -135,19 +138,24 @@ int cmd_pretrain(int argc, char** argv) {
     a.model.in_chans = chans;
     if (a.subset && !a.subset[0]) a.subset = NULL;
     if (a.val_data && !a.val_data[0]) a.val_data = NULL;
-    if (chans == 0 && a.data && strstr(a.data, ".idx")) a.model.in_chans = 3;
+    if (chans == 0 && a.data && !cli_is_folder(a.data)) a.model.in_chans = 3;   // index data: RGB
     a.seed = (uint64_t)seed;
     if (max_ram && mim_parse_size(max_ram, &a.max_ram)) { fprintf(stderr, "error: --max-ram: %s\n", mim_err_msg()); return 2; }
     if (!strcmp(on_nan, "skip")) a.on_nan = 1;
     else if (strcmp(on_nan, "stop") != 0) { fprintf(stderr, "error: --on-nan must be stop or skip, got '%s'\n", on_nan); return 2; }
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
     a.max_skip_frac = max_skip;
+    cli_data_default_note(given(f, nf, "data"), a.data, a.quiet);
+    char why[32];
+    snprintf(why, sizeof why, "--img %d", img);
+    cli_input_note(a.data, "train", img, why, a.quiet);
     mim_dist_set_timeout(dist_timeout);
     mim_signals_install();
     rc = mim_pretrain_run(&a);
-    if (rc == MIM_PRETRAIN_STOPPED) { fprintf(stderr, "\n%s\n", mim_err_msg()); return MIM_EXIT_STOPPED; }
+    const char* nl = isatty(2) && !a.quiet ? "\n" : "";   // after a "\r" progress line
+    if (rc == MIM_PRETRAIN_STOPPED) { fprintf(stderr, "%s%s\n", nl, mim_err_msg()); return MIM_EXIT_STOPPED; }
     if (rc) {
-        fprintf(stderr, "\nerror: %s\n", mim_err_msg());
+        fprintf(stderr, "%serror: %s\n", nl, mim_err_msg());
         return rc == MIM_PRETRAIN_NAN ? 3 : rc == MIM_EDATA ? MIM_EXIT_DATA : 1;
     }
     return 0;

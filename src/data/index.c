@@ -408,9 +408,11 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
     if (rc < 0) { mim_index_writer_abort(w); return rc; }
     if (tot.n_samples == 0) {
         mim_index_writer_abort(w);
-        return mim_err(MIM_ENOTFOUND, "no samples in the %zu shard(s) (%llu unreadable, %llu corrupt, %llu groups without an image member): "
-                       "%s not written", n_shards, (unsigned long long)tot.n_unreadable, (unsigned long long)tot.n_bad_shards,
-                       (unsigned long long)tot.n_no_image, out_path);
+        return mim_err(MIM_ENOTFOUND, "no samples in the %zu shard(s) (%llu unreadable, %llu corrupt, %llu groups without an image member, "
+                       "%llu empty (0-byte) images, %llu oversize (>= 4 GiB) images): %s not written", n_shards,
+                       (unsigned long long)tot.n_unreadable, (unsigned long long)tot.n_bad_shards,
+                       (unsigned long long)tot.n_no_image, (unsigned long long)tot.n_empty,
+                       (unsigned long long)tot.n_oversize, out_path);
     }
     rc = mim_index_writer_close(w, &tot);
     return rc;

@@ -6,8 +6,10 @@
 #include "data/idx.h"
 #include "data/index.h"
 #include "data/loader.h"
+#include <dirent.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -32,9 +34,149 @@ static uint64_t mix(uint64_t a, uint64_t b, uint64_t c) {
     return a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL) * 0xd1b54a32d192ed03ULL ^ c * 0x94d049bb133111ebULL;
 }
 
+// ---------------------------------------------------------------- setup errors
+// A data path that is not what a source reads (a shard or an IDX file where
+// an index or IDX folder is expected, a folder without IDX files) gets an
+// error saying what the path holds and what to run, rather than the
+// reader's "bad magic" or a missing train-images-idx3-ubyte.gz.
+
+static int ends_with(const char* s, const char* tail) {
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && !strcmp(s + n - m, tail);
+}
+
+// 1 when path is a tar file: named *.tar, or a ustar header at its start.
+static int looks_like_tar(const char* path) {
+    if (ends_with(path, ".tar")) return 1;
+    FILE* f = fopen(path, "rb");
+    if (!f) return 0;
+    char h[512];
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    return n == sizeof h && !memcmp(h + 257, "ustar", 5);
+}
+
+// From a shard name "DIR/train-000003.tar": the pattern of its siblings
+// "DIR/train-*.tar" and an index name "train.idx" (digits, then - _ .
+// before them, dropped; "data.idx" when nothing is left).
+static void shard_pattern(const char* dir, const char* name, char* pat, size_t np, char* idx, size_t ni) {
+    char stem[512];
+    snprintf(stem, sizeof stem, "%s", name);
+    size_t n = strlen(stem);
+    if (n > 4 && !strcmp(stem + n - 4, ".tar")) stem[n -= 4] = 0;
+    size_t k = n;
+    while (k > 0 && stem[k - 1] >= '0' && stem[k - 1] <= '9') k--;
+    if (k < n) snprintf(pat, np, "%s%s%.*s*.tar", dir ? dir : "", dir && dir[0] ? "/" : "", (int)k, stem);
+    else snprintf(pat, np, "%s%s%s.tar", dir ? dir : "", dir && dir[0] ? "/" : "", stem);
+    while (k > 0 && (stem[k - 1] == '-' || stem[k - 1] == '_' || stem[k - 1] == '.')) k--;
+    if (k > 0) snprintf(idx, ni, "%.*s.idx", (int)k, stem);
+    else snprintf(idx, ni, "data.idx");
+}
+
+// A file given as the data that is not a sample index: 0 when it may be one
+// (the index reader then judges), else an MIM_EARG error.
+static int not_an_index(const char* path) {
+    const char* slash = strrchr(path, '/');
+    const char* name = slash ? slash + 1 : path;
+    if (looks_like_tar(path)) {
+        char dir[4096] = "", pat[4700], idx[600];
+        if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        shard_pattern(dir, name, pat, sizeof pat, idx, sizeof idx);
+        return mim_err(MIM_EARG, "%s is a webdataset shard, not a sample index: index the shards once, "
+                       "`mimscale index '%s' --out %s`, and pass --data %s", path, pat, idx, idx);
+    }
+    if (strstr(name, "idx3-ubyte") || strstr(name, "idx1-ubyte"))
+        return mim_err(MIM_EARG, "%s is an IDX file; pass its folder instead (--data %.*s), which holds "
+                       "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz", path,
+                       slash ? (int)(slash - path) : 1, slash ? path : ".");
+    return 0;
+}
+
+static int has_image_ext(const char* name) {
+    static const char* ext[] = {".jpg", ".jpeg", ".png", ".webp", ".JPG", ".JPEG", ".PNG", ".WEBP"};
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
+        if (ends_with(name, ext[i])) return 1;
+    return 0;
+}
+
+// 1 when folder dir has an image file among its first entries.
+static int folder_has_images(const char* dir) {
+    DIR* d = opendir(dir);
+    if (!d) return 0;
+    struct dirent* e;
+    int seen = 0, hit = 0;
+    while (!hit && seen++ < 256 && (e = readdir(d))) hit = has_image_ext(e->d_name);
+    closedir(d);
+    return hit;
+}
+
+// An IDX folder without the images file of `split`: MIM_EIO naming what the
+// folder holds (shards, image class folders, other IDX splits) and the
+// command that makes it usable; 0 when the file is there.
+static int check_idx_dir(const char* path, const char* split) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", path, split);
+    struct stat st;
+    if (stat(p, &st) == 0) return 0;
+    DIR* d = opendir(path);
+    if (!d) return mim_err(MIM_EIO, "cannot read folder %s", path);
+    char first_tar[256] = "", first_sub[256] = "", first_idx[256] = "";
+    int ntar = 0, nsub = 0, nidx = 0, nimg = 0, subs_looked = 0;
+    struct dirent* e;
+    while ((e = readdir(d))) {
+        const char* n = e->d_name;
+        if (n[0] == '.') continue;
+        if (ends_with(n, ".tar")) {
+            if (!ntar++ || strcmp(n, first_tar) < 0) snprintf(first_tar, sizeof first_tar, "%s", n);
+        } else if (strstr(n, "-images-idx3-ubyte")) {
+            if (!nidx++ || strcmp(n, first_idx) < 0) snprintf(first_idx, sizeof first_idx, "%s", n);
+        } else if (has_image_ext(n)) {
+            nimg++;
+        } else if (subs_looked < 64) {
+            char q[4400];
+            snprintf(q, sizeof q, "%s/%s", path, n);
+            if (stat(q, &st) == 0 && S_ISDIR(st.st_mode)) {
+                subs_looked++;
+                if (folder_has_images(q) && (!nsub++ || strcmp(n, first_sub) < 0))
+                    snprintf(first_sub, sizeof first_sub, "%s", n);
+            }
+        }
+    }
+    closedir(d);
+    if (ntar) {
+        char pat[4700], idx[600];
+        shard_pattern(path, first_tar, pat, sizeof pat, idx, sizeof idx);
+        return mim_err(MIM_EIO, "%s: no %s-images-idx3-ubyte.gz (IDX data) here, but %d webdataset shard(s) (%s ...): "
+                       "index them once, `mimscale index '%s' --out %s`, and pass --data %s", path, split, ntar,
+                       first_tar, pat, idx, idx);
+    }
+    if (nsub)
+        return mim_err(MIM_EIO, "%s: no %s-images-idx3-ubyte.gz (IDX data) here, but %d%s folder(s) of images (%s/ ...), "
+                       "an image folder: pack it into shards, `mimscale pack %s --out train`, index them, "
+                       "`mimscale index 'train-*.tar' --out train.idx`, and pass --data train.idx", path, split, nsub,
+                       subs_looked >= 64 ? "+" : "", first_sub, path);
+    char plain[128];
+    snprintf(plain, sizeof plain, "%s-images-idx3-ubyte", split);
+    if (nidx && !strcmp(first_idx, plain))
+        return mim_err(MIM_EIO, "%s: no %s-images-idx3-ubyte.gz, but %s uncompressed: the IDX reader takes the .gz "
+                       "names; compress the split's two files (`gzip -k %s/%s-*-ubyte`)", path, split, first_idx, path, split);
+    if (nidx)
+        return mim_err(MIM_EIO, "%s: no %s-images-idx3-ubyte.gz: the folder holds another IDX split (%s); "
+                       "the split asked for is '%s'", path, split, first_idx, split);
+    if (nimg)
+        return mim_err(MIM_EIO, "%s: no %s-images-idx3-ubyte.gz (IDX data) here, but %d image file(s) loose in the folder: "
+                       "`mimscale pack` reads class folders (ROOT/<class>/*.jpg): move them into one (e.g. %s/all/), "
+                       "pack and index them (`mimscale pack %s --out train`, `mimscale index 'train-*.tar' --out train.idx`) "
+                       "and pass --data train.idx", path, split, nimg, path, path);
+    return mim_err(MIM_EIO, "%s: no %s-images-idx3-ubyte.gz, no webdataset shards (.tar) and no image folders here; "
+                   "the data is an IDX folder (Fashion-MNIST layout) or a sample index from `mimscale index`", path, split);
+}
+
 static int open_idx(mim_source* s) {
     const mim_source_config* c = &s->cfg;
-    int rc = mim_idx_load_dir(&s->idx, c->path, c->split ? c->split : "train");
+    int rc = check_idx_dir(c->path, c->split ? c->split : "train");
+    if (rc) return rc;
+    rc = mim_idx_load_dir(&s->idx, c->path, c->split ? c->split : "train");
     if (rc) return rc;
     s->C = c->channels ? c->channels : 1;
     s->H = c->height ? c->height : s->idx.h;
@@ -68,10 +210,17 @@ static int open_idx(mim_source* s) {
     return 0;
 }
 
+// Index data has no size of its own (web images come in every size).
+static int need_size(const char* path) {
+    return mim_err(MIM_EARG, "%s: index data needs the input size: give --img N (images are resized and cropped to "
+                   "N x N; --in-chans, 3 by default)", path);
+}
+
 static int open_index(mim_source* s) {
     const mim_source_config* c = &s->cfg;
-    if (!c->channels || !c->height || !c->width)
-        return mim_err(MIM_EARG, "%s: an index source needs the image size (channels, height, width)", c->path);
+    int rc = not_an_index(c->path);
+    if (rc) return rc;
+    if (!c->channels || !c->height || !c->width) return need_size(c->path);
     s->C = c->channels; s->H = c->height; s->W = c->width;
     mim_loader_config lc;
     mim_loader_config_default(&lc);
@@ -95,11 +244,12 @@ int mim_source_estimate(const mim_source_config* cfg, uint64_t* bytes, int* c, i
     if (S_ISDIR(st.st_mode)) {
         char p[4096];
         const char* split = cfg->split ? cfg->split : "train";
+        int rc = check_idx_dir(cfg->path, split);
+        if (rc) return rc;
         snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", cfg->path, split);
         int64_t n;
         int ih, iw;
-        int rc = mim_idx_peek(p, &n, &ih, &iw);
-        if (rc) return rc;
+        if ((rc = mim_idx_peek(p, &n, &ih, &iw))) return rc;
         *c = cfg->channels ? cfg->channels : 1;
         *h = cfg->height ? cfg->height : ih;
         *w = cfg->width ? cfg->width : iw;
@@ -112,8 +262,9 @@ int mim_source_estimate(const mim_source_config* cfg, uint64_t* bytes, int* c, i
         *bytes = b;
         return 0;
     }
-    if (!cfg->channels || !cfg->height || !cfg->width)
-        return mim_err(MIM_EARG, "%s: an index source needs the image size (channels, height, width)", cfg->path);
+    int rc = not_an_index(cfg->path);
+    if (rc) return rc;
+    if (!cfg->channels || !cfg->height || !cfg->width) return need_size(cfg->path);
     *c = cfg->channels; *h = cfg->height; *w = cfg->width;
     // the loader's ring (mim_loader_open: 2 + threads / 4 batches) and per
     // decode worker an allowance for a decoded web image and its resize

@@ -14,7 +14,8 @@
 #include "train/dist.h"
 #include "train/mixup.h"
 #include "train/optim.h"
-#include "train/safetensors.h"
+#include "train/pretrain.h"
+#include "core/safetensors.h"
 #include "train/signals.h"
 #include "core/fault.h"
 #include "core/mem.h"
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 void openblas_set_num_threads(int);
 
@@ -344,6 +346,8 @@ static char* args_json(const mim_finetune_args* a, const mim_config* c) {
     cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
     cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
     cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
+    // only when set, so runs from before the flag keep their settings string and resume
+    if (a->warmup_steps > 0) cJSON_AddNumberToObject(j, "warmup_steps", (double)a->warmup_steps);
     cJSON_AddNumberToObject(j, "weight_decay", a->weight_decay); cJSON_AddNumberToObject(j, "layer_decay", a->layer_decay);
     cJSON_AddNumberToObject(j, "drop_path", a->drop_path); cJSON_AddNumberToObject(j, "smoothing", a->smoothing);
     cJSON_AddNumberToObject(j, "mixup", a->mixup); cJSON_AddNumberToObject(j, "cutmix", a->cutmix);
@@ -460,6 +464,11 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     }
     if ((rc = mim_source_open(&src, &sc))) return rc;
     mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);
+    if ((rc = mim_check_input_geometry(&c, a->img > 0 ? NULL : a->init_random ? "the data's" : "the checkpoint's",
+                                       a->init_random))) {
+        mim_source_close(src);
+        return rc;
+    }
     sc.channels = ec.channels = c.in_chans; sc.height = ec.height = c.img_h; sc.width = ec.width = c.img_w;
     int K = mim_source_num_classes(src);
 
@@ -510,7 +519,12 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     u8 = mim_malloc(per * 3 * (size_t)omp_get_max_threads());
     dp_seeds = mim_malloc(sizeof(uint64_t) * a->batch);
     if (!imgs || !labels || !u8 || !dp_seeds) { rc = MIM_ENOMEM; goto done; }
-    if (mkdir(a->out, 0755) != 0 && errno != EEXIST) { rc = mim_err(MIM_EIO, "cannot create %s: %s", a->out, strerror(errno)); goto done; }
+    if ((rc = mim_ckpt_mkdirs(a->out))) {   // with its parents, as pretrain
+        char why[900];
+        snprintf(why, sizeof why, "%s", mim_err_msg());
+        rc = mim_err(rc, "--out %s: cannot create the run folder (%s)", a->out, why);
+        goto done;
+    }
     int64_t spe = mim_source_batches_per_epoch(src) / a->accum;
     if (spe < 1) { rc = mim_err(MIM_EARG, "batch %d x accum %d is larger than the data set", a->batch, a->accum); goto done; }
 
@@ -553,7 +567,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     snprintf(st.args_json, sizeof st.args_json, "%s", aj);
     if (d->rank == 0 && !(mf = fopen(path, step0 > 0 ? "a" : "w"))) { rc = mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno)); goto done; }
     int64_t total = a->steps > 0 ? a->steps : (int64_t)ceil(a->epochs * spe);
-    int64_t warmup = (int64_t)(a->warmup_epochs * spe);
+    int64_t warmup = a->warmup_steps > 0 ? a->warmup_steps : (int64_t)(a->warmup_epochs * spe);
     if (warmup > total) warmup = total;
     int64_t per_step = (int64_t)a->batch * a->accum * d->world;   // images per optimizer step, all ranks
     float lr = a->lr > 0 ? a->lr : a->blr * (float)per_step / 256.0f;
@@ -570,6 +584,9 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                 (long long)spe, a->batch, a->accum, d->world, lr, a->layer_decay, a->drop_path, a->mixup, a->cutmix,
                 use_ra ? a->aa : "no RandAugment", omp_get_max_threads(), mim_mae_precision_name(&m));
     double t0 = now_s();
+    double t_before = st.elapsed_s;   // training seconds of the earlier parts of a resumed run
+    const int tty = isatty(2);        // else each progress update is a line (log files)
+    const char* nl = tty ? "\n" : "";
     char best_path[4200], last_path[4200];
     snprintf(best_path, sizeof best_path, "%s/checkpoint-best.safetensors", a->out);
     snprintf(last_path, sizeof last_path, "%s/checkpoint-last.safetensors", a->out);
@@ -671,9 +688,9 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         }
         if (loud && ((step + 1) % 10 == 0 || end_of_epoch)) {
             double t = now_s();
-            fprintf(stderr, "\rstep %lld/%lld | loss %.4f | lr %.3g | %.1f img/s   ", (long long)(step + 1),
+            fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.3g | %.1f img/s%s", tty ? "\r" : "", (long long)(step + 1),
                     (long long)total, loss_acc / (nloss ? nloss : 1), hp.lr,
-                    (double)(step + 1 - step0) * per_step / (t - t0));
+                    (double)(step + 1 - step0) * per_step / (t - t0), tty ? "   " : "\n");
         }
         if (do_eval) {
             float t1, t5;
@@ -692,10 +709,10 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             if (mf) fprintf(mf, "{\"epoch\": %.3f, \"step\": %lld, \"train_loss\": %.5f, \"lr\": %.4g, \"top1\": %.4f, "
                         "\"top5\": %.4f, \"best_top1\": %.4f, \"time_s\": %.1f}\n",
                     (double)(step + 1) / spe, (long long)(step + 1), loss_acc / (nloss ? nloss : 1), hp.lr, t1, t5,
-                    res->best_top1, now_s() - t0);
+                    res->best_top1, t_before + (now_s() - t0));
             if (mf) fflush(mf);
             if (loud)
-                fprintf(stderr, "\nepoch %.2f: top-1 %.2f%% top-5 %.2f%% (best %.2f%%)\n", (double)(step + 1) / spe,
+                fprintf(stderr, "%sepoch %.2f: top-1 %.2f%% top-5 %.2f%% (best %.2f%%)\n", nl, (double)(step + 1) / spe,
                         100 * t1, 100 * t5, 100 * res->best_top1);
             loss_acc = 0; nloss = 0;
         }
@@ -710,6 +727,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         int due = a->save_every > 0 ? (step + 1) % a->save_every == 0 : end_of_epoch;
         if (due || step + 1 == total || stop || want) {
             mim_source_pos pos = mim_source_get_position(src);
+            st.elapsed_s = t_before + (now_s() - t0);
             st.step = step + 1; st.data_epoch = pos.epoch; st.data_index = pos.index * d->world;   // global samples into the epoch
             engine_format(st.engine_json, sizeof st.engine_json, res, loss_acc, nloss);
             if (d->rank == 0)

@@ -22,7 +22,8 @@ typedef struct {
     float epochs;
     int64_t steps;             // overrides epochs when > 0
     int eval_every;            // evaluate every N epochs and at the end (0 or 1: every epoch)
-    float blr, lr, min_lr, warmup_epochs;
+    float blr, lr, min_lr, warmup_epochs;   // warm-up in epochs (with steps too: x steps per epoch, capped at the run)
+    int64_t warmup_steps;      // warm-up in optimizer steps (overrides warmup_epochs when > 0)
     float weight_decay, layer_decay, drop_path;
     float smoothing, mixup, cutmix, reprob;
     const char* aa;            // RandAugment spec ("rand-m9-mstd0.5-inc1"); "" or "none" = off

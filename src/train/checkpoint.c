@@ -1,6 +1,6 @@
 // checkpoint.c: model and run checkpoints (see checkpoint.h).
 #include "train/checkpoint.h"
-#include "train/safetensors.h"
+#include "core/safetensors.h"
 #include "core/check.h"
 #include "core/fault.h"
 #include "train/dist.h"
@@ -131,6 +131,63 @@ static int fsync_dir(const char* dir) {
     return r ? mim_err(MIM_EIO, "fsync %s: %s", dir, strerror(errno)) : 0;
 }
 
+int mim_ckpt_mkdirs(const char* path) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return mim_err(MIM_EIO, "path too long: %.200s...", path);
+    size_t n = strlen(p);
+    if (!n) return mim_err(MIM_EIO, "cannot create a folder with an empty name");
+    while (n > 1 && p[n - 1] == '/') p[--n] = 0;
+    for (char* s = p + 1; ; s++) {
+        if (*s != '/' && *s) continue;
+        char c = *s;
+        *s = 0;
+        struct stat st;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return mim_err(MIM_EIO, "cannot create folder %s: %s", p, strerror(errno));
+        if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+            return mim_err(MIM_EIO, "cannot create folder %s: a file of that name is in the way", p);
+        if (!c) break;
+        *s = c;
+    }
+    return 0;
+}
+
+// DIR/state.json: the train state beside the weights that may differ
+// between an interrupted and an uninterrupted run (wall time). Temp file +
+// rename; not counted by the fault hook (it counts the weight files).
+static int write_state(const char* dir, const mim_train_state* st) {
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE* f = fopen(tmp, "w");
+    if (!f) return mim_err(MIM_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    int ok = fprintf(f, "{\"elapsed_s\": %.3f}\n", st->elapsed_s) > 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
+    if (ok && rename(tmp, path) != 0) { ok = 0; e = errno; }
+    if (!ok) {
+        unlink(tmp);
+        return mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+// Reads DIR/state.json into st; an absent or unreadable file leaves the
+// defaults (checkpoints from before it existed).
+static void read_state(const char* dir, mim_train_state* st) {
+    char path[4200], buf[256];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    FILE* f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON* j = cJSON_Parse(buf);
+    cJSON* e = j ? cJSON_GetObjectItem(j, "elapsed_s") : NULL;
+    if (e && cJSON_IsNumber(e) && e->valuedouble >= 0) st->elapsed_s = e->valuedouble;
+    cJSON_Delete(j);
+}
+
 static int write_latest(const char* run_dir, const char* name) {
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/latest", run_dir);
@@ -164,8 +221,8 @@ static int cmp_desc(const void* a, const void* b) { return strcmp(*(char* const*
 
 static void remove_ckpt_dir(const char* run_dir, const char* name) {
     char p[4096];
-    static const char* files[] = {"model.safetensors", "optim.safetensors"};
-    for (int k = 0; k < 2; k++) { snprintf(p, sizeof p, "%s/%s/%s", run_dir, name, files[k]); unlink(p); }
+    static const char* files[] = {"model.safetensors", "optim.safetensors", "state.json"};
+    for (int k = 0; k < 3; k++) { snprintf(p, sizeof p, "%s/%s/%s", run_dir, name, files[k]); unlink(p); }
     snprintf(p, sizeof p, "%s/%s", run_dir, name);
     rmdir(p);
 }
@@ -294,6 +351,7 @@ int mim_ckpt_save_run_ex(const char* run_dir, const mim_mae* m, const mim_adamw*
         rc = mim_st_write(path, e, n, kv, nm + 1);
     }
     free(e); free(names);
+    if (!rc) rc = write_state(dir, st);
     if (!rc) rc = fsync_dir(dir);
     if (!rc) rc = write_latest(run_dir, name);
     if (rc) {
@@ -372,6 +430,9 @@ int mim_ckpt_load_run_ex(const char* run_dir, mim_mae* m, mim_adamw* opt, const 
     const char* eng = mim_st_meta(s, "engine");
     snprintf(st->engine_json, sizeof st->engine_json, "%s", eng ? eng : "");
     if (!ok) rc = mim_err(MIM_EFORMAT, "%s: missing or bad step/adam_t/data position metadata", path);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", run_dir, name);
+    read_state(dir, st);
     if (!rc) rc = read_table(s, path, m->table, m->nparams, opt->m, "exp_avg", 1);
     if (!rc) rc = read_table(s, path, m->table, m->nparams, opt->v, "exp_avg_sq", 1);
     if (!rc && x) {

@@ -14,6 +14,9 @@
 //   RUN/ckpt-<step>/optim.safetensors   AdamW moments exp_avg.<name>,
 //                                       exp_avg_sq.<name>; metadata: step,
 //                                       adam_t, data position, run args (JSON)
+//   RUN/ckpt-<step>/state.json          {"elapsed_s": training seconds so far}
+//                                       (kept apart so that the two weight
+//                                       files stay bit-identical across resumes)
 //   RUN/latest                          "ckpt-<step>\n", replaced atomically
 // Each file is written atomically; `latest` moves only after both files of
 // the new checkpoint are durable, so a crash at any moment leaves the
@@ -40,6 +43,8 @@ typedef struct {
     int64_t data_index;
     char args_json[8192];  // the run's settings, to check a resume matches
     char engine_json[1024];// engine-specific state (fine-tuning: accuracies so far); "" for none
+    double elapsed_s;      // training seconds up to this step, summed over resumes (the metrics' time_s);
+                           // 0 from checkpoints written before it was kept
 } mim_train_state;
 
 // Parameters trained beside the model that are not part of its table (the
@@ -64,6 +69,10 @@ int mim_ckpt_save_run(const char* run_dir, const mim_mae* m, const mim_adamw* op
 // The same with an extra parameter table (may be NULL).
 int mim_ckpt_save_run_ex(const char* run_dir, const mim_mae* m, const mim_adamw* opt, const mim_ckpt_extra* x,
                          const mim_train_state* st, int keep);
+// Creates folder path and any missing parents (mkdir -p), for run folders
+// and the folders of output files. 0, or MIM_EIO naming the part that could
+// not be created and why.
+int mim_ckpt_mkdirs(const char* path);
 // Removes temp files (NAME.tmp.PID) that writers killed mid-write left in RUN
 // and its ckpt-* folders, when process PID no longer exists. Returns how
 // many were removed.

@@ -167,6 +167,8 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
     cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
     cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
+    // only when set, so runs from before the flag keep their settings string and resume
+    if (a->warmup_steps > 0) cJSON_AddNumberToObject(j, "warmup_steps", (double)a->warmup_steps);
     cJSON_AddNumberToObject(j, "weight_decay", a->weight_decay);
     cJSON_AddNumberToObject(j, "clip_grad", a->clip_grad); cJSON_AddNumberToObject(j, "augment", a->augment);
     cJSON_AddNumberToObject(j, "seed", (double)a->seed);
@@ -273,6 +275,31 @@ static uint64_t pretrain_need(void* ctx, int batch, char* detail, size_t cap) {
     return mm.total + optim + bufs + data;
 }
 
+int mim_check_input_geometry(const mim_config* c, const char* size_from, int patch_flag) {
+    int p = c->patch, h = c->img_h, w = c->img_w;
+    char from[128], pf[32];
+    if (size_from) snprintf(from, sizeof from, "input %dx%d (%s size)", h, w, size_from);
+    else snprintf(from, sizeof from, "--img %d", h);
+    snprintf(pf, sizeof pf, patch_flag ? "--patch %d" : "the patch size %d", p);
+    if (p < 1 || h < 1 || w < 1)
+        return mim_err(MIM_EARG, "%s with %s: sizes must be >= 1 (give --img N)", from, pf);
+    if (h % p || w % p) {
+        int lo = (h < w ? h : w) / p * p, hi = ((h > w ? h : w) / p + 1) * p;
+        char use[64];
+        if (lo > 0) snprintf(use, sizeof use, "--img %d or %d", lo, hi);
+        else snprintf(use, sizeof use, "--img %d", hi);
+        return mim_err(MIM_EARG, "%s is not divisible by %s: use %s%s", from, pf, use, patch_flag ? ", or another --patch" : "");
+    }
+    if (mim_config_len_keep(c) < 1)
+        return mim_err(MIM_EARG, "%s with %s gives %d patch(es), and mask ratio %g leaves none visible: a larger --img%s",
+                       from, pf, mim_config_num_patches(c), c->mask_ratio, patch_flag ? " or a smaller --patch" : "");
+    return 0;
+}
+
+// 1 when progress lines may overwrite each other ("\r") on stderr; else
+// each update is a line of its own, so a log file holds lines.
+static int progress_tty(void) { return isatty(2); }
+
 int mim_pretrain_run(const mim_pretrain_args* a) {
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
     const mim_dist* d = mim_dist_get();
@@ -299,6 +326,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     rc = mim_source_open(&src, &sc);
     if (rc) return rc;
     mim_source_geometry(src, &c.in_chans, &c.img_h, &c.img_w);
+    if ((rc = mim_check_input_geometry(&c, a->model.img_h ? NULL : "the data's", 1))) { mim_source_close(src); return rc; }
     int val_batches = 0;
     if (a->val_data) {
         mim_source_config vc = sc;
@@ -329,7 +357,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     }
     int64_t total = a->steps > 0 ? a->steps : (int64_t)ceil(a->epochs * steps_per_epoch);
     if (total < 1) { rc = mim_err(MIM_EARG, "training length is zero steps"); goto done; }
-    int64_t warmup = (int64_t)(a->warmup_epochs * steps_per_epoch);
+    int64_t warmup = a->warmup_steps > 0 ? a->warmup_steps : (int64_t)(a->warmup_epochs * steps_per_epoch);
     if (warmup > total) warmup = total;
     float lr = a->lr > 0 ? a->lr : a->blr * (float)per_step / 256.0f;
 
@@ -341,8 +369,10 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     noise = mim_malloc(sizeof(float) * (size_t)a->batch * m.L);
     ids = mim_malloc(sizeof(int64_t) * (size_t)a->batch);
     if (!imgs || !noise || !ids) { rc = MIM_ENOMEM; goto done; }
-    if (mkdir(a->out, 0755) != 0 && errno != EEXIST) {
-        rc = mim_err(MIM_EIO, "cannot create run folder %s: %s", a->out, strerror(errno));
+    if ((rc = mim_ckpt_mkdirs(a->out))) {   // with its parents: --out runs/x works on a fresh checkout
+        char why[900];
+        snprintf(why, sizeof why, "%s", mim_err_msg());
+        rc = mim_err(rc, "--out %s: cannot create the run folder (%s)", a->out, why);
         goto done;
     }
     aj = args_json(a, &c);
@@ -398,6 +428,9 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     mim_adamw_hparams hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay};
     int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;
     double t0 = now_s(), tlast = t0;
+    double t_before = st.elapsed_s;   // training seconds of the earlier parts of a resumed run
+    const int tty = progress_tty();
+    const char* nl = tty ? "\n" : "";   // ends a pending "\r" progress line
     int64_t step0 = step, last_logged = step, nan_skipped = 0;
     int mf_warned = 0;
     mim_prof_on = a->profile;
@@ -454,7 +487,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             if (mf) fprintf(mf, "{\"step\": %lld, \"skipped_nonfinite\": \"%s\", \"detail\": \"%s\"}\n",
                     (long long)step + 1, bad, what);
             if (mf) metrics_flush(mf, mpath, &mf_warned);
-            if (loud) fprintf(stderr, "\nstep %lld: non-finite %s (%s), step skipped\n", (long long)step + 1, bad, what);
+            if (loud) fprintf(stderr, "%sstep %lld: non-finite %s (%s), step skipped\n", nl, (long long)step + 1, bad, what);
         } else {
             PROF(PROF_OPTIM, mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp));
         }
@@ -476,13 +509,13 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
             double ips = (double)(step - last_logged) * per_step / (t - tlast);
             fprintf(mf, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
                         "\"img_per_s\": %.2f, \"time_s\": %.3f}\n",
-                    (long long)step, (double)step / steps_per_epoch, loss, hp.lr, gnorm, ips, t - t0);
+                    (long long)step, (double)step / steps_per_epoch, loss, hp.lr, gnorm, ips, t_before + (t - t0));
             metrics_flush(mf, mpath, &mf_warned);
             if (loud) {
                 char eta[32];
                 fmt_eta(eta, sizeof eta, (t - t0) / (step - step0) * (end - step));
-                fprintf(stderr, "\rstep %lld/%lld | loss %.4f | lr %.3g | gnorm %.3f | %.1f img/s | ETA %s   ",
-                        (long long)step, (long long)total, loss, hp.lr, gnorm, ips, eta);
+                fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.3g | gnorm %.3f | %.1f img/s | ETA %s%s",
+                        tty ? "\r" : "", (long long)step, (long long)total, loss, hp.lr, gnorm, ips, eta, tty ? "   " : "\n");
             }
             tlast = t; last_logged = step;
         }
@@ -494,7 +527,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                         val_batches * a->batch * d->world);
                 metrics_flush(mf, mpath, &mf_warned);
             }
-            if (loud) fprintf(stderr, "\nstep %lld: validation loss %.4f on %d images\n", (long long)step, vl,
+            if (loud) fprintf(stderr, "%sstep %lld: validation loss %.4f on %d images\n", nl, (long long)step, vl,
                               val_batches * a->batch * d->world);
         }
         // signals may reach ranks at different steps: decide together
@@ -503,6 +536,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
         if ((a->save_every > 0 && step % a->save_every == 0) || step == end || stop || want_ckpt) {
             mim_source_pos pos = mim_source_get_position(src);
             st.step = step;
+            st.elapsed_s = t_before + (now_s() - t0);
             st.data_epoch = pos.epoch;
             st.data_index = pos.index * d->world;   // global samples into the epoch
             if (d->rank == 0) {
@@ -530,7 +564,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     mim_loader_counters lc;
     int counted = counters_all_ranks(src, &lc, cnt, sizeof cnt);   // skips of every rank
     if (loud)
-        fprintf(stderr, "\ndone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", (long long)step,
+        fprintf(stderr, "%sdone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", nl, (long long)step,
                 (long long)nan_skipped, mpath, cnt[0] ? "\n" : "", cnt);
     // the data verdict (the checkpoints are written: nothing is lost, but the
     // run did not train on what it was asked to)

@@ -23,7 +23,9 @@ typedef struct {
     float epochs;          // training length in epochs ...
     int64_t steps;         // ... or in optimizer steps (overrides epochs if > 0)
     float blr, lr, min_lr; // lr = blr * batch * accum / 256 unless lr > 0
-    float warmup_epochs;
+    float warmup_epochs;   // linear warm-up, in epochs of the data (also with steps: warmup_epochs x
+                           // optimizer steps per epoch, capped at the run's length) ...
+    int64_t warmup_steps;  // ... or in optimizer steps (overrides warmup_epochs if > 0)
     float weight_decay, beta1, beta2, clip_grad;
     int augment;           // RandomResizedCrop (0.2, 1) + flip, as MAE
     int hog_cell;          // target hog: histogram cell side (0: 8, MaskFeat); divides the patch.
@@ -65,3 +67,11 @@ typedef struct {
 #define MIM_PRETRAIN_NAN 3
 #define MIM_PRETRAIN_STOPPED 4
 int mim_pretrain_run(const mim_pretrain_args* a);
+
+// The input geometry of c against its patch, as a setup error in the flags'
+// words (`--img 30 ... is not divisible by --patch 4: use --img 28 or 32`)
+// rather than the model's own check. size_from says where the size came
+// from when it was not --img ("the data's", "the checkpoint's"; NULL: --img
+// c->img_h); patch_flag: 1 when --patch set the patch (pretrain, finetune
+// --init random). 0 or MIM_EARG. Shared with fine-tuning.
+int mim_check_input_geometry(const mim_config* c, const char* size_from, int patch_flag);
