@@ -3,10 +3,10 @@
 // (all bytes via mim_st_read_f32 for float dtypes, a checksum otherwise) and
 // checks the handle's invariants. Not part of the Makefile; build with
 //   clang -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
-//     fuzz/fuzz_safetensors.c src/train/safetensors.c src/core/fault.c src/core/check.c -lcjson -lm
+//     fuzz/fuzz_safetensors.c src/core/safetensors.c src/core/fault.c src/core/check.c -lcjson -lm
 // and run with a seed corpus: ./a.out fuzz/corpus/safetensors -max_total_time=60
 #include "core/check.h"
-#include "train/safetensors.h"
+#include "core/safetensors.h"
 
 #include <string.h>
 

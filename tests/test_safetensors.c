@@ -1,5 +1,5 @@
 // test_safetensors.c: round trip, fp32 conversion, atomic writes and a
-// malformed-input suite for src/train/safetensors.c, plus (when python3 with
+// malformed-input suite for src/core/safetensors.c, plus (when python3 with
 // torch is present) a cross-check against the independent reader/writer in
 // tests/ref/st_ref.py (without torch that part is skipped: exit 77 unless a
 // check failed; MIM_REQUIRE_TORCH=1 makes it a failure).

@@ -1,7 +1,7 @@
 // testutil.h: small helpers shared by the C tests (tests/test_*.c), header-only.
 // A pass/fail count with one printed line per check, tensor comparison by max
 // relative error, random fill, per-test allocation, reading reference tensors
-// from safetensors (src/train/safetensors.h) and running a PyTorch reference
+// from safetensors (src/core/safetensors.h) and running a PyTorch reference
 // script. Not a framework: a test is a main() that calls checks and returns
 // tu_summary().
 //
@@ -27,7 +27,7 @@
 #include <cjson/cJSON.h>
 #include "core/check.h"
 #include "core/rng.h"
-#include "train/safetensors.h"
+#include "core/safetensors.h"
 
 #define TU_SKIP 77
 

@@ -5,7 +5,7 @@
 // or overlaps, as the format's reference implementation requires.
 // Not here: mmap, lazy loading, streaming, dtypes beyond those of mim_dtype
 // (F8_*, U16/U32/U64 are rejected as unknown), big-endian hosts.
-#include "train/safetensors.h"
+#include "core/safetensors.h"
 #include "core/check.h"
 #include "core/fault.h"
 

@@ -1,7 +1,7 @@
 // featcache.c: see featcache.h.
 #include "eval/featcache.h"
 #include "core/check.h"
-#include "train/safetensors.h"
+#include "core/safetensors.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

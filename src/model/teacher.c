@@ -6,7 +6,7 @@
 #include "core/check.h"
 #include "data/augment.h"
 #include "ops/ops.h"
-#include "train/safetensors.h"
+#include "core/safetensors.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>

@@ -6,7 +6,7 @@
 // and attention's matmuls (they stay fp32).
 #include "ops/ops.h"
 #include "core/check.h"
-#include <cpuid.h>
+#include "core/cpu.h"
 #include <stdio.h>
 #include <string.h>
 #ifdef MIM_DNNL
@@ -67,38 +67,6 @@ void matmul_backward_bf16_ref(float* dinp, float* dweight, float* dbias,
             for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];
             dbias[o] += (float)acc;
         }
-}
-
-// ---------------------------------------------------------------- CPU features
-
-static void xgetbv0(uint32_t* lo) {
-    uint32_t hi;
-    __asm__ volatile("xgetbv" : "=a"(*lo), "=d"(hi) : "c"(0));
-}
-
-const char* mim_cpu_bf16_isa(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return NULL;   // no OSXSAVE
-    uint32_t xcr0;
-    xgetbv0(&xcr0);
-    int avx512_os = (xcr0 & 0xe6) == 0xe6;                  // XMM, YMM, opmask, ZMM state
-    int amx_os = (xcr0 & (3u << 17)) == (3u << 17);         // XTILECFG, XTILEDATA
-    if (__get_cpuid_max(0, NULL) < 7) return NULL;
-    __cpuid_count(7, 0, a, b, c, d);
-    int amx_bf16 = (d >> 22) & 1, avx512f = (b >> 16) & 1;
-    __cpuid_count(7, 1, a, b, c, d);
-    int avx512_bf16 = (a >> 5) & 1;
-    if (amx_bf16 && amx_os) return "amx_bf16";
-    if (avx512_bf16 && avx512f && avx512_os) return "avx512_bf16";
-    return NULL;
-}
-
-int mim_onednn_built(void) {
-#ifdef MIM_DNNL
-    return 1;
-#else
-    return 0;
-#endif
 }
 
 // ---------------------------------------------------------------- context
@@ -418,39 +386,4 @@ void matmul_backward_bf16(mim_bf16_ctx* c, float* dinp, float* dweight, float* d
     }
     if (dweight) bf16_round_f32(c->sa, inp, nc);
     matmul_backward(dinp, dweight, NULL, c->sd, c->sa, c->sw, N, C, OC);
-}
-
-// ---------------------------------------------------------------- --precision
-
-int mim_precision_resolve(const char* req, mim_precision_choice* o) {
-    memset(o, 0, sizeof *o);
-    int is_auto = !strcmp(req, "auto");
-    if (!is_auto && strcmp(req, "fp32") && strcmp(req, "bf16"))
-        return mim_err(MIM_EARG, "--precision must be auto, fp32 or bf16, got '%s'", req);
-    if (!strcmp(req, "fp32")) {
-        o->precision = MIM_PREC_FP32;
-        snprintf(o->desc, sizeof o->desc, "precision fp32 (requested)");
-        return 0;
-    }
-    const char* isa = mim_cpu_bf16_isa();
-    char why[256];
-    int native = mim_onednn_bf16_native(why, sizeof why);
-    if (isa && native) {
-        o->precision = MIM_PREC_BF16;
-        o->backend = MIM_BF16_ONEDNN;
-        snprintf(o->desc, sizeof o->desc, "precision bf16 (oneDNN, %s; %s)", isa, why);
-        return 0;
-    }
-    if (is_auto) {
-        o->precision = MIM_PREC_FP32;
-        if (!isa) snprintf(o->desc, sizeof o->desc, "precision fp32 (no AMX/AVX512-BF16 on this CPU)");
-        else snprintf(o->desc, sizeof o->desc, "precision fp32 (the CPU has %s but %s)", isa, why);
-        return 0;
-    }
-    o->precision = MIM_PREC_BF16;
-    o->backend = MIM_BF16_EMULATED;
-    o->slow = 1;
-    snprintf(o->desc, sizeof o->desc, "precision bf16 (emulated: %s; inputs rounded to bf16, fp32 sgemm)",
-             isa ? why : "no AMX/AVX512-BF16 on this CPU");
-    return 0;
 }

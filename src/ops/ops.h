@@ -12,6 +12,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include "core/cpu.h"
 
 // ---------------------------------------------------------------- sgemm
 // C (M, N) = alpha * op(A) @ op(B) + beta * C, row-major, op = transpose when
@@ -119,25 +120,12 @@ void matmul_backward_bf16_ref(float* dinp, float* dweight, float* dbias,
                               int N, int C, int OC);
 
 // ---- choosing the precision (the --precision flag)
-// The CPU's native bf16 matmul ISA from cpuid: "amx_bf16", "avx512_bf16", or
-// NULL when it has neither.
-const char* mim_cpu_bf16_isa(void);
-// 1 when this build links oneDNN (-DMIM_DNNL).
-int mim_onednn_built(void);
+// The CPU facts (mim_cpu_bf16_isa, mim_onednn_built) are in core/cpu.h.
 // 1 when oneDNN creates a bf16 matmul primitive here that is not its
 // reference (plain C) implementation; why (may be NULL) gets the chosen
 // implementation's name or the reason there is none. Probed once, cached.
 int mim_onednn_bf16_native(char* why, size_t n);
-typedef struct {
-    mim_precision precision;
-    mim_bf16_backend backend;   // for bf16: ONEDNN or EMULATED
-    int slow;                   // 1: bf16 asked for without native support (emulated)
-    char desc[320];             // "precision bf16 (oneDNN, amx_bf16)", ...
-} mim_precision_choice;
-// Resolves a --precision value: "auto" (bf16 with oneDNN where the CPU has
-// AMX-BF16 / AVX512-BF16 and oneDNN serves it natively, else fp32), "fp32"
-// or "bf16" (emulated where not native). Returns 0 or MIM_EARG.
-int mim_precision_resolve(const char* request, mim_precision_choice* out);
+// The --precision policy (auto / fp32 / bf16) is model/precision.h.
 
 // ---------------------------------------------------------------- layernorm
 // out (N, C) = (inp - mean) * rstd * weight + bias, per row; mean, rstd (N)

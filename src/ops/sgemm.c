@@ -8,8 +8,8 @@
 // openblas|onednn overrides it. The choice is process-wide, made once.
 #include "ops/ops.h"
 #include "core/check.h"
+#include "core/cpu.h"
 #include <cblas.h>
-#include <cpuid.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef MIM_DNNL
@@ -18,24 +18,13 @@
 
 static int g_backend = -1;   // -1: not chosen yet
 
-static int cpu_avx512f(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;   // no OSXSAVE
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 0xe6) != 0xe6) return 0;                                   // ZMM state not enabled
-    if (__get_cpuid_max(0, NULL) < 7) return 0;
-    __cpuid_count(7, 0, a, b, c, d);
-    return (b >> 16) & 1;
-}
-
 int mim_sgemm_backend(void) {
     if (g_backend < 0) {
         const char* e = getenv("MIM_SGEMM");
         int want = MIM_SGEMM_OPENBLAS;
         if (e && !strcmp(e, "onednn")) want = MIM_SGEMM_ONEDNN;
         else if (e && !strcmp(e, "openblas")) want = MIM_SGEMM_OPENBLAS;
-        else want = cpu_avx512f() ? MIM_SGEMM_ONEDNN : MIM_SGEMM_OPENBLAS;
+        else want = mim_cpu_avx512() ? MIM_SGEMM_ONEDNN : MIM_SGEMM_OPENBLAS;
         if (!mim_onednn_built()) want = MIM_SGEMM_OPENBLAS;
         g_backend = want;
     }
