@@ -16,8 +16,12 @@ endif
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror=implicit-function-declaration -fno-math-errno -fno-trapping-math \
            $(OPT) $(ARCH) -fopenmp -Isrc
-LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lcjson -ljpeg -lpng -lz -lm -lpthread
+LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lgsl -lcjson -ljpeg -lpng -lz -lm -lpthread
 LDFLAGS := $(OPT) -fopenmp
+# GSL (the study report's power-law fit, src/study/fit.c) is linked without
+# its own -lgslcblas: OpenBLAS, earlier on the line, provides cblas_* for
+# GSL as for everything else (libgsl's DT_NEEDED libgslcblas loads after
+# it, so its copies are never the ones bound).
 
 # MPI (data-parallel training) when mpicc is found; off under sanitizers
 # (OpenMPI's own allocations would drown LeakSanitizer's report).

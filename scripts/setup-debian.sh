@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what mimscale needs on Debian 12 (run as root, or with sudo).
 # Build: C compiler, OpenBLAS (OpenMP build), cJSON, libjpeg-turbo, libpng,
-# zlib, oneDNN (the bf16 matmul backend; on CPUs with AMX-BF16 / AVX512-BF16),
+# zlib, GSL (the study report's fits), oneDNN (the bf16 matmul backend; on CPUs with AMX-BF16 / AVX512-BF16),
 # OpenMPI (data-parallel runs), gnuplot (study figures). Data: Fashion-MNIST. Tests: PyTorch and NumPy as an independent
 # reference, clang for the fuzz targets.
 set -euo pipefail
-pkgs="build-essential make pkg-config libopenblas-dev libopenblas0-openmp libdnnl-dev libcjson-dev
+pkgs="build-essential make pkg-config libopenblas-dev libopenblas0-openmp libdnnl-dev libcjson-dev libgsl-dev
       libjpeg62-turbo-dev libpng-dev zlib1g-dev dataset-fashion-mnist
       libwebp7 libopenmpi-dev openmpi-bin gnuplot-nox python3-torch python3-numpy python3-pil python3-torchvision clang"
 missing=""
