@@ -317,7 +317,7 @@ static const char* study_fmt =
     " \"subsets\": {\"sizes\": %s},\n"
     " \"models\": [{\"preset\": \"vit_nano\", \"patch\": 4, \"dec_dim\": 16, \"dec_depth\": 1, \"dec_heads\": 2}],\n"
     " \"budget\": {\"epochs\": %d}, \"pretrain\": {\"batch\": 16, \"save_every\": 4, \"threads\": 1},\n"
-    " \"evaluations\": %s}\n";
+    " \"evaluations\": %s, \"baselines\": false}\n";
 
 static void write_study(const char* path, const char* name, const char* sizes, int epochs, const char* evals) {
     FILE* f = fopen(path, "w");

@@ -11,6 +11,7 @@
 #include "study/study.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,15 +27,20 @@ static char dir[256];
 // The fake binary. pretrain: one metrics line per step (FAKE_SLEEP seconds
 // each), a checkpoint every --save-every steps and at the end, --resume from
 // `latest`, fails for --model=$FAKE_FAIL_MODEL; every start is logged in
-// <out>/starts. knn/linprobe/finetune: top1 = 1 - (0.5 size^-0.3 + 0.05).
+// <out>/starts. knn/linprobe on --ckpt and finetune: top1 = 1 - (0.5
+// size^-0.3 + 0.05) (+0.01 for finetune, whose arguments go to <out>.argv);
+// the baselines: --features=pixels 0.6, --init=random 0.3 + seed / 100, and
+// exit 2 for a flag set that the real commands refuse.
 static const char* fake_sh =
     "#!/bin/sh\n"
     "cmd=$1; shift\n"
-    "steps=1; out=; save=1; model=; resume=0; sub=; pos=\n"
+    "steps=1; out=; save=1; model=; resume=0; sub=; pos=; feat=; init=; ckpt=; img=; chans=; patch=; seed=\n"
     "for a in \"$@\"; do case $a in\n"
     "  --steps=*) steps=${a#*=};; --out=*) out=${a#*=};; --save-every=*) save=${a#*=};;\n"
     "  --model=*) model=${a#*=};; --resume) resume=1;; --subset=*) sub=${a#*=};; --sizes=*) sizes=${a#*=};;\n"
-    "  --strategy=*) strat=${a#*=};; --seed=*) seed=${a#*=};; --*) ;; *) pos=$a;; esac; done\n"
+    "  --strategy=*) strat=${a#*=};; --seed=*) seed=${a#*=};; --features=*) feat=${a#*=};; --init=*) init=${a#*=};;\n"
+    "  --ckpt=*) ckpt=${a#*=};; --img=*) img=${a#*=};; --in-chans=*) chans=${a#*=};; --patch=*) patch=${a#*=};;\n"
+    "  --*) ;; *) pos=$a;; esac; done\n"
     "case $cmd in\n"
     "pack) : > \"$out-000000.tar\";;\n"
     "index) echo fake > \"$out\";;\n"
@@ -50,10 +56,22 @@ static const char* fake_sh =
     "    echo \"{\\\"step\\\": $i, \\\"loss\\\": 1.$((100-i)), \\\"time_s\\\": $i}\" >> \"$out/metrics.jsonl\"\n"
     "    if [ $((i % save)) = 0 ] || [ $i = $steps ]; then c=$(printf 'ckpt-%09d' $i); mkdir -p \"$out/$c\"; : > \"$out/$c/model.safetensors\"; echo $c > \"$out/latest.tmp\"; mv \"$out/latest.tmp\" \"$out/latest\"; fi\n"
     "  done;;\n"
-    "knn|linprobe|finetune)\n"
+    "knn|linprobe)\n"
+    "  if [ \"$feat\" = pixels ]; then\n"
+    "    [ -z \"$ckpt$init$model$patch\" ] && [ -n \"$img\" ] && [ -n \"$chans\" ] || { echo \"fake: bad pixels flags\" >&2; exit 2; }\n"
+    "    echo '{\"top1\": 0.6, \"top5\": 0.9, \"features\": \"pixels\"}'; exit 0; fi\n"
+    "  if [ \"$init\" = random ]; then\n"
+    "    [ -z \"$ckpt\" ] && [ -n \"$model\" ] && [ -n \"$patch\" ] && [ -n \"$img\" ] && [ -n \"$chans\" ] && [ -n \"$seed\" ] || { echo \"fake: bad random-init flags\" >&2; exit 2; }\n"
+    "    awk -v s=$seed 'BEGIN { printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.9, \\\"features\\\": \\\"random-init\\\"}\\n\", 0.3 + s / 100 }'; exit 0; fi\n"
+    "  [ -n \"$ckpt\" ] && [ -z \"$feat$init$img$chans\" ] || { echo \"fake: bad ckpt flags\" >&2; exit 2; }\n"
     "  size=$(echo \"$sub\" | sed 's/.*-\\([0-9]*\\)\\.sub$/\\1/')\n"
     "  echo 'progress line'; sleep ${FAKE_SLEEP:-0}\n"
-    "  awk -v n=$size -v c=$cmd 'BEGIN { t = 1 - (0.5 * n^-0.3 + 0.05); if (c == \"finetune\") t += 0.01; printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.99}\\n\", t }';;\n"
+    "  awk -v n=$size 'BEGIN { t = 1 - (0.5 * n^-0.3 + 0.05); printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.99}\\n\", t }';;\n"
+    "finetune)\n"
+    "  size=$(echo \"$sub\" | sed 's/.*-\\([0-9]*\\)\\.sub$/\\1/')\n"
+    "  echo \"$@\" >> \"$out.argv\"\n"
+    "  echo 'progress line'; sleep ${FAKE_SLEEP:-0}\n"
+    "  awk -v n=$size 'BEGIN { t = 1 - (0.5 * n^-0.3 + 0.05) + 0.01; printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.99}\\n\", t }';;\n"
     "*) echo \"fake: unknown command $cmd\" >&2; exit 2;;\n"
     "esac\n";
 
@@ -112,7 +130,8 @@ static void test_grid(void) {
     CHECK(mim_study_parse(&s, buf, "t.json") == 0);
     mim_study_run *r1, *r2;
     int n1 = mim_study_expand(&s, &r1), n2 = mim_study_expand(&s, &r2);
-    TU_CHECK(n1 == 3 * 2 * 1 + 3 * 2 && n2 == n1, "grid: %d runs (6 MIM + 6 scratch), the same twice", n1);   // MIM runs + scratch runs
+    // MIM runs + scratch runs + baselines (no probe set: per subset, pixels + one random-init per model)
+    TU_CHECK(n1 == 3 * 2 * 1 + 3 * 2 + 3 * (1 + 2) && n2 == n1, "grid: %d runs (6 MIM + 6 scratch + 9 baselines), the same twice", n1);
     int stable = 1, distinct = 1, n_mim = 0, budget_ok = 0, epochs_ok = 0, flops_ok = 0;
     for (int i = 0; i < n1 && i < n2; i++) {
         stable &= !strcmp(r1[i].id, r2[i].id);
@@ -136,6 +155,10 @@ static void test_grid(void) {
     mim_study_run* r3;
     CHECK(mim_study_expand(&s2, &r3) == n1);
     TU_CHECK(strcmp(r1[0].id, r3[0].id) != 0, "grid: another budget, another id");
+    int bl_kept = 0, nbl = 0;
+    for (int i = 0; i < n1; i++)
+        if (r1[i].kind == MIM_RUN_BASELINE) { nbl++; bl_kept += !strcmp(r1[i].id, r3[i].id); }
+    TU_CHECK(nbl == 9 && bl_kept == nbl, "grid: another budget keeps the %d / %d baseline ids (no pre-training in them)", bl_kept, nbl);
     // The pretrain command line.
     mim_study_paths p;
     mim_study_data_paths(&s, "OUT", &p);
@@ -263,6 +286,161 @@ static void test_feature_targets(void) {
     }
 }
 
+// 1 when argv holds the exact argument a.
+static int has_arg(char** argv, const char* a) {
+    for (char** p = argv; *p; p++) if (!strcmp(*p, a)) return 1;
+    return 0;
+}
+static int has_prefix(char** argv, const char* a) {
+    for (char** p = argv; *p; p++) if (!strncmp(*p, a, strlen(a))) return 1;
+    return 0;
+}
+
+// The feature baselines in the grid: how many, their sizes and ids, and
+// command lines that are the MIM rows' with the features flag for --ckpt.
+static void test_baselines_grid(void) {
+    const char* probe_json =
+        "{\"data\": {\"idx\": \"/x\", \"probe_size\": 500, \"eval_size\": 300}, \"subsets\": {\"sizes\": [1000, 2000]},\n"
+        " \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}, {\"preset\": \"vit_tiny\", \"patch\": 7}], \"budget\": {\"epochs\": 1},\n"
+        " \"pretrain\": {\"threads\": 2}, \"evaluations\": {\"knn\": {\"k\": 10, \"pool\": \"mean\"}, \"linprobe\": {\"epochs\": 3}}, \"seeds\": [0, 1]%s}";
+    char buf[4096];
+    snprintf(buf, sizeof buf, probe_json, "");
+    mim_study s;
+    int rc = mim_study_parse(&s, buf, "bl.json");
+    TU_CHECK(rc == 0 && s.baselines == 1, "baselines: on by default (%s)", rc ? mim_err_msg() : "parsed");
+    if (rc) return;
+    mim_study_run* r;
+    int n = mim_study_expand(&s, &r);
+    int nmim = 0, npx = 0, nrnd = 0, sizes_ok = 0, flops_ok = 0, order_ok = 1;
+    for (int i = 0; i < n; i++) {
+        if (r[i].kind == MIM_RUN_MIM) { nmim++; order_ok &= npx + nrnd == 0; continue; }
+        if (r[i].kind != MIM_RUN_BASELINE) continue;
+        npx += r[i].baseline == MIM_BASELINE_PIXELS;
+        nrnd += r[i].baseline == MIM_BASELINE_RANDOM;
+        sizes_ok += r[i].size == 500 && !strcmp(mim_study_run_strategy(&s, &r[i]), "stratified");
+        flops_ok += r[i].flops == 0 && r[i].est_flops > 0 && r[i].steps == 0;
+    }
+    TU_CHECK(n == 8 + 6 && nmim == 8 && npx == 2 && nrnd == 4 && order_ok,
+             "probe set: %d runs = 8 MIM, then %d pixels (one per seed) + %d random-init (per model and seed)", n, npx, nrnd);
+    TU_CHECK(sizes_ok == 6, "probe set: %d / 6 baselines train on the probe set (size 500, stratified)", sizes_ok);
+    TU_CHECK(flops_ok == 6, "baselines: %d / 6 have no pre-training (flops 0, steps 0) and a time estimate", flops_ok);
+    const mim_study_run *px = NULL, *rnd = NULL;
+    for (int i = 0; i < n; i++) {
+        if (r[i].kind != MIM_RUN_BASELINE || r[i].seed != 1) continue;
+        if (r[i].baseline == MIM_BASELINE_PIXELS) px = &r[i];
+        else if (!rnd) rnd = &r[i];
+    }
+    const mim_study_run* mr = NULL;   // a MIM run of the same seed
+    for (int i = 0; i < n && !mr; i++) if (r[i].kind == MIM_RUN_MIM && r[i].seed == 1) mr = &r[i];
+    CHECK(px && rnd && mr);
+    TU_CHECK(strstr(px->id, "pixels-baseline-stratified500-s1-") == px->id && strstr(rnd->id, "vit_nano-p7-random-init-stratified500-s1-") == rnd->id,
+             "baseline ids: %s, %s", px->id, rnd->id);
+    TU_CHECK(rnd->est_flops > px->est_flops, "random-init estimate (encoder forward) above pixels' (%.3g > %.3g FLOP)", rnd->est_flops, px->est_flops);
+    mim_study_paths p;
+    mim_study_data_paths(&s, "OUT", &p);
+    for (int e = MIM_EVAL_KNN; e <= MIM_EVAL_LINPROBE; e++) {
+        char** mim = mim_study_eval_argv(&s, mr, (mim_eval_kind)e, &p, "BIN", "RUN", "SUB", "CK");
+        char** ap = mim_study_eval_argv(&s, px, (mim_eval_kind)e, &p, "BIN", "RUNP", "SUB", "");
+        char** ar = mim_study_eval_argv(&s, rnd, (mim_eval_kind)e, &p, "BIN", "RUNR", "SUB", "");
+        // the same protocol: every argument of the MIM row's command but --ckpt and its feature cache (and,
+        // for the pixels knn, the seed it has no use for)
+        int same = 1;
+        for (char** a = mim; *a; a++) {
+            if (!strncmp(*a, "--ckpt=", 7) || !strncmp(*a, "--features-cache=", 17)) continue;
+            same &= has_arg(ap, *a) && has_arg(ar, *a);
+        }
+        const char* en = mim_eval_name((mim_eval_kind)e);
+        TU_CHECK(same && has_arg(ap, "--subset=OUT/data/subsets/probe-stratified-s0-500.sub") && has_arg(ap, e == MIM_EVAL_KNN ? "--k=10" : "--epochs=3"),
+                 "%s baselines: the MIM row's command (probe set, eval set, flags) with the features flag for --ckpt", en);
+        TU_CHECK(has_arg(ap, "--features=pixels") && !has_prefix(ap, "--ckpt") && !has_prefix(ap, "--init") && has_arg(ap, "--img=28") &&
+                     has_arg(ap, "--in-chans=1") && has_arg(ap, "--features-cache=RUNP/features.safetensors"),
+                 "%s pixels: --features=pixels --img=28 --in-chans=1, no --ckpt, its own feature cache", en);
+        TU_CHECK(has_arg(ar, "--init=random") && has_arg(ar, "--model=vit_nano") && has_arg(ar, "--patch=7") && has_arg(ar, "--seed=1") &&
+                     !has_prefix(ar, "--ckpt") && has_arg(ar, "--img=28"),
+                 "%s random-init: --init=random --model=vit_nano --patch=7 --seed=1, no --ckpt", en);
+        mim_argv_free(mim); mim_argv_free(ap); mim_argv_free(ar);
+    }
+    free(r);
+    mim_study_free(&s);
+    // off, or nothing to compare with
+    snprintf(buf, sizeof buf, probe_json, ", \"baselines\": false");
+    CHECK(mim_study_parse(&s, buf, "bl.json") == 0);
+    n = mim_study_expand(&s, &r);
+    TU_CHECK(s.baselines == 0 && n == 8, "\"baselines\": false: %d runs, no baselines", n);
+    free(r); mim_study_free(&s);
+    snprintf(buf, sizeof buf, probe_json, ", \"baselines\": 1");
+    rc = mim_study_parse(&s, buf, "bl.json");
+    TU_CHECK(rc < 0 && strstr(mim_err_msg(), "\"baselines\""), "\"baselines\": 1 refused: %s", rc < 0 ? mim_err_msg() : "accepted");
+    if (!rc) mim_study_free(&s);
+    const char* ft_only = "{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}],"
+                          " \"budget\": {\"epochs\": 1}, \"evaluations\": {\"finetune\": {\"steps\": 5}}}";
+    CHECK(mim_study_parse(&s, ft_only, "ft.json") == 0);
+    n = mim_study_expand(&s, &r);
+    TU_CHECK(n == 1, "finetune only: %d run, no feature baselines (they are knn / linprobe)", n);
+    free(r); mim_study_free(&s);
+}
+
+// The scratch run fine-tunes with the finetune evaluation's schedule.
+static void test_scratch_schedule(void) {
+    const char* base = "{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}],"
+                       " \"budget\": {\"epochs\": 1}, \"evaluations\": {%s}}";
+    char buf[2048];
+    snprintf(buf, sizeof buf, base, "\"finetune\": {\"steps\": 30, \"batch\": 64, \"aa\": \"none\", \"mixup\": 0, \"threads\": 2}, "
+                                    "\"scratch\": {\"threads\": 1, \"steps\": 30, \"log-every\": 5}");
+    mim_study s;
+    int rc = mim_study_parse(&s, buf, "sch.json");
+    TU_CHECK(rc == 0, "scratch with finetune's schedule: parses (%s)", rc ? mim_err_msg() : "ok");
+    if (rc) return;
+    mim_study_run* r;
+    int n = mim_study_expand(&s, &r);
+    CHECK(n == 2 && r[1].kind == MIM_RUN_SCRATCH);
+    mim_study_paths p;
+    mim_study_data_paths(&s, "OUT", &p);
+    char** av = mim_study_eval_argv(&s, &r[1], MIM_EVAL_SCRATCH, &p, "BIN", "RUN", "SUB", "");
+    const mim_argv_list* x = &s.eval_extra[MIM_EVAL_SCRATCH];
+    int thr2 = 0;
+    for (int i = 0; i < x->argc; i++) thr2 += !strcmp(x->argv[i], "--threads=2");
+    TU_CHECK(has_arg(av, "--init=random") && has_arg(av, "--steps=30") && has_arg(av, "--batch=64") && has_arg(av, "--aa=none") &&
+                 has_arg(av, "--mixup=0") && has_arg(av, "--threads=1") && has_arg(av, "--log-every=5") && !thr2,
+             "scratch argv: finetune's schedule (--steps=30 --batch=64 --aa=none --mixup=0), its own --threads=1 --log-every=5");
+    TU_CHECK(s.eval_steps[MIM_EVAL_SCRATCH] == 30 && s.eval_batch[MIM_EVAL_SCRATCH] == 64, "scratch estimate: finetune's steps and batch");
+    mim_argv_free(av);
+    free(r); mim_study_free(&s);
+    // "scratch": {} inherits everything; its id is the one of the same flags written out
+    snprintf(buf, sizeof buf, base, "\"finetune\": {\"steps\": 30, \"batch\": 64}, \"scratch\": {}");
+    CHECK(mim_study_parse(&s, buf, "sch.json") == 0);
+    mim_study_run* r2;
+    CHECK(mim_study_expand(&s, &r2) == 2);
+    mim_study s2;
+    snprintf(buf, sizeof buf, base, "\"finetune\": {\"steps\": 30, \"batch\": 64}, \"scratch\": {\"steps\": 30, \"batch\": 64}");
+    CHECK(mim_study_parse(&s2, buf, "sch.json") == 0);
+    mim_study_run* r3;
+    CHECK(mim_study_expand(&s2, &r3) == 2);
+    TU_CHECK(s.eval_extra[MIM_EVAL_SCRATCH].argc == 2 && !strcmp(r2[1].id, r3[1].id),
+             "\"scratch\": {} inherits finetune's flags (same scratch id as writing them out)");
+    free(r2); free(r3); mim_study_free(&s); mim_study_free(&s2);
+    // without finetune, scratch keeps its own schedule
+    snprintf(buf, sizeof buf, base, "\"knn\": {}, \"scratch\": {\"steps\": 40}");
+    CHECK(mim_study_parse(&s, buf, "sch.json") == 0);
+    CHECK(mim_study_expand(&s, &r) >= 2 && r[1].kind == MIM_RUN_SCRATCH);
+    av = mim_study_eval_argv(&s, &r[1], MIM_EVAL_SCRATCH, &p, "BIN", "RUN", "SUB", "");
+    TU_CHECK(has_arg(av, "--steps=40"), "no finetune evaluation: scratch keeps its own --steps=40");
+    mim_argv_free(av);
+    free(r); mim_study_free(&s);
+    struct { const char* ev; const char* must; } bad[] = {
+        {"\"finetune\": {\"steps\": 30}, \"scratch\": {\"steps\": 40}", "\"steps\" is 40 here but 30 in \"finetune\""},
+        {"\"finetune\": {\"steps\": 30}, \"scratch\": {\"mixup\": 0}", "\"mixup\" is set for scratch but not for finetune"},
+        {"\"finetune\": {\"steps\": 30, \"aa\": \"none\"}, \"scratch\": {\"aa\": \"rand-m9\"}", "\"aa\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(buf, sizeof buf, base, bad[i].ev);
+        rc = mim_study_parse(&s, buf, "sch.json");
+        TU_CHECK(rc < 0 && strstr(mim_err_msg(), bad[i].must) && strstr(mim_err_msg(), "evaluations.scratch"),
+                 "scratch schedule %zu that differs from finetune's refused, naming it: %s", i, rc < 0 ? mim_err_msg() : "accepted");
+        if (!rc) mim_study_free(&s);
+    }
+}
+
 static void test_powerlaw(void) {
     double D[8], E[8];
     for (int i = 0; i < 8; i++) { D[i] = 1000 * pow(2.2, i); E[i] = 3.0 * pow(D[i], -0.35) + 0.08; }
@@ -368,7 +546,9 @@ static void test_runner(const char* bin) {
     TU_CHECK(cJSON_GetObjectItem(row, "images_seen")->valuedouble == 1000, "schema: images_seen 1000");
     TU_CHECK(fabs(cJSON_GetObjectItem(row, "final_loss")->valuedouble - 1.90) < 1e-9, "schema: final_loss of the fake metrics (1.90)");
     TU_CHECK(fabs(cJSON_GetObjectItem(row, "knn_top1")->valuedouble - (1 - (0.5 * pow(1000, -0.3) + 0.05))) < 1e-5, "schema: knn_top1 from the fake knn");
-    const cJSON* scr = mim_results_find(&r, runs[n - 1].id);
+    int last_scr = n - 1;
+    while (last_scr > 0 && runs[last_scr].kind != MIM_RUN_SCRATCH) last_scr--;
+    const cJSON* scr = mim_results_find(&r, runs[last_scr].id);
     TU_CHECK(scr && !strcmp(cJSON_GetObjectItem(scr, "kind")->valuestring, "scratch") && cJSON_GetObjectItem(scr, "scratch_top1"), "schema: scratch row has kind scratch and scratch_top1");
     mim_results_free(&r);
     snprintf(path, sizeof path, "%s/results.csv", out);
@@ -397,6 +577,108 @@ static void test_runner(const char* bin) {
         TU_CHECK(strstr(all, "Power-law fit") && strstr(all, "| vit_nano-p7 | pixel | 4000 |") && strstr(all, "Sampling strategy"), "report: power-law fit, the vit_nano-p7 pixel 4000 row, sampling strategy");
         TU_CHECK(strstr(all, "None: every run of the grid has a finished row."), "report: no missing runs");
     }
+    free(runs);
+    mim_study_free(&s);
+}
+
+// The baselines through the runner: a row each, per the report's contract,
+// skipped on a re-run; the scratch run gets the finetune schedule; the
+// dry run lists them.
+static void test_baselines_runner(const char* bin) {
+    char buf[4096], out[512], path[1200];
+    snprintf(buf, sizeof buf,
+             "{\"name\": \"b\", \"data\": {\"shards\": \"%s/x-*.tar\", \"eval_shards\": \"%s/y-*.tar\", \"img\": 28, \"in_chans\": 1, \"probe_size\": 500},\n"
+             " \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7, \"dec_dim\": 32, \"dec_depth\": 1, \"dec_heads\": 2}],\n"
+             " \"budget\": {\"images_seen\": 200}, \"pretrain\": {\"batch\": 100, \"save_every\": 2, \"threads\": 1},\n"
+             " \"evaluations\": {\"knn\": {\"k\": 20}, \"linprobe\": {\"epochs\": 2}, \"finetune\": {\"steps\": 7, \"batch\": 100, \"aa\": \"none\"},\n"
+             "                 \"scratch\": {\"threads\": 1}}, \"seeds\": [0, 1]}\n", dir, dir);
+    mim_study s;
+    int rc = mim_study_parse(&s, buf, "b.json");
+    TU_CHECK(rc == 0, "baseline study parses (%s)", rc ? mim_err_msg() : "ok");
+    if (rc) return;
+    mim_study_run* runs;
+    int n = mim_study_expand(&s, &runs);
+    snprintf(out, sizeof out, "%s/study-bl", dir);
+    mim_study_opts o = {.out = out, .bin = bin, .quiet = 1};
+    // the dry run lists them
+    snprintf(path, sizeof path, "%s/dry.txt", dir);
+    fflush(stdout);
+    int keep = dup(1), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(keep >= 0 && fd >= 0);
+    dup2(fd, 1); close(fd);
+    o.dry_run = 1;
+    rc = mim_study_run_all(&s, &o);
+    fflush(stdout);
+    dup2(keep, 1); close(keep);
+    o.dry_run = 0;
+    uint8_t* dry = NULL;
+    size_t dn = tu_slurp(path, &dry);
+    int listed = 0, nbl = 0;
+    for (int i = 0; i < n; i++)
+        if (runs[i].kind == MIM_RUN_BASELINE) { nbl++; listed += dn && strstr((char*)dry, runs[i].id) != NULL; }
+    TU_CHECK(rc == 0 && n == 8 && nbl == 4 && listed == nbl && strstr((char*)dry, "+ 4 feature baselines"),
+             "dry run: %d runs, lists the %d / %d baselines", n, listed, nbl);
+
+    TU_CHECK(mim_study_run_all(&s, &o) == 0, "baseline study runs: status 0");
+    check_rows(out, n, n, n);
+    snprintf(path, sizeof path, "%s/results.jsonl", out);
+    mim_results res;
+    CHECK(mim_results_load(&res, path) == 0);
+    int good = 0;
+    for (int i = 0; i < n; i++) {
+        const mim_study_run* r = &runs[i];
+        if (r->kind != MIM_RUN_BASELINE) continue;
+        const cJSON* row = mim_results_find(&res, r->id);
+        int px = r->baseline == MIM_BASELINE_PIXELS;
+        const cJSON *k = cJSON_GetObjectItem(row, "kind"), *b = cJSON_GetObjectItem(row, "baseline"), *m = cJSON_GetObjectItem(row, "model"),
+                    *sd = cJSON_GetObjectItem(row, "seed"), *kt = cJSON_GetObjectItem(row, "knn_top1"), *lt = cJSON_GetObjectItem(row, "linprobe_top1"),
+                    *st = cJSON_GetObjectItem(row, "status"), *sz = cJSON_GetObjectItem(row, "size"), *ps = cJSON_GetObjectItem(row, "probe_size"),
+                    *es = cJSON_GetObjectItem(row, "eval_size"), *stg = cJSON_GetObjectItem(row, "strategy"), *id = cJSON_GetObjectItem(row, "id"),
+                    *sn = cJSON_GetObjectItem(row, "study");
+        double want = px ? 0.6 : 0.3 + (double)r->seed / 100;
+        int ok = row && cJSON_IsString(k) && !strcmp(k->valuestring, "baseline") && cJSON_IsString(b) &&
+                 !strcmp(b->valuestring, px ? "pixels" : "random") && cJSON_IsString(m) && !strcmp(m->valuestring, px ? "pixels" : "vit_nano-p7") &&
+                 cJSON_IsNumber(sd) && sd->valuedouble == (double)r->seed && cJSON_IsNumber(kt) && fabs(kt->valuedouble - want) < 1e-6 &&
+                 cJSON_IsNumber(lt) && fabs(lt->valuedouble - want) < 1e-6 && cJSON_IsString(st) && !strcmp(st->valuestring, "ok") &&
+                 cJSON_IsNumber(sz) && sz->valuedouble == 500 && cJSON_IsNumber(ps) && ps->valuedouble == 500 && cJSON_IsNumber(es) &&
+                 cJSON_IsString(stg) && !strcmp(stg->valuestring, "stratified") && cJSON_IsString(id) && cJSON_IsString(sn) &&
+                 !cJSON_GetObjectItem(row, "finetune_top1");
+        good += ok;
+        if (!ok) { char* t = row ? cJSON_PrintUnformatted(row) : NULL; fprintf(stderr, "baseline row: %s\n", t ? t : "(missing)"); free(t); }
+    }
+    TU_CHECK(good == 4, "baseline rows: %d / 4 per the contract (kind, baseline, model, seed, knn_top1, linprobe_top1, size = probe size)", good);
+    mim_results_free(&res);
+    // once each in the file, and not run again on a re-run
+    TU_CHECK(mim_study_run_all(&s, &o) == 0, "re-run: status 0");
+    check_rows(out, n, n, n);
+    int once = 0;
+    for (int i = 0; i < n; i++) {
+        if (runs[i].kind != MIM_RUN_BASELINE) continue;
+        snprintf(path, sizeof path, "%s/runs/%s/knn.log", out, runs[i].id);
+        uint8_t* t = NULL;
+        size_t tn = tu_slurp(path, &t);
+        int cmds = 0;
+        for (char* q = tn ? (char*)t : ""; (q = strstr(q, "] $ ")); q++) cmds++;
+        once += cmds == 1;
+    }
+    TU_CHECK(once == 4, "re-run: %d / 4 baselines skipped (their knn ran once)", once);
+    // the scratch run's command carries the finetune schedule
+    int sched = 0, nscr = 0;
+    for (int i = 0; i < n; i++) {
+        if (runs[i].kind != MIM_RUN_SCRATCH) continue;
+        nscr++;
+        snprintf(path, sizeof path, "%s/runs/%s/scratch.argv", out, runs[i].id);
+        uint8_t* t = NULL;
+        size_t tn = tu_slurp(path, &t);
+        sched += tn && strstr((char*)t, "--init=random") && strstr((char*)t, "--steps=7") && strstr((char*)t, "--batch=100") &&
+                 strstr((char*)t, "--aa=none") && strstr((char*)t, "--threads=1");
+    }
+    TU_CHECK(nscr == 2 && sched == nscr, "scratch runs: %d / %d commands carry finetune's --steps=7 --batch=100 --aa=none", sched, nscr);
+    TU_CHECK(mim_study_report(&s, &o) == 0, "baseline study: report written");
+    snprintf(path, sizeof path, "%s/report.md", out);
+    uint8_t* md = NULL;
+    size_t mn = tu_slurp(path, &md);
+    TU_CHECK(mn && strstr((char*)md, "raw pixels") && strstr((char*)md, "random-init vit_nano-p7"), "report: the raw-pixel and random-init baselines appear");
     free(runs);
     mim_study_free(&s);
 }
@@ -473,9 +755,12 @@ int main(void) {
     test_parse_errors();
     test_grid();
     test_feature_targets();
+    test_baselines_grid();
+    test_scratch_schedule();
     test_powerlaw();
     test_results_file();
     test_runner(bin);
+    test_baselines_runner(bin);
     test_sigkill(bin);
     if (!tu_nfail) {
         char cmd[600];
@@ -484,5 +769,6 @@ int main(void) {
     } else {
         printf("files kept in %s\n", dir);
     }
+    tu_free_all();
     return tu_summary("test_study", 0, NULL);
 }

@@ -10,12 +10,25 @@
 static const char* nz(const char* s) { return s && *s ? s : "-"; }
 
 int mim_featcache_key(char* key, size_t cap, const mim_eval_common* a) {
-    struct stat st;
-    if (!a->ckpt || stat(a->ckpt, &st) != 0) return mim_err(MIM_EIO, "cannot stat checkpoint %s", nz(a->ckpt));
-    int n = snprintf(key, cap, "v1;ckpt=%s;size=%lld;mtime=%lld.%09ld;data=%s;split=%s;subset=%s;eval=%s;esplit=%s;esubset=%s;pool=%s",
-                     a->ckpt, (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec,
-                     nz(a->data), nz(a->data_split), nz(a->subset), nz(a->eval_data ? a->eval_data : a->data),
-                     nz(a->eval_split), nz(a->eval_subset), mim_pool_name(a->pool));
+    // what the features are of: a checkpoint (its identity on disk), the
+    // pixels at a geometry, or a random encoder (preset, patch, geometry, seed)
+    char src[2048];
+    int n;
+    if (a->mode == MIM_FEAT_CKPT) {
+        struct stat st;
+        if (!a->ckpt || stat(a->ckpt, &st) != 0) return mim_err(MIM_EIO, "cannot stat checkpoint %s", nz(a->ckpt));
+        n = snprintf(src, sizeof src, "features=ckpt;ckpt=%s;size=%lld;mtime=%lld.%09ld;pool=%s", a->ckpt, (long long)st.st_size,
+                     (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec, mim_pool_name(a->pool));
+    } else if (a->mode == MIM_FEAT_PIXELS) {
+        n = snprintf(src, sizeof src, "features=pixels;img=%d;chans=%d", a->img, a->in_chans);
+    } else {
+        n = snprintf(src, sizeof src, "features=random-init;model=%s;patch=%d;img=%d;chans=%d;seed=%llu;pool=%s",
+                     nz(a->model), a->patch, a->img, a->in_chans, (unsigned long long)a->seed, mim_pool_name(a->pool));
+    }
+    if (n < 0 || (size_t)n >= sizeof src) return mim_err(MIM_EARG, "feature cache key longer than %zu bytes", sizeof src);
+    n = snprintf(key, cap, "v2;%s;data=%s;split=%s;subset=%s;eval=%s;esplit=%s;esubset=%s", src, nz(a->data),
+                 nz(a->data_split), nz(a->subset), nz(a->eval_data ? a->eval_data : a->data), nz(a->eval_split),
+                 nz(a->eval_subset));
     if (n < 0 || (size_t)n >= cap) return mim_err(MIM_EARG, "feature cache key longer than %zu bytes", cap);
     return 0;
 }

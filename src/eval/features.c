@@ -1,14 +1,17 @@
-// features.c: frozen-encoder feature extraction (see features.h).
+// features.c: frozen-encoder feature extraction, and its raw-pixel and
+// random-init baselines (see features.h).
 #include "eval/features.h"
 #include "core/check.h"
 #include "data/index.h"
 #include "ops/ops.h"
 #include "train/checkpoint.h"
+#include "train/pretrain.h"
 #include "train/dist.h"
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void openblas_set_num_threads(int);
@@ -125,21 +128,30 @@ static void print_counters(mim_source* const* srcs, int n, const char* what, int
 
 #define LEFT_OUT (-2)   // label of a row whose sample could not be read (dropped before returning)
 
-int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config* src, mim_pool pool,
-                         double max_feature_gb, const char* what, int quiet) {
+// The features of n images imgs (n, C, H, W) into out (n, D): the encoder's
+// pooled output, or (m NULL) the pixels themselves.
+static void featurize(mim_mae* m, const float* imgs, int n, mim_pool pool, float* out, float* scratch, int D) {
+    if (m) encode_pool(m, imgs, n, pool, out, scratch);
+    else memcpy(out, imgs, sizeof(float) * (size_t)n * D);
+}
+
+// mim_features_extract (m) and mim_features_extract_pixels (m NULL): one path.
+static int extract(mim_features* out, mim_mae* m, const mim_source_config* src, mim_pool pool,
+                   double max_feature_gb, const char* what, int quiet) {
     memset(out, 0, sizeof *out);
-    const mim_config* c = &m->cfg;
-    if (m->T != 1 + m->L) return mim_err(MIM_EARG, "feature extraction needs a model built with mask_ratio 0");
+    const mim_config* c = m ? &m->cfg : NULL;
+    if (m && m->T != 1 + m->L) return mim_err(MIM_EARG, "feature extraction needs a model built with mask_ratio 0");
     int B = src->batch;
-    if (B < 1 || B > m->max_batch) return mim_err(MIM_EARG, "batch %d outside [1, %d] (the model's capacity)", B, m->max_batch);
-    const int D = c->dim;
+    if (B < 1 || (m && B > m->max_batch))
+        return mim_err(MIM_EARG, "batch %d outside [1, %d] (the model's capacity)", B, m ? m->max_batch : 1 << 30);
+    int D = c ? c->dim : 0;   // pixels: C x H x W, once the source says its geometry
     const mim_dist* d = mim_dist_get();
     int W = d->world, me = d->rank;
     what = what ? what : "";
     quiet = quiet || me != 0;
     mim_source_config sc = *src;
     sc.augment = 0; sc.shuffle = 0; sc.rank = 0; sc.world = 1; sc.no_replace = 1;   // never count a sample twice
-    sc.channels = c->in_chans; sc.height = c->img_h; sc.width = c->img_w;
+    if (c) { sc.channels = c->in_chans; sc.height = c->img_h; sc.width = c->img_w; }
 
     // the batch-1 source gives the size and, later, the remainder
     mim_source *s1 = NULL, *sb = NULL;
@@ -155,7 +167,14 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
     N = mim_source_size(s1);
     int cc, hh, ww;
     mim_source_geometry(s1, &cc, &hh, &ww);
-    if (cc != c->in_chans || hh != c->img_h || ww != c->img_w) {
+    if (!c) {
+        if ((int64_t)cc * hh * ww > (1 << 24)) {
+            rc = mim_err(MIM_EARG, "%s: pixel features of %dx%dx%d images are %lld wide, above 2^24 (a smaller --img)", src->path,
+                         cc, hh, ww, (long long)cc * hh * ww);
+            goto agree;
+        }
+        D = cc * hh * ww;
+    } else if (cc != c->in_chans || hh != c->img_h || ww != c->img_w) {
         rc = mim_err(MIM_EARG, "%s: images are %dx%dx%d, the model takes %dx%dx%d", src->path, cc, hh, ww,
                      c->in_chans, c->img_h, c->img_w);
         goto agree;
@@ -180,10 +199,10 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
     out->x = mim_malloc((rows ? rows : 1) * D * sizeof(float));
     out->labels = mim_malloc((rows ? rows : 1) * sizeof(int32_t));
     imgs = mim_malloc((size_t)B * per * sizeof(float));
-    scratch = mim_malloc((size_t)B * D * sizeof(float));
+    scratch = m ? mim_malloc((size_t)B * D * sizeof(float)) : NULL;
     lab = mim_malloc((size_t)B * sizeof(int32_t));
     ids = mim_malloc((size_t)B * sizeof(int64_t));
-    if (!out->x || !out->labels || !imgs || !scratch || !lab || !ids) { rc = MIM_ENOMEM; goto agree; }
+    if (!out->x || !out->labels || !imgs || (m && !scratch) || !lab || !ids) { rc = MIM_ENOMEM; goto agree; }
 
     char label[128];
     if (W > 1) snprintf(label, sizeof label, "%s (rank 0 of %d)", what, W);
@@ -199,7 +218,7 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
             if ((rc = mim_source_next_ids(sb, imgs, out->labels + (done_n - lo), ids))) goto agree;
             for (int b = 0; b < B; b++)
                 if (ids[b] < 0) out->labels[done_n - lo + b] = LEFT_OUT;
-            encode_pool(m, imgs, B, pool, out->x + (size_t)(done_n - lo) * D, scratch);
+            featurize(m, imgs, B, pool, out->x + (size_t)(done_n - lo) * D, scratch, D);
             done_n += B;
             if (!quiet) progress_show(&pr, done_n - lo);
         }
@@ -213,7 +232,7 @@ int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config*
             if ((rc = mim_source_next_ids(s1, imgs + (size_t)i * per, out->labels + (done_n - lo) + i, ids))) goto agree;
             if (ids[0] < 0) out->labels[done_n - lo + i] = LEFT_OUT;
         }
-        encode_pool(m, imgs, r, pool, out->x + (size_t)(done_n - lo) * D, scratch);
+        featurize(m, imgs, r, pool, out->x + (size_t)(done_n - lo) * D, scratch, D);
         done_n += r;
         if (!quiet) progress_show(&pr, done_n - lo);
     }
@@ -282,34 +301,104 @@ agree:
     return rc;
 }
 
+int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config* src, mim_pool pool,
+                         double max_feature_gb, const char* what, int quiet) {
+    CHECK(m);
+    return extract(out, m, src, pool, max_feature_gb, what, quiet);
+}
+
+int mim_features_extract_pixels(mim_features* out, const mim_source_config* src, double max_feature_gb,
+                                const char* what, int quiet) {
+    return extract(out, NULL, src, MIM_POOL_CLS, max_feature_gb, what, quiet);
+}
+
+const char* mim_feat_mode_name(mim_feat_mode m) {
+    return m == MIM_FEAT_PIXELS ? "pixels" : m == MIM_FEAT_RANDOM ? "random-init" : "ckpt";
+}
+
+// The train source of a (its geometry left 0: set by the caller).
+static mim_source_config train_source(const mim_eval_common* a, int batch, int threads) {
+    return (mim_source_config){.path = a->data, .split = a->data_split ? a->data_split : "train", .subset = a->subset,
+                               .batch = batch, .seed = 0, .threads = threads, .max_skip_frac = a->max_skip_frac};
+}
+
+// The input geometry of the baselines: a.img x a.img x a.in_chans, 0s
+// filled from the train data (IDX: its header, 1 channel; an index: 3
+// channels, and the size must be given: its images have none).
+static int input_geometry(const mim_eval_common* a, int* C, int* H, int* W) {
+    if (!a->data || !*a->data) return mim_err(MIM_EARG, "no train data given (--data)");
+    struct stat st;
+    int folder = stat(a->data, &st) == 0 && S_ISDIR(st.st_mode);
+    mim_source_config sc = train_source(a, 1, 1);
+    sc.channels = a->in_chans > 0 ? a->in_chans : folder ? 1 : 3;
+    sc.height = sc.width = a->img;
+    uint64_t bytes;
+    return mim_source_estimate(&sc, &bytes, C, H, W);
+}
+
+int mim_eval_config(const mim_eval_common* a, mim_config* cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    int rc, C, H, W;
+    switch (a->mode) {
+    case MIM_FEAT_CKPT:
+        if (!a->ckpt || !*a->ckpt) return mim_err(MIM_EARG, "no checkpoint given (--ckpt model.safetensors)");
+        if ((rc = mim_ckpt_read_config(a->ckpt, cfg))) return rc;
+        cfg->mask_ratio = 0.0f;
+        cfg->dec_depth = 0;   // the decoder is not needed; its blocks are not loaded
+        return mim_config_validate(cfg);
+    case MIM_FEAT_RANDOM:
+        if ((rc = mim_config_preset(cfg, a->model && *a->model ? a->model : "vit_tiny"))) return rc;
+        if (a->patch > 0) cfg->patch = a->patch;
+        if ((rc = input_geometry(a, &C, &H, &W))) return rc;
+        cfg->in_chans = C; cfg->img_h = H; cfg->img_w = W;
+        cfg->mask_ratio = 0.0f;
+        cfg->dec_dim = 0; cfg->dec_depth = 0; cfg->dec_heads = 1;   // encoder only, as finetune --init random
+        if ((rc = mim_check_input_geometry(cfg, a->img > 0 ? NULL : "the data's", 1))) return rc;
+        return mim_config_validate(cfg);
+    case MIM_FEAT_PIXELS:
+        if ((rc = input_geometry(a, &C, &H, &W))) return rc;
+        if ((int64_t)C * H * W > (1 << 24))
+            return mim_err(MIM_EARG, "pixel features of %dx%dx%d images are %lld wide, above 2^24 (a smaller --img)", C, H, W,
+                           (long long)C * H * W);
+        snprintf(cfg->name, sizeof cfg->name, "pixels");
+        cfg->in_chans = C; cfg->img_h = H; cfg->img_w = W;
+        cfg->dim = C * H * W;
+        return 0;
+    }
+    return mim_err(MIM_EARG, "unknown feature mode %d", (int)a->mode);
+}
+
 int mim_eval_features(const mim_eval_common* a, mim_features* train, mim_features* eval, mim_config* cfg_out) {
     memset(train, 0, sizeof *train);
     memset(eval, 0, sizeof *eval);
-    if (!a->ckpt || !*a->ckpt) return mim_err(MIM_EARG, "no checkpoint given (--ckpt model.safetensors)");
+    if (a->mode == MIM_FEAT_CKPT && (!a->ckpt || !*a->ckpt)) return mim_err(MIM_EARG, "no checkpoint given (--ckpt model.safetensors)");
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
     mim_config cfg;
-    int rc = mim_ckpt_read_config(a->ckpt, &cfg);
+    int rc = mim_eval_config(a, &cfg);
     if (rc) return rc;
-    cfg.mask_ratio = 0.0f;
-    cfg.dec_depth = 0;   // the decoder is not needed; its blocks are not loaded
-    if ((rc = mim_config_validate(&cfg))) return rc;
-    mim_mae m;
     int batch = a->batch > 0 ? a->batch : 256;
-    if ((rc = mim_mae_init(&m, &cfg, batch))) return rc;
-    if ((rc = mim_ckpt_load_model(a->ckpt, &m, 1))) { mim_mae_free(&m); return rc; }
-    if (cfg_out) *cfg_out = cfg;
     int lt = a->threads > 0 ? a->threads : 2;
-    mim_source_config tr = {.path = a->data, .split = a->data_split ? a->data_split : "train", .subset = a->subset,
-                            .batch = batch, .seed = 0, .threads = lt, .max_skip_frac = a->max_skip_frac};
+    mim_source_config tr = train_source(a, batch, lt);
     mim_source_config ev = {.path = a->eval_data ? a->eval_data : a->data,
                             .split = a->eval_split ? a->eval_split : "t10k", .subset = a->eval_subset,
                             .batch = batch, .seed = 0, .threads = lt, .max_skip_frac = a->max_skip_frac};
     double cap = a->max_feature_gb > 0 ? a->max_feature_gb : 8.0;
-    if ((rc = mim_index_classes_check(tr.path, ev.path))) { mim_mae_free(&m); return rc; }   // labels mean the same
-    rc = mim_features_extract(train, &m, &tr, a->pool, cap, "train", a->quiet);
-    if (!rc) rc = mim_features_extract(eval, &m, &ev, a->pool, cap, "eval", a->quiet);
-    mim_mae_free(&m);
+    if ((rc = mim_index_classes_check(tr.path, ev.path))) return rc;   // labels mean the same
+    if (a->mode == MIM_FEAT_PIXELS) {
+        tr.channels = ev.channels = cfg.in_chans; tr.height = ev.height = cfg.img_h; tr.width = ev.width = cfg.img_w;
+        rc = mim_features_extract_pixels(train, &tr, cap, "train", a->quiet);
+        if (!rc) rc = mim_features_extract_pixels(eval, &ev, cap, "eval", a->quiet);
+    } else {
+        mim_mae m;
+        if ((rc = mim_mae_init(&m, &cfg, batch))) return rc;
+        if (a->mode == MIM_FEAT_RANDOM) mim_mae_init_weights(&m, a->seed);   // as finetune --init random: same seed, same encoder
+        else if ((rc = mim_ckpt_load_model(a->ckpt, &m, 1))) { mim_mae_free(&m); return rc; }
+        rc = mim_features_extract(train, &m, &tr, a->pool, cap, "train", a->quiet);
+        if (!rc) rc = mim_features_extract(eval, &m, &ev, a->pool, cap, "eval", a->quiet);
+        mim_mae_free(&m);
+    }
     if (!rc && train->dim != eval->dim) rc = mim_err(MIM_ESHAPE, "train and eval feature widths differ");
-    if (rc) { mim_features_free(train); mim_features_free(eval); }
-    return rc;
+    if (rc) { mim_features_free(train); mim_features_free(eval); return rc; }
+    if (cfg_out) *cfg_out = cfg;
+    return 0;
 }

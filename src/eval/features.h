@@ -1,7 +1,9 @@
 // features.h: frozen-encoder features for the evaluations (kNN, linear
 // probe) and the setup those commands share: load a checkpoint, run the
 // encoder over every sample of a train and an eval source, keep the pooled
-// features in memory.
+// features in memory. The same path gives the two baselines a study shows
+// next to the MIM rows: raw pixels (the images themselves as features) and
+// an encoder at its random initialisation (mim_feat_mode).
 //
 //   mim_eval_common a = {...};            // checkpoint, sources, pooling
 //   mim_features tr, ev;
@@ -65,13 +67,36 @@ void mim_features_pool(float* out, float* scratch, const mim_mae* m, const float
 // 0, or MIM_EARG / MIM_ENOMEM / the source's errors, with mim_err_msg().
 int mim_features_extract(mim_features* out, mim_mae* m, const mim_source_config* src, mim_pool pool,
                          double max_feature_gb, const char* what, int quiet);
+// The raw-pixel sibling: the features of a sample are its image after the
+// eval transform and the data's normalisation, flattened (C, H, W) -> D =
+// C x H x W: exactly what an encoder at that geometry would be given. The
+// geometry is src->channels / height / width (0: the data's own, as for
+// mim_source_open). Same batches, rank split, left-out samples, cap and
+// errors as mim_features_extract (no model, so no batch capacity).
+int mim_features_extract_pixels(mim_features* out, const mim_source_config* src, double max_feature_gb,
+                                const char* what, int quiet);
 void mim_features_free(mim_features* f);
 // Scales each row of x (n, D) to unit L2 norm (rows of zeros stay zero).
 void mim_l2_normalize_rows(float* x, int64_t n, int D);
 
 // ---------------------------------------------------------------- shared setup
+// Where the features come from.
+typedef enum {
+    MIM_FEAT_CKPT = 0,    // the encoder of a checkpoint (the MIM rows)
+    MIM_FEAT_PIXELS = 1,  // baseline: raw pixels (mim_features_extract_pixels), no model
+    MIM_FEAT_RANDOM = 2,  // baseline: the encoder at its MAE initialisation from seed (mim_mae_init_weights)
+} mim_feat_mode;
+// "ckpt", "pixels", "random-init" (the "features" of the result JSON).
+const char* mim_feat_mode_name(mim_feat_mode m);
+
 typedef struct {
-    const char* ckpt;          // model.safetensors (mimscale or MAE-named, encoder-only ok)
+    mim_feat_mode mode;        // MIM_FEAT_CKPT unless set
+    const char* ckpt;          // ckpt: model.safetensors (mimscale or MAE-named, encoder-only ok)
+    const char* model;         // random: the preset ("vit_tiny"; NULL: vit_tiny)
+    int patch;                 // random: patch side (0: the preset's)
+    int img;                   // pixels / random: square input side (0: the data's own; index data needs it)
+    int in_chans;              // pixels / random: channels (0: 1 for IDX data, 3 for an index)
+    uint64_t seed;             // random: the init seed
     const char* data;          // train source: IDX folder or index file
     const char* data_split;    // IDX split of the train source ("train")
     const char* subset;        // subset file for an index train source, or NULL
@@ -86,7 +111,16 @@ typedef struct {
     int quiet;
 } mim_eval_common;
 
-// Loads a.ckpt (config from its metadata, mask ratio forced to 0, decoder
-// dropped), extracts the train and eval features. *cfg (may be NULL) gets
-// the model config. 0 or a negative MIM_E* code with mim_err_msg().
+// The encoder config of a, without loading weights or extracting: ckpt:
+// read off the checkpoint; random: the preset with a.patch at a.img x
+// a.img x a.in_chans (0s: the train data's own geometry, read from its
+// header), checked in the flags' words; pixels: no model, a zeroed config
+// named "pixels" with the input geometry and dim = C x H x W (the feature
+// width). Mask ratio 0, no decoder. 0 or a negative MIM_E* code.
+int mim_eval_config(const mim_eval_common* a, mim_config* cfg);
+// Extracts the train and eval features of a's mode: ckpt loads a.ckpt
+// (config from its metadata, mask ratio forced to 0, decoder dropped);
+// random builds the encoder of mim_eval_config and initialises it from
+// a.seed; pixels runs no model. *cfg (may be NULL) gets mim_eval_config's
+// config. 0 or a negative MIM_E* code with mim_err_msg().
 int mim_eval_features(const mim_eval_common* a, mim_features* train, mim_features* eval, mim_config* cfg);

@@ -1,7 +1,9 @@
 // runner.c: `mimscale study run`: prepares the data (pack, index, subset
 // files), then runs each grid point that has no results row yet as
 // subprocesses of the mimscale binary (pretrain --resume, then the
-// evaluations), appending one row per run to results.jsonl.
+// evaluations), appending one row per run to results.jsonl. Baseline runs
+// pre-train nothing: their knn / linprobe run on raw pixels or a random-init
+// encoder, with the MIM rows' flags, probe and eval sets.
 //
 // Crash safety: pretrain resumes from its last checkpoint (--resume);
 // pretrain.done marks a finished pre-training; a finished evaluation leaves
@@ -342,24 +344,39 @@ static void pretrain_metrics(const char* run_dir, cJSON* row) {
     if (step >= 0) cJSON_AddNumberToObject(row, "last_logged_step", step);
 }
 
+static const char* kind_name(mim_run_kind k) { return k == MIM_RUN_MIM ? "mim" : k == MIM_RUN_SCRATCH ? "scratch" : "baseline"; }
+
+// The fields every row has. A baseline row (the report's contract): "kind":
+// "baseline", "baseline": "pixels" ("model": "pixels") or "random" ("model":
+// the model's label, as in the MIM rows), "features" as the commands say it,
+// size = the train set of its knn / linprobe (the probe set, else the subset).
 static cJSON* base_row(const mim_study* s, const mim_study_run* r) {
     const mim_study_model* m = &s->models[r->model];
+    int px = r->kind == MIM_RUN_BASELINE && r->baseline == MIM_BASELINE_PIXELS;
     cJSON* j = cJSON_CreateObject();
     CHECK(j);
     cJSON_AddStringToObject(j, "id", r->id);
     cJSON_AddStringToObject(j, "study", s->name);
-    cJSON_AddStringToObject(j, "kind", r->kind == MIM_RUN_MIM ? "mim" : "scratch");
+    cJSON_AddStringToObject(j, "kind", kind_name(r->kind));
     cJSON_AddStringToObject(j, "status", "ok");
-    cJSON_AddStringToObject(j, "model", m->label);
-    cJSON_AddStringToObject(j, "preset", m->preset);
-    cJSON_AddNumberToObject(j, "patch", m->patch);
-    cJSON_AddNumberToObject(j, "dec_dim", m->dec_dim);
-    cJSON_AddNumberToObject(j, "dec_depth", m->dec_depth);
-    cJSON_AddNumberToObject(j, "dec_heads", m->dec_heads);
+    if (r->kind == MIM_RUN_BASELINE) {
+        cJSON_AddStringToObject(j, "baseline", mim_baseline_name(r->baseline));
+        cJSON_AddStringToObject(j, "features", px ? "pixels" : "random-init");
+    }
+    cJSON_AddStringToObject(j, "model", px ? "pixels" : m->label);
+    if (!px) {
+        cJSON_AddStringToObject(j, "preset", m->preset);
+        cJSON_AddNumberToObject(j, "patch", m->patch);
+    }
+    if (r->kind != MIM_RUN_BASELINE) {
+        cJSON_AddNumberToObject(j, "dec_dim", m->dec_dim);
+        cJSON_AddNumberToObject(j, "dec_depth", m->dec_depth);
+        cJSON_AddNumberToObject(j, "dec_heads", m->dec_heads);
+    }
     cJSON_AddNumberToObject(j, "img", s->img);
     cJSON_AddNumberToObject(j, "in_chans", s->in_chans);
     cJSON_AddStringToObject(j, "target", r->kind == MIM_RUN_MIM ? mim_target_name(r->target) : "none");
-    cJSON_AddStringToObject(j, "strategy", s->subsets[r->subset].strategy);
+    cJSON_AddStringToObject(j, "strategy", mim_study_run_strategy(s, r));
     cJSON_AddNumberToObject(j, "size", (double)r->size);
     cJSON_AddNumberToObject(j, "subset_seed", (double)s->subset_seed);
     cJSON_AddNumberToObject(j, "seed", (double)r->seed);
@@ -376,7 +393,7 @@ static cJSON* base_row(const mim_study* s, const mim_study_run* r) {
         cJSON_AddNumberToObject(j, "params", (double)mim_config_params_total(&r->cfg));
         cJSON_AddNumberToObject(j, "flops_per_image", r->flops_per_image);
     } else {
-        cJSON_AddNumberToObject(j, "params", (double)mim_config_params_encoder(&r->cfg));
+        cJSON_AddNumberToObject(j, "params", px ? 0 : (double)mim_config_params_encoder(&r->cfg));
     }
     cJSON_AddNumberToObject(j, "flops", r->flops);
     return j;
@@ -435,7 +452,8 @@ static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_stud
     }
     for (int e = 0; e < MIM_EVAL_COUNT; e++) {
         if (!s->evals[e]) continue;
-        if ((r->kind == MIM_RUN_MIM) == (e == MIM_EVAL_SCRATCH)) continue;   // scratch is its own run
+        if (r->kind == MIM_RUN_BASELINE ? e != MIM_EVAL_KNN && e != MIM_EVAL_LINPROBE   // baselines: the probe evaluations
+                                        : (r->kind == MIM_RUN_MIM) == (e == MIM_EVAL_SCRATCH)) continue;   // scratch is its own run
         const char* en = mim_eval_name((mim_eval_kind)e);
         char jpath[4400];
         pathf(jpath, sizeof jpath, "%s/%s.json", run_dir, en);
@@ -515,8 +533,12 @@ static const char* run_state(const mim_results* res, const char* out, const mim_
 }
 
 static int print_plan(const mim_study* s, const mim_study_opts* o, const mim_study_run* runs, int n, const mim_results* res, double gflops) {
-    printf("study %s (%s): %d runs = %d seeds x %d subsets x %d models x %d targets%s; budget %g %s per run\n", s->name, s->path, n,
-           s->nseeds, s->nsubsets, s->nmodels, s->ntargets, s->evals[MIM_EVAL_SCRATCH] ? " + scratch baselines" : "",
+    int nbl = 0;
+    for (int i = 0; i < n; i++) nbl += runs[i].kind == MIM_RUN_BASELINE;
+    char bls[96] = "";
+    if (nbl) pathf(bls, sizeof bls, " + %d feature baselines (raw pixels, random-init; knn / linprobe only)", nbl);
+    printf("study %s (%s): %d runs = %d seeds x %d subsets x %d models x %d targets%s%s; budget %g %s per run\n", s->name, s->path, n,
+           s->nseeds, s->nsubsets, s->nmodels, s->ntargets, s->evals[MIM_EVAL_SCRATCH] ? " + scratch baselines" : "", bls,
            s->budget, mim_budget_name(s->budget_kind));
     printf("folder %s; estimates at %.1f GFLOP/s\n\n", o->out, gflops);
     printf("%-52s %-7s %8s %8s %10s %11s %9s\n", "run", "state", "steps", "epochs", "images", "PFLOP(pre)", "est.time");
@@ -529,6 +551,8 @@ static int print_plan(const mim_study* s, const mim_study_opts* o, const mim_stu
         fmt_time(r->est_flops / (gflops * 1e9), tm, sizeof tm);
         if (r->kind == MIM_RUN_MIM)
             printf("%-52s %-7s %8" PRId64 " %8.2f %10" PRId64 " %11.4f %9s\n", r->id, st, r->steps, r->epochs, r->images_seen, r->flops / 1e15, tm);
+        else if (r->kind == MIM_RUN_BASELINE)   // no training: its time is the feature extraction and the probes
+            printf("%-52s %-7s %8s %8s %10s %11s %9s\n", r->id, st, "-", "-", "-", "-", tm);
         else
             printf("%-52s %-7s %8s %8s %10s %11.4f %9s\n", r->id, st, "-", "-", "-", r->flops / 1e15, tm);
         tot += r->est_flops;
@@ -552,8 +576,10 @@ static void print_table(const mim_study* s, const mim_study_run* runs, int n, co
         const cJSON* st = row ? cJSON_GetObjectItemCaseSensitive(row, "status") : NULL;
         const cJSON* l = row ? cJSON_GetObjectItemCaseSensitive(row, "final_loss_avg") : NULL;
         const cJSON* w = row ? cJSON_GetObjectItemCaseSensitive(row, "wall_s") : NULL;
-        printf("%-14s %-10s %-10s %7lld %-7s", s->models[r->model].label, r->kind == MIM_RUN_MIM ? mim_target_name(r->target) : "(scratch)",
-               s->subsets[r->subset].strategy, (long long)r->size, cJSON_IsString(st) ? st->valuestring : "missing");
+        int px = r->kind == MIM_RUN_BASELINE && r->baseline == MIM_BASELINE_PIXELS;
+        printf("%-14s %-10s %-10s %7lld %-7s", px ? "pixels" : s->models[r->model].label,
+               r->kind == MIM_RUN_MIM ? mim_target_name(r->target) : r->kind == MIM_RUN_SCRATCH ? "(scratch)" : px ? "(baseline)" : "(random)",
+               mim_study_run_strategy(s, r), (long long)r->size, cJSON_IsString(st) ? st->valuestring : "missing");
         if (cJSON_IsNumber(l)) printf(" %8.4f", l->valuedouble); else printf(" %8s", "-");
         for (int e = 0; e < MIM_EVAL_COUNT; e++) {
             if (!s->evals[e]) continue;

@@ -15,6 +15,7 @@
 static const char* eval_names[MIM_EVAL_COUNT] = {"knn", "linprobe", "finetune", "scratch"};
 const char* mim_eval_name(mim_eval_kind e) { return e < MIM_EVAL_COUNT ? eval_names[e] : "?"; }
 const char* mim_budget_name(mim_budget_kind b) { return b == MIM_BUDGET_IMAGES ? "images_seen" : "epochs"; }
+const char* mim_baseline_name(mim_baseline_kind b) { return b == MIM_BASELINE_RANDOM ? "random" : "pixels"; }
 
 static char* dupstr(const char* s) {
     if (!s) return NULL;
@@ -206,6 +207,74 @@ static int parse_model(const ctx* c, const cJSON* m, const char* field, mim_stud
     return 0;
 }
 
+// ------------------------------------------------ the scratch baseline's schedule
+// Flags of `finetune` that do not change what is trained or measured: the
+// scratch entry may set them apart from finetune's. Every other flag is
+// the schedule (length, batch, lr and its shape, regularisation,
+// augmentation, head, precision) and must be the MIM rows'.
+static const char* const ft_operational[] = {"threads", "data-threads", "log-every", "dist-timeout", "save-every", "keep",
+                                             "max-ram", "max-skip-frac", "io-retries", "quiet", NULL};
+
+// "--name=value" -> name (cap bytes) and a pointer to the value.
+static const char* split_flag(const char* arg, char* name, size_t cap) {
+    const char* a = arg + 2, *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    if (n >= cap) n = cap - 1;
+    memcpy(name, a, n);
+    name[n] = 0;
+    return eq ? eq + 1 : "";
+}
+static const char* find_flag(const mim_argv_list* l, const char* name) {
+    char nm[128];
+    for (int i = 0; i < l->argc; i++) {
+        split_flag(l->argv[i], nm, sizeof nm);
+        if (!strcmp(nm, name)) return l->argv[i];
+    }
+    return NULL;
+}
+
+// With both finetune and scratch: the scratch run's flags become finetune's
+// (so it trains with exactly the MIM rows' fine-tuning schedule), with the
+// operational flags scratch gives overriding or added. A scratch flag of
+// the schedule that finetune lacks or sets otherwise is refused, naming it.
+static int scratch_schedule(const ctx* c, mim_study* s) {
+    mim_argv_list* ft = &s->eval_extra[MIM_EVAL_FINETUNE];
+    mim_argv_list* sc = &s->eval_extra[MIM_EVAL_SCRATCH];
+    char nm[128];
+    for (int i = 0; i < sc->argc; i++) {
+        const char* v = split_flag(sc->argv[i], nm, sizeof nm);
+        int op = 0;
+        for (int k = 0; ft_operational[k]; k++) op |= !strcmp(nm, ft_operational[k]);
+        if (op) continue;
+        const char* fa = find_flag(ft, nm);
+        char fn[128];
+        if (!fa)
+            return bad(c, "evaluations.scratch", "\"%s\" is set for scratch but not for finetune; the scratch baseline fine-tunes with "
+                       "the finetune evaluation's schedule, so set it in \"finetune\" (scratch inherits it)", nm);
+        if (strcmp(fa, sc->argv[i]))
+            return bad(c, "evaluations.scratch", "\"%s\" is %s here but %s in \"finetune\"; the scratch baseline fine-tunes with the "
+                       "finetune evaluation's schedule: drop it from \"scratch\" (it inherits finetune's flags)", nm, v, split_flag(fa, fn, sizeof fn));
+    }
+    mim_argv_list m = {calloc((size_t)(ft->argc + sc->argc) + 1, sizeof(char*)), 0};
+    if (!m.argv) return mim_err(MIM_ENOMEM, "out of memory");
+    for (int i = 0; i < ft->argc; i++) {   // finetune's, in its order; an operational one scratch sets is scratch's
+        split_flag(ft->argv[i], nm, sizeof nm);
+        const char* o = find_flag(sc, nm);
+        if (!(m.argv[m.argc++] = dupstr(o ? o : ft->argv[i]))) { argv_list_free(&m); return mim_err(MIM_ENOMEM, "out of memory"); }
+    }
+    for (int i = 0; i < sc->argc; i++) {   // then scratch's operational flags finetune lacks
+        split_flag(sc->argv[i], nm, sizeof nm);
+        if (find_flag(ft, nm)) continue;
+        if (!(m.argv[m.argc++] = dupstr(sc->argv[i]))) { argv_list_free(&m); return mim_err(MIM_ENOMEM, "out of memory"); }
+    }
+    argv_list_free(sc);
+    *sc = m;
+    s->eval_epochs[MIM_EVAL_SCRATCH] = s->eval_epochs[MIM_EVAL_FINETUNE];
+    s->eval_steps[MIM_EVAL_SCRATCH] = s->eval_steps[MIM_EVAL_FINETUNE];
+    s->eval_batch[MIM_EVAL_SCRATCH] = s->eval_batch[MIM_EVAL_FINETUNE];
+    return 0;
+}
+
 int mim_study_parse(mim_study* s, const char* json, const char* path) {
     memset(s, 0, sizeof *s);
     ctx c = {path};
@@ -220,7 +289,7 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
 #define TRY(x) do { if ((rc = (x)) != 0) goto done; } while (0)
     if (!cJSON_IsObject(root)) { rc = mim_err(MIM_EFORMAT, "%s: the study must be a JSON object", path); goto done; }
     static const char* const top[] = {"name", "description", "data", "subsets", "models", "targets", "teacher", "budget",
-                                      "pretrain", "evaluations", "seeds", "estimate", "report", NULL};
+                                      "pretrain", "evaluations", "baselines", "seeds", "estimate", "report", NULL};
     TRY(check_keys(&c, root, "(top level)", top));
     s->path = dupstr(path);
     TRY(get_str(&c, root, "name", "name", &s->name));
@@ -387,6 +456,13 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
         }
     }
 
+    if (s->evals[MIM_EVAL_FINETUNE] && s->evals[MIM_EVAL_SCRATCH]) TRY(scratch_schedule(&c, s));
+
+    // baselines: true (default) or false
+    const cJSON* bl = cJSON_GetObjectItemCaseSensitive(root, "baselines");
+    if (bl && !cJSON_IsBool(bl)) { rc = bad(&c, "baselines", "expected true or false (raw-pixel and random-init knn / linprobe runs)"); goto done; }
+    s->baselines = !bl || cJSON_IsTrue(bl);
+
     // seeds
     const cJSON* sd = cJSON_GetObjectItemCaseSensitive(root, "seeds");
     if (!sd) {
@@ -492,8 +568,45 @@ static double teacher_flops(const mim_study_teacher_shape* ts, const mim_config*
     return mim_config_encoder_flops(&t);
 }
 
+// kNN and linear probe on ntr train features of width D, past the one
+// extraction they share (the feature cache): the kNN similarities (2 D per
+// train x eval pair) and the probe's epochs (forward and backward over the
+// train set, forward over the eval set, 10 classes assumed).
+static double probe_flops(const mim_study* s, double D, double ntr) {
+    double f = 0, ne = (double)s->est_eval_size, C = 10;
+    if (s->evals[MIM_EVAL_KNN]) f += 2 * D * ntr * ne;
+    if (s->evals[MIM_EVAL_LINPROBE]) {
+        double ep = s->eval_epochs[MIM_EVAL_LINPROBE] > 0 ? s->eval_epochs[MIM_EVAL_LINPROBE] : 20;   // linprobe's default
+        f += ep * (6 * D * C * ntr + 2 * D * C * ne);
+    }
+    return f;
+}
+
+const char* mim_study_run_strategy(const mim_study* s, const mim_study_run* r) {
+    return r->kind == MIM_RUN_BASELINE && s->probe_size > 0 ? "stratified" : s->subsets[r->subset].strategy;
+}
+
 static void run_config(const mim_study* s, mim_study_run* r, const mim_study_teacher_shape* ts) {
     const mim_study_model* m = &s->models[r->model];
+    if (r->kind == MIM_RUN_BASELINE) {   // no training: one feature extraction, then knn / linprobe
+        double ntr = (double)r->size, D;
+        if (r->baseline == MIM_BASELINE_PIXELS) {
+            memset(&r->cfg, 0, sizeof r->cfg);
+            snprintf(r->cfg.name, sizeof r->cfg.name, "pixels");
+            r->cfg.img_h = r->cfg.img_w = s->img; r->cfg.in_chans = s->in_chans;
+            D = (double)s->img * s->img * s->in_chans;
+            r->est_flops = 0;
+        } else {
+            mim_config_preset(&r->cfg, m->preset);
+            r->cfg.patch = m->patch; r->cfg.dec_dim = 0; r->cfg.dec_depth = 0; r->cfg.dec_heads = 1;
+            r->cfg.img_h = r->cfg.img_w = s->img; r->cfg.in_chans = s->in_chans; r->cfg.mask_ratio = 0;
+            D = r->cfg.dim;
+            r->est_flops = mim_config_encoder_flops(&r->cfg) * (ntr + (double)s->est_eval_size);
+        }
+        r->est_flops += probe_flops(s, D, ntr);
+        r->flops = 0;   // no pre-training
+        return;
+    }
     mim_config_preset(&r->cfg, m->preset);
     r->cfg.patch = m->patch; r->cfg.dec_dim = m->dec_dim; r->cfg.dec_depth = m->dec_depth; r->cfg.dec_heads = m->dec_heads;
     r->cfg.img_h = r->cfg.img_w = s->img; r->cfg.in_chans = s->in_chans;
@@ -516,10 +629,10 @@ static void run_config(const mim_study* s, mim_study_run* r, const mim_study_tea
         r->flops = r->flops_per_image * (double)r->images_seen;
         r->est_flops = r->flops;
         if (r->target == MIM_TARGET_TEACHER) r->est_flops += teacher_flops(ts, &r->cfg) * (double)r->images_seen;
-        for (int e = 0; e < MIM_EVAL_COUNT; e++) {
-            if (!s->evals[e] || e == MIM_EVAL_SCRATCH) continue;
-            if (e == MIM_EVAL_FINETUNE) r->est_flops += finetune_flops(s, e, r->size, enc);
-            else r->est_flops += enc * (double)((s->probe_size > 0 ? s->probe_size : r->size) + s->est_eval_size);
+        if (s->evals[MIM_EVAL_FINETUNE]) r->est_flops += finetune_flops(s, MIM_EVAL_FINETUNE, r->size, enc);
+        if (s->evals[MIM_EVAL_KNN] || s->evals[MIM_EVAL_LINPROBE]) {   // one extraction for both (the feature cache)
+            double ntr = (double)(s->probe_size > 0 ? s->probe_size : r->size);
+            r->est_flops += enc * (ntr + (double)s->est_eval_size) + probe_flops(s, r->cfg.dim, ntr);
         }
     } else {
         r->est_flops = finetune_flops(s, MIM_EVAL_SCRATCH, r->size, enc);
@@ -527,8 +640,27 @@ static void run_config(const mim_study* s, mim_study_run* r, const mim_study_tea
     }
 }
 
+// A baseline's id: "pixels-baseline-<strategy><size>-s<seed>-<hash>" or
+// "<model>-random-init-<strategy><size>-s<seed>-<hash>", the hash over what
+// its features depend on (no pre-training settings: a new budget keeps them).
+// Like the MIM rows' ids, it leaves out the knn / linprobe flags.
+static void baseline_id(const mim_study* s, mim_study_run* r) {
+    const mim_study_model* m = &s->models[r->model];
+    int px = r->baseline == MIM_BASELINE_PIXELS;
+    const char* st = mim_study_run_strategy(s, r);
+    char key[1024];
+    snprintf(key, sizeof key, "v1|baseline|%s|%s|%d|%d|%d|%s|%" PRId64 "|%" PRIu64 "|%" PRIu64 "|%s|%s|%s|%lld|%lld",
+             mim_baseline_name(r->baseline), px ? "-" : m->preset, px ? 0 : m->patch, s->img, s->in_chans, st, r->size,
+             s->subset_seed, r->seed, s->idx_dir ? s->idx_dir : "", s->shards ? s->shards : "", s->index ? s->index : "",
+             (long long)s->eval_size, (long long)s->probe_size);
+    uint64_t h = fnv(1469598103934665603ull, key);
+    snprintf(r->id, sizeof r->id, "%s-%s-%s%" PRId64 "-s%" PRIu64 "-%08x", px ? "pixels" : m->label, px ? "baseline" : "random-init",
+             st, r->size, r->seed, (unsigned)(h ^ (h >> 32)));
+}
+
 // The id: "<model>-<target|scratch>-<strategy><size>-s<seed>-<hash of everything that changes the result>".
 static void run_id(const mim_study* s, mim_study_run* r) {
+    if (r->kind == MIM_RUN_BASELINE) { baseline_id(s, r); return; }
     const mim_study_model* m = &s->models[r->model];
     const mim_study_subset* sub = &s->subsets[r->subset];
     char key[4096];
@@ -561,8 +693,12 @@ int mim_study_expand(const mim_study* s, mim_study_run** runs) { return mim_stud
 int mim_study_expand_est(const mim_study* s, const mim_study_teacher_shape* ts, mim_study_run** runs) {
     size_t nmim = (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels * (size_t)s->ntargets;
     size_t nscr = s->evals[MIM_EVAL_SCRATCH] ? (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels : 0;
-    if (nmim + nscr > 100000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr);
-    mim_study_run* r = calloc(nmim + nscr, sizeof *r);
+    // baselines: per seed (and per subset without a probe set) pixels + one random-init per model
+    int bl_subsets = s->probe_size > 0 ? 1 : s->nsubsets;
+    size_t nbl = s->baselines && (s->evals[MIM_EVAL_KNN] || s->evals[MIM_EVAL_LINPROBE])
+                     ? (size_t)s->nseeds * (size_t)bl_subsets * (1 + (size_t)s->nmodels) : 0;
+    if (nmim + nscr + nbl > 100000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr + nbl);
+    mim_study_run* r = calloc(nmim + nscr + nbl + 1, sizeof *r);
     if (!r) return mim_err(MIM_ENOMEM, "out of memory");
     int n = 0;
     for (int kind = 0; kind < 2; kind++) {
@@ -580,6 +716,19 @@ int mim_study_expand_est(const mim_study* s, const mim_study_teacher_shape* ts, 
                         run_id(s, x);
                     }
     }
+    if (nbl)
+        for (int si = 0; si < s->nseeds; si++)
+            for (int su = 0; su < bl_subsets; su++)
+                for (int mo = -1; mo < s->nmodels; mo++) {   // -1: pixels
+                    mim_study_run* x = &r[n++];
+                    x->kind = MIM_RUN_BASELINE;
+                    x->baseline = mo < 0 ? MIM_BASELINE_PIXELS : MIM_BASELINE_RANDOM;
+                    x->model = mo < 0 ? 0 : mo; x->subset = su; x->seed = s->seeds[si];
+                    x->target = MIM_TARGET_PIXEL;
+                    x->size = s->probe_size > 0 ? s->probe_size : s->subsets[su].size;
+                    run_config(s, x, ts);
+                    run_id(s, x);
+                }
     *runs = r;
     return n;
 }
@@ -670,6 +819,11 @@ char** mim_study_eval_argv(const mim_study* s, const mim_study_run* r, mim_eval_
     add(&a, "%s", e == MIM_EVAL_KNN ? "knn" : e == MIM_EVAL_LINPROBE ? "linprobe" : "finetune");
     if (e == MIM_EVAL_SCRATCH) {
         add(&a, "--init=random"); add(&a, "--model=%s", m->preset); add(&a, "--patch=%d", m->patch);
+    } else if (r->kind == MIM_RUN_BASELINE) {   // the features flag instead of --ckpt; the rest as the MIM rows'
+        if (r->baseline == MIM_BASELINE_PIXELS) add(&a, "--features=pixels");
+        else { add(&a, "--init=random"); add(&a, "--model=%s", m->preset); add(&a, "--patch=%d", m->patch); }
+        add(&a, "--img=%d", s->img); add(&a, "--in-chans=%d", s->in_chans);   // the geometry the encoders see
+        if (r->baseline == MIM_BASELINE_RANDOM && e == MIM_EVAL_KNN) add(&a, "--seed=%" PRIu64, r->seed);   // the encoder's init
     } else add(&a, "--ckpt=%s", ckpt);
     char probe[2048];
     if (s->probe_size > 0 && (e == MIM_EVAL_KNN || e == MIM_EVAL_LINPROBE)) mim_study_probe_path(s, p, probe, sizeof probe);

@@ -2,7 +2,11 @@
 // model configs x reconstruction targets x seeds, each pre-trained with the
 // `mimscale pretrain` subprocess and evaluated with `mimscale knn`,
 // `linprobe`, `finetune` (and a from-scratch `finetune --init random`
-// baseline per subset and model), one results row per run.
+// baseline per subset and model, with the finetune evaluation's schedule),
+// one results row per run. Studies with knn or linprobe also get the
+// feature baselines: the same knn / linprobe on raw pixels (one run per
+// seed) and on each model's randomly initialised encoder (one per model and
+// seed), on the MIM rows' probe and eval sets, at no pre-training cost.
 //
 //   mim_study s;
 //   if (mim_study_load(&s, "studies/fmnist-mini.json") < 0) die(mim_err_msg());
@@ -29,7 +33,11 @@
 
 typedef enum { MIM_EVAL_KNN = 0, MIM_EVAL_LINPROBE, MIM_EVAL_FINETUNE, MIM_EVAL_SCRATCH, MIM_EVAL_COUNT } mim_eval_kind;
 typedef enum { MIM_BUDGET_EPOCHS = 0, MIM_BUDGET_IMAGES = 1 } mim_budget_kind;
-typedef enum { MIM_RUN_MIM = 0, MIM_RUN_SCRATCH = 1 } mim_run_kind;
+typedef enum { MIM_RUN_MIM = 0, MIM_RUN_SCRATCH = 1, MIM_RUN_BASELINE = 2 } mim_run_kind;
+// The feature baselines (MIM_RUN_BASELINE runs): knn / linprobe on raw
+// pixels (`--features pixels`) or on a random-init encoder (`--init random`).
+typedef enum { MIM_BASELINE_PIXELS = 0, MIM_BASELINE_RANDOM = 1 } mim_baseline_kind;
+const char* mim_baseline_name(mim_baseline_kind b);   // "pixels", "random" (the rows' "baseline")
 
 const char* mim_eval_name(mim_eval_kind e);      // "knn", "linprobe", "finetune", "scratch"
 // targets: mim_target and mim_target_name() of model/config.h (pixel,
@@ -75,6 +83,12 @@ typedef struct {
     mim_argv_list eval_extra[MIM_EVAL_COUNT];
     double eval_epochs[MIM_EVAL_COUNT];   // "epochs" of finetune/scratch (for FLOP estimates; 0 unknown)
     double eval_steps[MIM_EVAL_COUNT], eval_batch[MIM_EVAL_COUNT];   // their "steps" / "batch" (0 unknown)
+    // With a finetune evaluation, eval_extra[MIM_EVAL_SCRATCH] (and its
+    // epochs / steps / batch) is finetune's flags plus the operational ones
+    // scratch adds (threads ...): scratch fine-tunes with exactly the MIM
+    // rows' schedule; a scratch entry that sets a schedule flag otherwise is
+    // refused at parse time.
+    int baselines;              // 1 (default): the feature baselines, when knn or linprobe is evaluated
     uint64_t* seeds; int nseeds;
     int report_metric;          // evaluation the report fits and compares (-1: finetune, else linprobe, else knn)
     double est_gflops;          // assumed training speed for --dry-run / ETA before any run finished
@@ -87,6 +101,7 @@ typedef struct {
     mim_run_kind kind;
     int model, subset;          // indexes into the study's arrays
     mim_target target;          // MIM runs only
+    mim_baseline_kind baseline; // baseline runs only (pixels: model is 0 and unused)
     uint64_t seed;
     int64_t size, steps, images_seen;
     double epochs;              // pre-training epochs over the subset (steps / batches per epoch)
@@ -105,8 +120,15 @@ int mim_study_parse(mim_study* s, const char* json, const char* path);
 void mim_study_free(mim_study* s);
 
 // Expands the grid in a fixed order (seed, subset, model, target; then the
-// scratch runs). *runs is malloc'd; returns the count or a negative code.
+// scratch runs; then the baselines: per seed (and per subset when there is
+// no probe set, since knn / linprobe then train on the run's subset) the
+// pixels run, then one random-init run per model). A baseline's size is the
+// probe set's (probe_size > 0, strategy "stratified") or its subset's.
+// *runs is malloc'd; returns the count or a negative code.
 int mim_study_expand(const mim_study* s, mim_study_run** runs);
+// The sampling strategy of run r's train set: its subset's, or "stratified"
+// for a baseline on the probe set.
+const char* mim_study_run_strategy(const mim_study* s, const mim_study_run* r);
 // The teacher's architecture, for the time estimate of target "teacher"
 // runs (their est_flops add the teacher's forward per image seen).
 typedef struct { int ok, C, p, D, depth, hidden; } mim_study_teacher_shape;
@@ -119,7 +141,10 @@ int mim_study_expand_est(const mim_study* s, const mim_study_teacher_shape* ts, 
 
 // The argv (NULL-terminated, malloc'd strings, free with mim_argv_free) of
 // the pretrain / evaluation command of run r. bin is argv[0]. data paths
-// come from the prepared study folder (see mim_study_data_paths).
+// come from the prepared study folder (see mim_study_data_paths). For a
+// baseline run (knn / linprobe only) the features flag replaces --ckpt:
+// `--features=pixels` or `--init=random --model --patch --seed`, with the
+// study's --img / --in-chans; everything else is the MIM rows' command.
 typedef struct { char index[1024], eval_index[1024], subset_dir[1024]; } mim_study_paths;
 void mim_study_data_paths(const mim_study* s, const char* out, mim_study_paths* p);
 // The subset file of run r ("<subset_dir>/train-<strategy>-s<seed>-<size>.sub").
