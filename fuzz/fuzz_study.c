@@ -25,16 +25,28 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t n) {
     if (nr > 0) {
         mim_study_paths p;
         mim_study_data_paths(&s, "runs/study-fuzz", &p);
-        for (int i = 0; i < nr && i < 4; i++) {
+        // the first runs of each kind (MIM, scratch, baselines come in that order)
+        int seen[3] = {0, 0, 0};
+        for (int i = 0; i < nr; i++) {
+            mim_study_run* r = &runs[i];
+            if ((int)r->kind < 0 || r->kind > MIM_RUN_BASELINE) __builtin_trap();
+            if (seen[r->kind]++ >= 3) continue;
+            if (!r->id[0]) __builtin_trap();
             char sub[2048];
-            mim_study_subset_path(&s, &p, &runs[i], sub, sizeof sub);
-            if (runs[i].steps < 1 || !runs[i].id[0]) __builtin_trap();
-            char** a = mim_study_pretrain_argv(&s, &runs[i], &p, "mimscale", "runs/x", sub);
-            if (!a) __builtin_trap();
-            mim_argv_free(a);
+            mim_study_subset_path(&s, &p, r, sub, sizeof sub);
+            if (r->kind == MIM_RUN_MIM) {   // only MIM runs pre-train
+                if (r->steps < 1) __builtin_trap();
+                char** a = mim_study_pretrain_argv(&s, r, &p, "mimscale", "runs/x", sub);
+                if (!a) __builtin_trap();
+                mim_argv_free(a);
+            }
             for (int e = 0; e < MIM_EVAL_COUNT; e++) {
                 if (!s.evals[e]) continue;
-                a = mim_study_eval_argv(&s, &runs[i], (mim_eval_kind)e, &p, "mimscale", "runs/x", sub, "ckpt");
+                int applies = r->kind == MIM_RUN_MIM ? e != MIM_EVAL_SCRATCH
+                            : r->kind == MIM_RUN_SCRATCH ? e == MIM_EVAL_SCRATCH
+                            : e == MIM_EVAL_KNN || e == MIM_EVAL_LINPROBE;
+                if (!applies) continue;
+                char** a = mim_study_eval_argv(&s, r, (mim_eval_kind)e, &p, "mimscale", "runs/x", sub, "ckpt");
                 if (!a) __builtin_trap();
                 mim_argv_free(a);
             }
