@@ -224,13 +224,7 @@ int main(void) {
     test_random();
     test_keys();
     test_cli();
-    if (!tu_nfail) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd)) {}
-    } else {
-        printf("files kept in %s\n", tmpdir);
-    }
+    tu_cleanup_dir(tmpdir);
     tu_free_all();
     return tu_summary("test_baselines", 0, NULL);
 }

@@ -407,13 +407,7 @@ int main(void) {
     test_verdict_rules();
     test_findings();
     test_report();
-    if (!tu_nfail) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd)) {}
-    } else {
-        printf("files kept in %s\n", dir);
-    }
+    tu_cleanup_dir(dir);
     tu_free_all();
     return tu_summary("test_findings", 0, NULL);
 }

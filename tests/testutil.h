@@ -158,6 +158,16 @@ static int tu_st_i32(const mim_st* st, const char* name, int32_t* dst, int ndim,
 
 static int tu_repo_root(char* buf, size_t n, const char* probe);
 
+// Removes the test's scratch folder when every check passed; keeps it (and
+// says where) when one failed, for a look at what the commands left.
+__attribute__((unused))
+static void tu_cleanup_dir(const char* dir) {
+    if (tu_nfail) { printf("files kept in %s\n", dir); return; }
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) {}
+}
+
 // ---------------------------------------------------------------- data the tests read
 // Data that ships outside the repository: ../shared/data (beside the
 // checkout; $MIM_SHARED_DATA overrides) and Debian's data packages. A test
