@@ -370,6 +370,11 @@ static void test_report(void) {
         TU_CHECK(strstr(md, "## Baselines") && strstr(md, "| raw pixels | - | any | 3 | 21.2 ± 0.2 [") && strstr(md, "random-init vit_nano-p16"),
                  "report: Baselines table with raw pixels (3 seeds, mean ± sd [interval]) and random init");
         TU_CHECK(strstr(md, "| - | baseline: raw pixels | any |"), "report: baseline rows in the main table");
+        {   // raw pixels sit at 21.2 here, below the MIM rows: the report must say MIM beats them, per evaluation
+            const char* ab = strstr(md, "### Against the baselines");
+            TU_CHECK(ab && strstr(ab, "**MIM features beat raw pixels on: ") && strstr(ab, "above raw pixels (21.2"),
+                     "report: says plainly that MIM beats raw pixels, and by how much");
+        }
         TU_CHECK(strstr(md, "| vit_nano-p16 | pixel | 1000 | 1000 |") && count_str(md, " ± ") > 20, "report: main table cells with mean ± sd");
         TU_CHECK(strstr(md, "## MIM vs scratch (fine-tune top-1)") && strstr(md, "| gap (points) |"), "report: MIM vs scratch, fine-tune with fine-tune");
         TU_CHECK(strstr(md, "bootstrap: ") && strstr(md, "## Power-law fit: error = E + A · D^-alpha"), "report: the Huber fit with bootstrap intervals (4 sizes, 3 seeds)");
