@@ -9,6 +9,7 @@
 #include "study/fit.h"
 #include "study/results.h"
 #include "study/study.h"
+#include "train/signals.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -744,6 +745,95 @@ static void test_sigkill(const char* bin) {
     mim_study_free(&s);
 }
 
+// The row of each id with the per-session fields (wall_s, finished_at) taken
+// out, as text: equal texts = the same run, config and metrics.
+static char* row_text(const mim_results* r, const char* id) {
+    const cJSON* row = mim_results_find(r, id);
+    if (!row) return NULL;
+    cJSON* c = cJSON_Duplicate(row, 1);
+    cJSON_DeleteItemFromObject(c, "wall_s");
+    cJSON_DeleteItemFromObject(c, "finished_at");
+    char* t = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    return t;
+}
+
+// --jobs N: N forked `study run-one` workers at once give the rows of --jobs
+// 1 (same ids, config and metrics), each once, with no torn line; SIGTERM to
+// the runner reaches every worker (exit 4, no row for the runs stopped), and
+// the re-run finishes them.
+static void test_jobs(const char* bin) {
+    char buf[4096], out1[512], out3[512], path[1024];
+    study_text(buf, sizeof buf, 1000);
+    mim_study s;
+    CHECK(mim_study_parse(&s, buf, "t.json") == 0);
+    mim_study_run* runs;
+    int n = mim_study_expand(&s, &runs);
+    snprintf(out1, sizeof out1, "%s/jobs1", dir);
+    snprintf(out3, sizeof out3, "%s/jobs3", dir);
+    mim_study_opts o1 = {.out = out1, .bin = bin, .quiet = 1};
+    mim_study_opts o3 = {.out = out3, .bin = bin, .quiet = 1, .jobs = 3};
+    TU_CHECK(mim_study_run_all(&s, &o1) == 0, "--jobs 1: status 0");
+    TU_CHECK(mim_study_run_all(&s, &o3) == 0, "--jobs 3: status 0");
+    check_rows(out3, n, n, n);
+    mim_results r1, r3;
+    snprintf(path, sizeof path, "%s/results.jsonl", out1);
+    CHECK(mim_results_load(&r1, path) == 0);
+    snprintf(path, sizeof path, "%s/results.jsonl", out3);
+    CHECK(mim_results_load(&r3, path) == 0);
+    int same = 0;
+    for (int i = 0; i < n; i++) {
+        char* a = row_text(&r1, runs[i].id);
+        char* b = row_text(&r3, runs[i].id);
+        same += a && b && !strcmp(a, b);
+        free(a); free(b);
+    }
+    TU_CHECK(same == n, "--jobs 3: %d / %d rows equal to --jobs 1's (ids, config, metrics)", same, n);
+    mim_results_free(&r1);
+    mim_results_free(&r3);
+    snprintf(path, sizeof path, "%s/results.csv", out3);
+    TU_CHECK(count_lines(path) == n + 1, "--jobs 3: results.csv has %d rows + header", n);
+    TU_CHECK(mim_study_run_all(&s, &o3) == 0, "--jobs 3 again: nothing to do");
+    check_rows(out3, n, n, n);
+
+    // SIGTERM while three workers pre-train.
+    snprintf(out3, sizeof out3, "%s/jobs3term", dir);
+    setenv("FAKE_SLEEP", "0.05", 1);
+    fflush(stdout); fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        mim_signals_install();
+        int rc = mim_study_run_all(&s, &o3);
+        _exit(rc < 0 ? 3 : rc);
+    }
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    int started = 0;
+    for (int k = 0; k < 2000 && started < 3; k++) {   // bounded: 10 s
+        started = 0;
+        for (int i = 0; i < n; i++) {
+            struct stat st;
+            snprintf(path, sizeof path, "%s/runs/%s/pretrain/metrics.jsonl", out3, runs[i].id);
+            started += stat(path, &st) == 0;
+        }
+        if (started < 3) nanosleep(&ts, NULL);
+    }
+    TU_CHECK(started == 3, "--jobs 3: three pre-trainings at once (%d)", started);
+    kill(pid, SIGTERM);
+    int wst = 0, waited = 0;
+    for (int k = 0; k < 2000 && !(waited = waitpid(pid, &wst, WNOHANG) == pid); k++) nanosleep(&ts, NULL);
+    if (!waited) { kill(pid, SIGKILL); waitpid(pid, &wst, 0); }
+    TU_CHECK(waited && WIFEXITED(wst) && WEXITSTATUS(wst) == 4, "--jobs 3, SIGTERM: the runner exits 4 within 10 s (status %d)",
+             WIFEXITED(wst) ? WEXITSTATUS(wst) : -1);
+    snprintf(path, sizeof path, "%s/results.jsonl", out3);
+    TU_CHECK(count_lines(path) == 0, "--jobs 3, SIGTERM: no row for the three stopped runs (%d lines)", count_lines(path));
+    unsetenv("FAKE_SLEEP");
+    TU_CHECK(mim_study_run_all(&s, &o3) == 0, "--jobs 3 after SIGTERM: the re-run finishes");
+    check_rows(out3, n, n, n);
+    free(runs);
+    mim_study_free(&s);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/test_study.XXXXXX");
     CHECK(mkdtemp(dir));
@@ -762,6 +852,7 @@ int main(void) {
     test_runner(bin);
     test_baselines_runner(bin);
     test_sigkill(bin);
+    test_jobs(bin);
     if (!tu_nfail) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

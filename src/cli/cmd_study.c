@@ -1,26 +1,45 @@
-// cmd_study.c: `mimscale study run|report STUDY.json`: flags -> study/study.h.
+// cmd_study.c: `mimscale study run|run-one|status|report STUDY.json`: flags -> study/study.h, study/launch.h.
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
+#include "study/launch.h"
 #include "study/study.h"
 #include "train/signals.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_study(int argc, char** argv);
 
 static const char* usage_text =
-    "usage: mimscale study run STUDY.json [--dry-run] [--out DIR]\n"
+    "usage: mimscale study run STUDY.json [--dry-run] [--out DIR] [--launcher local|slurm] [--jobs N]\n"
+    "                 [--partition P --account A --qos Q --time T --sbatch-arg ARG ...]\n"
+    "       mimscale study run-one STUDY.json --id RUN_ID [--out DIR] [--threads N]\n"
+    "       mimscale study status STUDY.json [--out DIR]\n"
     "       mimscale study report STUDY.json [--out DIR]\n"
     "A scaling study: data subsets x models x targets x seeds, each pre-trained (mimscale pretrain)\n"
     "and evaluated (knn, linprobe, finetune, scratch baseline); one row per run in DIR/results.jsonl\n"
     "and DIR/results.csv. Re-running skips finished runs and resumes interrupted ones (SIGTERM /\n"
-    "SIGINT stop the running step with a checkpoint and exit 4). The study\n"
-    "file format is in docs/study.md; examples in studies/.";
+    "SIGINT stop the running steps with a checkpoint and exit 4). --jobs N runs N at once here;\n"
+    "--launcher slurm submits one sbatch job per run (each runs `study run-one`) and returns;\n"
+    "re-running it resubmits only failed or vanished jobs; `study status` shows each run's state.\n"
+    "The study file format is in docs/study.md; examples in studies/.";
 
 int cmd_study(int argc, char** argv) {
-    const char *out = NULL, *bin = NULL;
-    int dry = 0, retry = 0, quiet = 0, max_runs = 0, io_retries = 0;
+    // --sbatch-arg repeats: taken out before the table parser sees argv.
+    const char** extra = calloc((size_t)argc + 1, sizeof *extra);
+    char** av = calloc((size_t)argc + 1, sizeof *av);
+    if (!extra || !av) { free(extra); free(av); fprintf(stderr, "error: out of memory\n"); return 1; }
+    int nextra = 0, ac = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--sbatch-arg")) {
+            if (i + 1 >= argc) { fprintf(stderr, "error: --sbatch-arg needs a value\n"); free(extra); free(av); return 2; }
+            extra[nextra++] = argv[++i];
+        } else if (!strncmp(argv[i], "--sbatch-arg=", 13)) extra[nextra++] = argv[i] + 13;
+        else av[ac++] = argv[i];
+    }
+    const char *out = NULL, *bin = NULL, *launcher = NULL, *id = NULL, *part = NULL, *account = NULL, *qos = NULL, *tlim = NULL;
+    int dry = 0, retry = 0, quiet = 0, max_runs = 0, io_retries = 0, jobs = 1, threads = 0;
     float gflops = 0;
     flag f[] = {
         {"out", FLAG_STR, &out, "", 0, 0, "study folder (default runs/study-<name>)"},
@@ -30,23 +49,53 @@ int cmd_study(int argc, char** argv) {
         {"max-runs", FLAG_INT, &max_runs, "0", 0, 1 << 30, "run: stop after this many runs (0: all)"},
         {"mimscale", FLAG_STR, &bin, "", 0, 0, "binary that runs the steps (default $MIMSCALE_BIN, else this one)"},
         {"io-retries", FLAG_INT, &io_retries, "0", 0, 1000, "run: retry a failed results write (full disk, I/O error) N times before stopping"},
+        {"launcher", FLAG_STR, &launcher, "local", 0, 0, "run / status: local (this machine) or slurm (one sbatch job per run)"},
+        {"jobs", FLAG_INT, &jobs, "1", 1, 4096, "run --launcher local: runs at once, each with --threads cores/N"},
+        {"threads", FLAG_INT, &threads, "0", 0, 4096, "run, run-one: at most N threads per command (0: the study's)"},
+        {"id", FLAG_STR, &id, "", 0, 0, "run-one: the run (an id of `study run --dry-run`)"},
+        {"partition", FLAG_STR, &part, "", 0, 0, "slurm: sbatch --partition"},
+        {"account", FLAG_STR, &account, "", 0, 0, "slurm: sbatch --account"},
+        {"qos", FLAG_STR, &qos, "", 0, 0, "slurm: sbatch --qos"},
+        {"time", FLAG_STR, &tlim, "", 0, 0, "slurm: sbatch --time (a job near its limit checkpoints and requeues itself)"},
         {"quiet", FLAG_BOOL, &quiet, "0", 0, 1, "no progress lines"},
     };
     const char* pos[2];
     int npos, nf = (int)(sizeof f / sizeof f[0]);
-    int rc = flags_parse(f, nf, argc, argv, usage_text, pos, 2, &npos);
-    if (rc) return rc < 0 ? 2 : 0;
-    if (npos != 2 || (strcmp(pos[0], "run") && strcmp(pos[0], "report"))) {
-        fprintf(stderr, "error: expected `mimscale study run STUDY.json` or `mimscale study report STUDY.json`\n");
-        return 2;
+    int rc = flags_parse(f, nf, ac, av, usage_text, pos, 2, &npos);
+    if (rc) { free(extra); free(av); return rc < 0 ? 2 : 0; }
+    const char* sub = npos == 2 ? pos[0] : "";
+    int is_run = !strcmp(sub, "run"), is_one = !strcmp(sub, "run-one"), is_status = !strcmp(sub, "status");
+    if (!is_run && !is_one && !is_status && strcmp(sub, "report")) {
+        fprintf(stderr, "error: expected `mimscale study run|run-one|status|report STUDY.json`\n");
+        free(extra); free(av); return 2;
     }
+    if (!launcher) launcher = "local";
+    int slurm = !strcmp(launcher, "slurm");
+    if (!slurm && strcmp(launcher, "local")) { fprintf(stderr, "error: --launcher %s: expected local or slurm\n", launcher); free(extra); free(av); return 2; }
+    if (is_one && (!id || !id[0])) { fprintf(stderr, "error: study run-one needs --id RUN_ID (`mimscale study run STUDY.json --dry-run` lists them)\n"); free(extra); free(av); return 2; }
+    if (slurm && jobs > 1) { fprintf(stderr, "error: --jobs is for --launcher local (Slurm decides how many jobs run at once)\n"); free(extra); free(av); return 2; }
     mim_study s;
-    if (mim_study_load(&s, pos[1])) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 2; }
+    if (mim_study_load(&s, pos[1])) { fprintf(stderr, "error: %s\n", mim_err_msg()); free(extra); free(av); return 2; }
     mim_study_opts o = {.out = out, .bin = bin, .dry_run = dry, .retry_failed = retry, .quiet = quiet,
-                        .gflops = gflops, .max_runs = max_runs, .io_retries = io_retries};
-    if (!strcmp(pos[0], "run") && !dry) mim_signals_install();   // SIGTERM / SIGINT: stop the running child, exit 4
-    rc = !strcmp(pos[0], "run") ? mim_study_run_all(&s, &o) : mim_study_report(&s, &o);
+                        .gflops = gflops, .max_runs = max_runs, .io_retries = io_retries, .jobs = slurm ? 1 : jobs, .threads = threads};
+    char outbuf[2048], binbuf[2048];
+    mim_study_opts ro;
+    mim_study_opts_resolve(&s, &o, &ro, outbuf, sizeof outbuf, binbuf, sizeof binbuf);
+    mim_worker_spec w = {&s, pos[1], &ro};
+    mim_slurm_opts so = {part, account, qos, tlim, extra, nextra, 0};
+    mim_launcher* l = NULL;
+    if ((is_run && slurm && !dry) || is_status) {
+        l = slurm || is_status ? mim_launcher_slurm(&w, &so) : NULL;
+        if (!l) { fprintf(stderr, "error: %s\n", mim_err_msg()); mim_study_free(&s); free(extra); free(av); return 1; }
+    }
+    if ((is_run && !dry) || is_one) mim_signals_install();   // SIGTERM / SIGINT: stop the running children, exit 4
+    if (is_run) rc = l ? mim_study_run_launched(&s, &ro, l) : mim_study_run_all(&s, &ro);
+    else if (is_one) rc = mim_study_run_one(&s, &ro, id);
+    else if (is_status) rc = mim_study_status(&s, &ro, l);
+    else rc = mim_study_report(&s, &ro);
     if (rc < 0) fprintf(stderr, "error: %s\n", mim_err_msg());
+    if (l) l->free(l);
     mim_study_free(&s);
+    free(extra); free(av);
     return rc < 0 ? 1 : rc;
 }

@@ -14,6 +14,13 @@
 // never races an orphan writing into the same run folder; a lock file keeps
 // two runners off one study folder.
 //
+// Workers (study/launch.h): mim_study_run_one is one run of the above for
+// `mimscale study run-one` and every launcher; its row goes in under a
+// flock of results.jsonl.lock, which the sequential loop takes too. With
+// o->jobs > 1 or a launcher, run_launched submits the runs instead of
+// running them here (local: forked workers, waited for; slurm: sbatch jobs,
+// reconciled with `scontrol show job` on the next call).
+//
 // SIGTERM / SIGINT (with the handlers of train/signals.h installed, as the
 // CLI does): the signal goes on to the running child (pretrain and finetune
 // checkpoint and exit 4; knn / linprobe just end), the runner waits for it,
@@ -23,6 +30,7 @@
 // io_retries more tries; results.jsonl keeps every earlier row.
 #include "study/study.h"
 #include "study/results.h"
+#include "study/launch.h"
 #include "core/check.h"
 #include "core/fault.h"
 #include "model/teacher.h"
@@ -606,6 +614,180 @@ static double measured_gflops(const mim_study* s, const mim_study_run* runs, int
     return sec > 0 ? fl / sec / 1e9 : 0;
 }
 
+// ------------------------------------------------------------------ workers
+// The exclusive lock every writer of results.jsonl / results.csv holds
+// around its append and rewrite (workers of one study finish at any time).
+// Returns the descriptor (closing it unlocks), or -1 when the lock file
+// cannot be opened (the write then goes ahead unlocked, as before locks).
+static int results_lock(const char* out) {
+    char path[4200];
+    pathf(path, sizeof path, "%s/results.jsonl.lock", out);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    while (flock(fd, LOCK_EX) && errno == EINTR) {}
+    return fd;
+}
+static void results_unlock(int fd) { if (fd >= 0) close(fd); }
+
+// The status of a row: 0 ok, 1 failed, -1 no row.
+static int row_status(const cJSON* row) {
+    if (!row) return -1;
+    const cJSON* st = cJSON_GetObjectItemCaseSensitive(row, "status");
+    return cJSON_IsString(st) && !strcmp(st->valuestring, "ok") ? 0 : 1;
+}
+
+// run-one for run r of the resolved options o.
+static int run_one_at(const mim_study* s, const mim_study_opts* o, const mim_study_run* r) {
+    mim_study_paths p;
+    mim_study_data_paths(s, o->out, &p);
+    char subset[4400], run_dir[4200], lpath[4400], rpath[4200], cpath[4200];
+    mim_study_subset_path(s, &p, r, subset, sizeof subset);
+    if (!exists(subset))
+        return mim_err(MIM_ENOTFOUND, "%s not found: the study's data is not prepared (`mimscale study run` prepares it before it starts workers)", subset);
+    pathf(run_dir, sizeof run_dir, "%s/runs/%s", o->out, r->id);
+    int rc = mkdir_p(run_dir);
+    if (rc) return rc;
+    pathf(lpath, sizeof lpath, "%s/.lock", run_dir);
+    int lock = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB)) {
+        if (lock >= 0) close(lock);
+        return mim_err(MIM_EIO, "run %s is being run by another worker (lock %s)", r->id, lpath);
+    }
+    pathf(rpath, sizeof rpath, "%s/results.jsonl", o->out);
+    pathf(cpath, sizeof cpath, "%s/results.csv", o->out);
+    mim_results res;
+    if ((rc = mim_results_load(&res, rpath))) { close(lock); return rc; }
+    int old = row_status(mim_results_find(&res, r->id));
+    mim_results_free(&res);
+    if (old == 0 || (old == 1 && !o->retry_failed)) {
+        if (!o->quiet) fprintf(stderr, "study: run %s already has a row (%s); nothing to do\n", r->id, old ? "failed" : "ok");
+        close(lock);
+        return old;
+    }
+    // --threads: a cap on every command's threads (N workers share the cores).
+    mim_study sc = *s;
+    if (o->threads > 0) {
+        if (sc.threads == 0 || sc.threads > o->threads) sc.threads = o->threads;
+        if (sc.eval_threads == 0 || sc.eval_threads > o->threads) sc.eval_threads = o->threads;
+    }
+    char prog[160];
+    pathf(prog, sizeof prog, "[worker %d]", (int)getpid());
+    cJSON* row = do_run(&sc, o, &p, r, prog);
+    if (!row) {
+        fprintf(stderr, "study: stopped by signal %d during run %s; nothing recorded for it (its checkpoints are kept)\n",
+                mim_signals_stop_requested(), r->id);
+        close(lock);
+        return MIM_STUDY_STOPPED;
+    }
+    int st = row_status(row);
+    int rl = results_lock(o->out);
+    for (int t = 0; (rc = mim_results_append(rpath, row)) == MIM_EIO &&
+                    mim_retry_wait(t, o->io_retries, "results append", mim_err_msg()); t++) {}
+    cJSON_Delete(row);
+    if (!rc && !(rc = mim_results_load(&res, rpath))) {   // results.csv from every worker's rows
+        for (int t = 0; (rc = mim_results_write_csv(&res, cpath)) == MIM_EIO &&
+                        mim_retry_wait(t, o->io_retries, "results.csv write", mim_err_msg()); t++) {}
+        mim_results_free(&res);
+    }
+    results_unlock(rl);
+    close(lock);
+    return rc ? rc : st;
+}
+
+int mim_study_run_one(const mim_study* s, const mim_study_opts* oin, const char* id) {
+    char outbuf[2048], binbuf[2048];
+    mim_study_opts o;
+    mim_study_opts_resolve(s, oin, &o, outbuf, sizeof outbuf, binbuf, sizeof binbuf);
+    mim_study_run* runs = NULL;
+    mim_study_teacher_shape ts;
+    mim_study_teacher_shape_read(s, &ts);
+    int n = mim_study_expand_est(s, &ts, &runs);
+    if (n < 0) return n;
+    int i = 0;
+    while (i < n && strcmp(runs[i].id, id)) i++;
+    int rc = i < n ? run_one_at(s, &o, &runs[i])
+                   : mim_err(MIM_ENOTFOUND, "study %s has no run %s (`mimscale study run %s --dry-run` lists them)", s->name, id, s->path);
+    free(runs);
+    return rc;
+}
+
+// study run through a launcher: every run without a row (or with a failed
+// one, --retry-failed) whose worker is not queued or running already is
+// submitted; then, for a launcher whose workers are this process's
+// children (local), waits for them all. The data is prepared by then.
+static int run_launched(const mim_study* s, const mim_study_opts* o, const mim_study_run* runs, int n, mim_results* res,
+                        mim_launcher* l, int done, int failed) {
+    char rpath[4200], cpath[4200];
+    pathf(rpath, sizeof rpath, "%s/results.jsonl", o->out);
+    pathf(cpath, sizeof cpath, "%s/results.csv", o->out);
+    int max_active = !strcmp(l->name, "local") ? (o->jobs > 1 ? o->jobs : 1) : 1 << 30;
+    int next = 0, active = 0, submitted = 0, queued = 0, attempted = 0, rc = 0, stopsig = 0;
+    double t_start = now_s();
+    for (;;) {
+        int sig = mim_signals_stop_requested();
+        if (sig && !stopsig) { stopsig = sig; l->signal(l, sig); }   // SIGTERM reaches every worker
+        while (!stopsig && active < max_active && next < n && !(o->max_runs && attempted >= o->max_runs)) {
+            const mim_study_run* r = &runs[next++];
+            int st = row_status(mim_results_find(res, r->id));
+            if (st == 0 || (st == 1 && !o->retry_failed)) continue;
+            mim_launch_info info;
+            if ((rc = l->status(l, r, &info)) < 0) goto out;
+            if (info.state == MIM_LAUNCH_PENDING || info.state == MIM_LAUNCH_RUNNING) {
+                if (!o->quiet) fprintf(stderr, "study: run %s: already %s (%s job %s), not submitted again\n", r->id,
+                                       info.state == MIM_LAUNCH_PENDING ? "queued" : "running", l->name, info.job);
+                queued++;
+                continue;
+            }
+            if ((rc = l->submit(l, r)) < 0) goto out;
+            attempted++; submitted++; active++;
+        }
+        char id[256];
+        int wst = 0, pr = l->poll(l, id, sizeof id, &wst);
+        int more = !stopsig && next < n && !(o->max_runs && attempted >= o->max_runs);
+        if (pr < 0 || (pr == 0 && active == 0 && !more)) break;
+        if (pr == 0) { struct timespec ts = {0, 20 * 1000 * 1000}; nanosleep(&ts, NULL); continue; }
+        active--;
+        mim_results fresh;
+        if ((rc = mim_results_load(&fresh, rpath))) goto out;
+        mim_results_free(res);
+        *res = fresh;
+        int st = row_status(mim_results_find(res, id));
+        if (st == 0) done++;
+        else if (st == 1) {
+            failed++;
+            const cJSON* why = cJSON_GetObjectItemCaseSensitive(mim_results_find(res, id), "reason");
+            fprintf(stderr, "study: run %s FAILED: %s\n", id, cJSON_IsString(why) ? why->valuestring : "?");
+        } else if (wst != MIM_STUDY_STOPPED) {
+            fprintf(stderr, "study: the worker of run %s ended with status %d and no row (see its messages above)\n", id, wst);
+            if (!rc) rc = 1;
+        }
+        if (!o->quiet && !stopsig) fprintf(stderr, "[%d/%d done, %d failed, %d running]\n", done, n, failed, active);
+    }
+    if (strcmp(l->name, "local")) {   // detached workers (slurm): report what was queued
+        if (!o->quiet || submitted || queued)
+            fprintf(stderr, "study %s: %d runs, %d done, %d failed; submitted %d %s job(s), %d already queued or running; "
+                    "`mimscale study status %s` shows their state\n", s->name, n, done, failed, submitted, l->name, queued, s->path);
+        rc = 0;
+        goto out;
+    }
+    if (stopsig) {
+        fprintf(stderr, "\nstudy: stopped by signal %d; nothing recorded for the runs that were running (their checkpoints are kept); "
+                "run the same command again to resume\n", stopsig);
+        rc = MIM_STUDY_STOPPED;
+        goto out;
+    }
+    if (!o->quiet) {
+        char t[32];
+        fmt_time(now_s() - t_start, t, sizeof t);
+        fprintf(stderr, "study %s: %d/%d runs done, %d failed, this session %s; results %s\n", s->name, done, n, failed, t, rpath);
+    }
+    if (rc >= 0) rc = done == n ? 0 : 1;
+    if (res->n && !exists(cpath)) mim_results_write_csv(res, cpath);
+    if (!o->quiet) print_table(s, runs, n, res);
+out:
+    return rc;
+}
+
 int mim_study_teacher_shape_read(const mim_study* s, mim_study_teacher_shape* ts) {
     memset(ts, 0, sizeof *ts);
     int want = 0;
@@ -619,7 +801,7 @@ int mim_study_teacher_shape_read(const mim_study* s, mim_study_teacher_shape* ts
     return 1;
 }
 
-int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
+static int run_all(const mim_study* s, const mim_study_opts* oin, mim_launcher* l) {
     char outbuf[2048], binbuf[2048];
     mim_study_opts o;
     mim_study_opts_resolve(s, oin, &o, outbuf, sizeof outbuf, binbuf, sizeof binbuf);
@@ -674,6 +856,14 @@ int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
     if (!o.quiet)
         fprintf(stderr, "study %s: %d runs, %d done, %d failed (kept%s), %d to run; folder %s\n", s->name, n, done, failed,
                 failed ? "; --retry-failed re-runs them" : "", n - done - failed, o.out);
+    if (l || o.jobs > 1) {
+        mim_worker_spec w = {s, s->path, &o};
+        mim_launcher* own = l ? NULL : mim_launcher_local(&w);
+        if (!l && !own) { rc = MIM_ENOMEM; goto out; }
+        rc = run_launched(s, &o, runs, n, &res, l ? l : own, done, failed);
+        if (own) own->free(own);
+        goto out;
+    }
     double t_start = now_s(), flops_done = 0;
     for (int i = 0; i < n; i++) {
         const mim_study_run* r = &runs[i];
@@ -697,9 +887,10 @@ int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
             rc = MIM_STUDY_STOPPED;
             goto out;
         }
+        int rlock = results_lock(o.out);
         for (int t = 0; (rc = mim_results_append(rpath, row)) == MIM_EIO &&
                         mim_retry_wait(t, o.io_retries, "results append", mim_err_msg()); t++) {}
-        if (rc) { cJSON_Delete(row); goto out; }
+        if (rc) { results_unlock(rlock); cJSON_Delete(row); goto out; }
         const cJSON* st = cJSON_GetObjectItemCaseSensitive(row, "status");
         int ok = cJSON_IsString(st) && !strcmp(st->valuestring, "ok");
         if (ok) done++;
@@ -711,6 +902,7 @@ int mim_study_run_all(const mim_study* s, const mim_study_opts* oin) {
         mim_results_put(&res, row);
         for (int t = 0; (rc = mim_results_write_csv(&res, cpath)) == MIM_EIO &&
                         mim_retry_wait(t, o.io_retries, "results.csv write", mim_err_msg()); t++) {}
+        results_unlock(rlock);
         if (rc) goto out;
         left -= r->est_flops;
         flops_done += r->est_flops;
@@ -728,4 +920,40 @@ out:
     mim_results_free(&res);
     free(runs);
     return rc;
+}
+
+int mim_study_run_all(const mim_study* s, const mim_study_opts* o) { return run_all(s, o, NULL); }
+int mim_study_run_launched(const mim_study* s, const mim_study_opts* o, mim_launcher* l) { return run_all(s, o, l); }
+
+int mim_study_status(const mim_study* s, const mim_study_opts* oin, mim_launcher* l) {
+    char outbuf[2048], binbuf[2048], rpath[4200];
+    mim_study_opts o;
+    mim_study_opts_resolve(s, oin, &o, outbuf, sizeof outbuf, binbuf, sizeof binbuf);
+    mim_study_run* runs = NULL;
+    int n = mim_study_expand(s, &runs);
+    if (n < 0) return n;
+    pathf(rpath, sizeof rpath, "%s/results.jsonl", o.out);
+    mim_results res;
+    int rc = mim_results_load(&res, rpath);
+    if (rc) { free(runs); return rc; }
+    static const char* names[] = {"done", "failed", "pending", "running", "not submitted"};
+    int count[5] = {0};
+    printf("%-52s %-13s %-24s %s\n", "run", "state", l->name, "log");
+    for (int i = 0; i < n; i++) {
+        mim_launch_info info;
+        if ((rc = l->status(l, &runs[i], &info)) < 0) break;
+        int st = row_status(mim_results_find(&res, runs[i].id));
+        int k = st == 0 ? 0 : st == 1 ? 1 : info.state == MIM_LAUNCH_PENDING ? 2 : info.state == MIM_LAUNCH_RUNNING ? 3
+              : info.state == MIM_LAUNCH_ENDED ? 1 : 4;   // a job that ended without a row failed
+        count[k]++;
+        char job[128] = "-";
+        if (info.job[0]) pathf(job, sizeof job, "job %s %s", info.job, info.detail);
+        printf("%-52s %-13s %-24s %s\n", runs[i].id, names[k], job, info.log[0] ? info.log : "-");
+    }
+    if (rc >= 0)
+        printf("\n%d runs: %d done, %d failed, %d pending, %d running, %d not submitted\n", n, count[0], count[1], count[2], count[3], count[4]);
+    fflush(stdout);
+    mim_results_free(&res);
+    free(runs);
+    return rc < 0 ? rc : 0;
 }

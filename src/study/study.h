@@ -22,8 +22,11 @@
 // The study folder (o.out):
 //   data/                   packed shards (IDX input), indexes, subset files
 //   runs/<id>/              pretrain/ (the run folder), pretrain.log,
-//                           <eval>.log, <eval>.json (finished evaluations)
+//                           <eval>.log, <eval>.json (finished evaluations),
+//                           .lock (its worker's); with --launcher slurm also
+//                           job.sh, slurm.json (job id, submit time), slurm.out
 //   results.jsonl           one JSON object per finished run, append-only
+//   results.jsonl.lock      held by whoever appends a row (many workers)
 //   results.csv             regenerated from results.jsonl after each row
 //   report.md, fig-*.png    from `mimscale study report`
 #pragma once
@@ -167,16 +170,30 @@ typedef struct {
     double gflops;              // training speed for estimates (0: measured, else the study's est_gflops)
     int max_runs;               // stop after this many runs were attempted (0: all)
     int io_retries;             // retries of a failed results.jsonl / results.csv write before stopping
+    int jobs;                   // runs at once on this machine (0, 1: one after another, in this process)
+    int threads;                // > 0: at most this many threads per command (caps the study's threads)
 } mim_study_opts;
 
 // Runs every run of the grid that has no row in results.jsonl yet (or a
-// failed one, with retry_failed). 0 when every run has an ok row, 1 when some
+// failed one, with retry_failed), one after another in this process, or
+// o->jobs at once in forked workers (study/launch.h; the rows are the same). 0 when every run has an ok row, 1 when some
 // failed (recorded), MIM_STUDY_STOPPED when SIGTERM / SIGINT stopped it (with
 // train/signals.h's handlers installed: the running child is signalled and
 // waited for, nothing is recorded for its run), negative on setup and I/O
 // errors (with mim_err_msg()).
 #define MIM_STUDY_STOPPED 4
 int mim_study_run_all(const mim_study* s, const mim_study_opts* o);
+
+// `mimscale study run-one`: runs (or resumes) the one run named id, as
+// mim_study_run_all would, and appends its row to results.jsonl under an
+// exclusive lock (flock on results.jsonl.lock around the append and the
+// results.csv rewrite), so any number of workers can finish at once. The
+// data must be prepared (mim_study_run_all does it before starting
+// workers); a second worker on the same run is refused (runs/<id>/.lock).
+// 0 when the run has an ok row (now or already), 1 when its row says failed,
+// MIM_STUDY_STOPPED on SIGTERM / SIGINT (nothing recorded), negative on
+// errors.
+int mim_study_run_one(const mim_study* s, const mim_study_opts* o, const char* id);
 
 // Writes <out>/report.md and the figures (gnuplot). 0 or a negative code.
 int mim_study_report(const mim_study* s, const mim_study_opts* o);
