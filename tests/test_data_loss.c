@@ -17,7 +17,7 @@
 //   - train and eval data whose class lists differ are refused, naming the
 //     first difference;
 //   - a subset is refused against another index with the same counts.
-#include "testutil.h"
+#include "distutil.h"   // du_sh
 #include "data/decode.h"
 #include <sys/stat.h>
 
@@ -56,14 +56,8 @@ static double json_num(const char* name, const char* key) {
     return q ? strtod(q + strlen(pat), NULL) : NAN;
 }
 
-static void sh(const char* fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    CHECK(system(cmd) == 0);
-}
+// A fixture step (shell, printf-style) that must succeed.
+#define sh(...) CHECK(du_sh(__VA_ARGS__) == 0)
 
 // A 32x32 RGB JPEG of class c: a square whose side and colour follow c, at
 // a random place on noise (learnable, different per image).

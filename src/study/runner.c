@@ -694,14 +694,23 @@ static int run_one_at(const mim_study* s, const mim_study_opts* o, const mim_stu
     return rc ? rc : st;
 }
 
+// The resolved options (paths into outbuf / binbuf, 2048 bytes each) and
+// the expanded grid with its estimates (teacher forward included): what
+// every entry point of the runner starts from. The run count, or < 0.
+static int plan_load(const mim_study* s, const mim_study_opts* oin, mim_study_opts* o, char* outbuf, char* binbuf,
+                     mim_study_run** runs) {
+    mim_study_opts_resolve(s, oin, o, outbuf, 2048, binbuf, 2048);
+    mim_study_teacher_shape ts;
+    mim_study_teacher_shape_read(s, &ts);
+    *runs = NULL;
+    return mim_study_expand_est(s, &ts, runs);
+}
+
 int mim_study_run_one(const mim_study* s, const mim_study_opts* oin, const char* id) {
     char outbuf[2048], binbuf[2048];
     mim_study_opts o;
-    mim_study_opts_resolve(s, oin, &o, outbuf, sizeof outbuf, binbuf, sizeof binbuf);
-    mim_study_run* runs = NULL;
-    mim_study_teacher_shape ts;
-    mim_study_teacher_shape_read(s, &ts);
-    int n = mim_study_expand_est(s, &ts, &runs);
+    mim_study_run* runs;
+    int n = plan_load(s, oin, &o, outbuf, binbuf, &runs);
     if (n < 0) return n;
     int i = 0;
     while (i < n && strcmp(runs[i].id, id)) i++;
@@ -804,11 +813,8 @@ int mim_study_teacher_shape_read(const mim_study* s, mim_study_teacher_shape* ts
 static int run_all(const mim_study* s, const mim_study_opts* oin, mim_launcher* l) {
     char outbuf[2048], binbuf[2048];
     mim_study_opts o;
-    mim_study_opts_resolve(s, oin, &o, outbuf, sizeof outbuf, binbuf, sizeof binbuf);
-    mim_study_run* runs = NULL;
-    mim_study_teacher_shape ts;
-    mim_study_teacher_shape_read(s, &ts);
-    int n = mim_study_expand_est(s, &ts, &runs);
+    mim_study_run* runs;
+    int n = plan_load(s, oin, &o, outbuf, binbuf, &runs);
     if (n < 0) return n;
     char rpath[4200], cpath[4200];
     pathf(rpath, sizeof rpath, "%s/results.jsonl", o.out);

@@ -106,7 +106,19 @@ typedef struct {
     size_t cnt;
     int* ints;             // 4 W counts and displacements (alive until the collective ends)
     MPI_Request* req;      // the collective in flight
+    size_t stage_cap;      // floats allocated at stage; slots keep their buffers, so after
+                           // the first step no reduction allocates
 } ored;
+
+// buf grown to at least n elements of size bytes (kept between calls).
+static void* grow(void* buf, size_t* cap, size_t n, size_t size) {
+    if (n <= *cap) return buf;
+    free(buf);
+    buf = malloc(size * (n ? n : 1));
+    CHECK(buf != NULL);
+    *cap = n;
+    return buf;
+}
 
 static void chunk_of(size_t cnt, int W, int c, size_t* lo, size_t* hi) {
     *lo = cnt * (size_t)c / (size_t)W;
@@ -119,9 +131,8 @@ static void ored_start(ored* o, float* buf, size_t cnt, MPI_Request* req) {
     size_t mlo, mhi;
     chunk_of(cnt, W, me, &mlo, &mhi);
     o->buf = buf; o->cnt = cnt; o->req = req;
-    o->ints = malloc(sizeof(int) * 4 * (size_t)W);
-    o->stage = malloc(sizeof(float) * ((size_t)W * (mhi - mlo) + 1));
-    CHECK(o->ints != NULL && o->stage != NULL);
+    if (!o->ints) { o->ints = malloc(sizeof(int) * 4 * (size_t)W); CHECK(o->ints != NULL); }   // W is fixed
+    o->stage = grow(o->stage, &o->stage_cap, (size_t)W * (mhi - mlo), sizeof(float));
     int *sc = o->ints, *sd = sc + W, *rc = sd + W, *rd = rc + W;
     for (int c = 0; c < W; c++) {
         size_t lo, hi;
@@ -148,23 +159,18 @@ static void ored_fold_gather(ored* o) {
     MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, o->buf, cnt, dsp, MPI_FLOAT, MPI_COMM_WORLD, o->req);
 }
 
-static void ored_free(ored* o) {
-    free(o->ints); free(o->stage);
-    o->ints = NULL; o->stage = NULL;
-}
 #endif
 
 void mim_dist_allreduce_sum(float* buf, size_t n) {
 #ifdef MIM_MPI
     if (!active()) return;
+    static ored r;   // its buffers are kept for the next call
     for (size_t o = 0; o < n; o += CHUNK) {
-        ored r;
         MPI_Request q;
         ored_start(&r, buf + o, n - o < CHUNK ? n - o : CHUNK, &q);
         wait_all(1, &q, "all-reduce");
         ored_fold_gather(&r);
         wait_all(1, &q, "all-reduce");
-        ored_free(&r);
     }
 #else
     (void)buf; (void)n;
@@ -176,8 +182,9 @@ void mim_dist_allreduce_sum_dv(double* x, int n) {
 #ifdef MIM_MPI
     if (!active() || n < 1) return;
     int W = g_dist.world;
-    double* all = malloc(sizeof(double) * (size_t)n * (size_t)W);
-    CHECK(all != NULL);
+    static double* all;   // kept: the step's loss goes through here
+    static size_t cap;
+    all = grow(all, &cap, (size_t)n * (size_t)W, sizeof(double));
     MPI_Request r;
     MPI_Iallgather(x, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD, &r);
     wait_all(1, &r, "all-reduce");
@@ -186,7 +193,6 @@ void mim_dist_allreduce_sum_dv(double* x, int n) {
         for (int k = 1; k < W; k++) s = s + all[(size_t)k * n + i];
         x[i] = s;
     }
-    free(all);
 #else
     (void)x; (void)n;
 #endif
@@ -270,24 +276,6 @@ void mim_dist_gather_rows(void* buf, size_t row_bytes, const int64_t* first, int
 #endif
 }
 
-void mim_dist_exchange(const void* send, void* recv, size_t bytes, int peer) {
-#ifdef MIM_MPI
-    if (active() && peer != g_dist.rank) {
-        for (size_t o = 0; o < bytes; o += CHUNK) {
-            int c = (int)(bytes - o < CHUNK ? bytes - o : CHUNK);
-            MPI_Request q[2];
-            MPI_Irecv((char*)recv + o, c, MPI_BYTE, peer, 7, MPI_COMM_WORLD, &q[0]);
-            MPI_Isend((const char*)send + o, c, MPI_BYTE, peer, 7, MPI_COMM_WORLD, &q[1]);
-            wait_all(2, q, "exchange");
-        }
-        return;
-    }
-#else
-    (void)peer;
-#endif
-    if (recv != send) memcpy(recv, send, bytes);
-}
-
 // ---------------------------------------------------------------- buckets
 // Each announced range is one ordered reduction (above): its all-to-all
 // starts at once and runs during the rest of the backward; finish() starts
@@ -338,7 +326,6 @@ static void finish_in_flight(void) {
     wait_all(g_nreq, g_req, "gradient all-reduce");
     for (int i = 0; i < g_nreq; i++) ored_fold_gather(&g_ored[i]);
     wait_all(g_nreq, g_req, "gradient all-reduce");
-    for (int i = 0; i < g_nreq; i++) ored_free(&g_ored[i]);
     g_nreq = 0;
 }
 

@@ -66,9 +66,6 @@ int mim_dist_same_everywhere(const float* buf, size_t n);
 // (N rows) array with root's own rows already in place, and receives the
 // others'; on the other ranks buf holds just their own rows.
 void mim_dist_gather_rows(void* buf, size_t row_bytes, const int64_t* first, int root);
-// Sends `bytes` of send to rank peer and receives as many from it into recv
-// (peer == own rank: a copy).
-void mim_dist_exchange(const void* send, void* recv, size_t bytes, int peer);
 
 // Overlapped gradient reduction over one flat buffer of n floats:
 //   mim_dist_grads_begin(g, n); ... mim_dist_grads_ready(off, cnt) as parts
