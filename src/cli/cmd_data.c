@@ -164,8 +164,7 @@ int cmd_subset(int argc, char** argv) {
             mim_index_close(ix);
             return 1;
         }
-        snprintf(paths[i], L, "%s-%s%s%s-s%lld-%llu.sub", base, mim_subset_strategy_name(strat), slug[0] ? "-" : "", slug,
-                 (long long)seed, (unsigned long long)sizes[i]);
+        mim_subset_path(paths[i], L, base, mim_subset_strategy_name(strat), slug, (uint64_t)seed, (uint64_t)sizes[i]);
     }
     mim_subset_opts so = { &meta, threads, quiet ? 0 : -1 };
     mim_subset_stats sst;

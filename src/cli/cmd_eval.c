@@ -16,6 +16,7 @@
 #include "core/check.h"
 #include "data/idx.h"
 #include "eval/featcache.h"
+#include "core/jsonfile.h"
 #include "eval/features.h"
 #include "train/checkpoint.h"
 #include "eval/knn.h"
@@ -137,12 +138,9 @@ static int emit(cJSON* j, const char* out) {
     printf("%s\n", s);
     fflush(stdout);
     int rc = 0;
-    if (opt(out)) {
-        FILE* f = fopen(out, "w");
-        if (!f || fprintf(f, "%s\n", s) < 0 || fclose(f) != 0) {
-            fprintf(stderr, "error: cannot write --out %s: %s\n", out, strerror(errno));
-            rc = 1;
-        }
+    if (opt(out) && mim_json_write_file(out, j)) {   // the record the study runner reads (core/jsonfile.h)
+        fprintf(stderr, "error: --out: %s\n", mim_err_msg());
+        rc = 1;
     }
     free(s);
     return rc;

@@ -2,6 +2,8 @@
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
+#include "data/source.h"
+#include "core/jsonfile.h"
 #include "core/mem.h"
 #include "data/idx.h"
 #include "eval/finetune.h"
@@ -14,7 +16,7 @@
 
 int cmd_finetune(int argc, char** argv) {
     mim_finetune_args a = {0};
-    const char *init = NULL, *model = NULL, *precision = NULL, *max_ram = NULL;
+    const char *init = NULL, *model = NULL, *precision = NULL, *max_ram = NULL, *result = NULL;
     int patch, chans;
     float dist_timeout, max_skip;
     int64_t seed;
@@ -31,6 +33,7 @@ int cmd_finetune(int argc, char** argv) {
         {"eval-data", FLAG_STR, &a.eval_data, "", 0, 0, "evaluation data (default: --data)"},
         {"eval-split", FLAG_STR, &a.eval_split, "t10k", 0, 0, "IDX split for evaluation"},
         {"out", FLAG_STR, &a.out, "runs/finetune", 0, 0, "run folder: metrics.jsonl, checkpoint-best/last (created with its parents)"},
+        {"result", FLAG_STR, &result, "", 0, 0, "also write the final result JSON (the stdout line) to this file, atomically"},
         {"batch", FLAG_INT, &a.batch, "128", 1, 1 << 20, "images per step"},
         {"accum", FLAG_INT, &a.accum, "1", 1, 1 << 16, "gradient accumulation steps"},
         {"epochs", FLAG_FLOAT, &a.epochs, "10", 0, 1e6, "training length in epochs"},
@@ -81,7 +84,7 @@ int cmd_finetune(int argc, char** argv) {
         a.model.patch = patch;
         a.model.img_h = a.model.img_w = a.img;
         a.model.in_chans = chans;
-        if (chans == 0 && !cli_is_folder(a.data)) a.model.in_chans = 3;   // index data: RGB
+        if (chans == 0) a.model.in_chans = mim_source_default_channels(a.data) == 3 ? 3 : 0;   // index data: RGB (IDX: its header's)
     }
     if (a.subset && !a.subset[0]) a.subset = NULL;
     if (a.eval_data && !a.eval_data[0]) a.eval_data = NULL;
@@ -110,9 +113,19 @@ int cmd_finetune(int argc, char** argv) {
     const char* nl = isatty(2) && !a.quiet ? "\n" : "";   // after a "\r" progress line
     if (rc == MIM_FINETUNE_STOPPED) { fprintf(stderr, "%s%s\n", nl, mim_err_msg()); return MIM_EXIT_STOPPED; }
     if (rc) { fprintf(stderr, "%serror: %s\n", nl, mim_err_msg()); return rc == MIM_EDATA ? MIM_EXIT_DATA : 1; }
-    if (mim_dist_get()->rank == 0)
-        printf("{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"n_eval\": %lld, \"n_skipped\": %lld, \"steps\": %lld, "
-               "\"seconds\": %.1f}\n", res.top1, res.top5, res.best_top1, (long long)res.n_eval, (long long)res.n_skipped,
-               (long long)res.steps, res.seconds);
+    if (mim_dist_get()->rank != 0) return 0;
+    // The result record: one line on stdout and, with --result, the file the study runner reads.
+    char line[512];
+    snprintf(line, sizeof line, "{\"top1\": %.4f, \"top5\": %.4f, \"best_top1\": %.4f, \"n_eval\": %lld, \"n_skipped\": %lld, \"steps\": %lld, "
+             "\"seconds\": %.1f}", res.top1, res.top5, res.best_top1, (long long)res.n_eval, (long long)res.n_skipped,
+             (long long)res.steps, res.seconds);
+    printf("%s\n", line);
+    fflush(stdout);
+    if (result && result[0]) {
+        cJSON* j = cJSON_Parse(line);
+        int wr = j ? mim_json_write_file(result, j) : mim_err(MIM_ENOMEM, "out of memory");
+        cJSON_Delete(j);
+        if (wr) { fprintf(stderr, "error: --result: %s\n", mim_err_msg()); return 1; }
+    }
     return 0;
 }

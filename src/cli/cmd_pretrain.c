@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "cli/flags.h"
 #include "core/check.h"
+#include "data/source.h"
 #include "core/mem.h"
 #include "data/idx.h"
 #include "model/precision.h"
@@ -138,7 +139,7 @@ int cmd_pretrain(int argc, char** argv) {
     a.model.in_chans = chans;
     if (a.subset && !a.subset[0]) a.subset = NULL;
     if (a.val_data && !a.val_data[0]) a.val_data = NULL;
-    if (chans == 0 && a.data && !cli_is_folder(a.data)) a.model.in_chans = 3;   // index data: RGB
+    if (chans == 0 && a.data) a.model.in_chans = mim_source_default_channels(a.data) == 3 ? 3 : 0;   // index data: RGB (IDX: its header's)
     a.seed = (uint64_t)seed;
     if (max_ram && mim_parse_size(max_ram, &a.max_ram)) { fprintf(stderr, "error: --max-ram: %s\n", mim_err_msg()); return 2; }
     if (!strcmp(on_nan, "skip")) a.on_nan = 1;

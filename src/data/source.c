@@ -273,6 +273,11 @@ int mim_source_estimate(const mim_source_config* cfg, uint64_t* bytes, int* c, i
     return 0;
 }
 
+int mim_source_default_channels(const char* data) {
+    struct stat st;
+    return data && stat(data, &st) == 0 && S_ISDIR(st.st_mode) ? 1 : 3;
+}
+
 int mim_source_open(mim_source** out, const mim_source_config* cfg) {
     *out = NULL;
     if (cfg->batch < 1) return mim_err(MIM_EARG, "batch must be >= 1");

@@ -39,6 +39,9 @@ typedef struct mim_source mim_source;
 
 // 0 or a negative MIM_E* code with mim_err_msg() naming the file.
 int mim_source_open(mim_source** out, const mim_source_config* cfg);
+// The channels of data given without --in-chans, the one rule for every
+// command: an IDX folder is grayscale (1), a sample index RGB (3).
+int mim_source_default_channels(const char* data);
 // What opening cfg will hold in memory, from file headers alone (nothing is
 // loaded): IDX images, labels and order (plus the training split, read for
 // the normalisation statistics of another split), or the loader's batch ring

@@ -33,6 +33,12 @@ int mim_subset_strategy_parse(const char* s, mim_subset_strategy* out) {
     return MIM_OK;
 }
 
+int mim_subset_path(char* buf, size_t cap, const char* prefix, const char* strategy, const char* spec, uint64_t seed, uint64_t size) {
+    int sp = spec && spec[0];
+    return snprintf(buf, cap, "%s-%s%s%s-s%llu-%llu.sub", prefix, strategy, sp ? "-" : "", sp ? spec : "", (unsigned long long)seed,
+                    (unsigned long long)size);
+}
+
 const char* mim_subset_strategy_name(mim_subset_strategy s) {
     return s == MIM_SUBSET_RANDOM ? "random" : s == MIM_SUBSET_FIRST ? "first" : s == MIM_SUBSET_STRATIFIED ? "stratified" : "filter";
 }

@@ -63,6 +63,10 @@ typedef struct {
 // Parse "random" | "first" | "stratified" | "filter". Returns MIM_OK or MIM_EARG.
 int mim_subset_strategy_parse(const char* s, mim_subset_strategy* out);
 const char* mim_subset_strategy_name(mim_subset_strategy s);
+// The one naming rule of subset files, used by `mimscale subset` and the
+// study runner: "<prefix>-<strategy>[-<spec>]-s<seed>-<size>.sub" (spec: the
+// filter / bucket slug, "" or NULL for none). Returns snprintf's length.
+int mim_subset_path(char* buf, size_t cap, const char* prefix, const char* strategy, const char* spec, uint64_t seed, uint64_t size);
 
 // Rank of a sample under seed (the random order of the `random` strategy).
 uint64_t mim_subset_rank(uint64_t seed, uint64_t key_hash);

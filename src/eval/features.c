@@ -327,10 +327,8 @@ static mim_source_config train_source(const mim_eval_common* a, int batch, int t
 // channels, and the size must be given: its images have none).
 static int input_geometry(const mim_eval_common* a, int* C, int* H, int* W) {
     if (!a->data || !*a->data) return mim_err(MIM_EARG, "no train data given (--data)");
-    struct stat st;
-    int folder = stat(a->data, &st) == 0 && S_ISDIR(st.st_mode);
     mim_source_config sc = train_source(a, 1, 1);
-    sc.channels = a->in_chans > 0 ? a->in_chans : folder ? 1 : 3;
+    sc.channels = a->in_chans > 0 ? a->in_chans : mim_source_default_channels(a->data);
     sc.height = sc.width = a->img;
     uint64_t bytes;
     return mim_source_estimate(&sc, &bytes, C, H, W);

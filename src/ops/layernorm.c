@@ -44,8 +44,9 @@ void residual_layernorm_forward(float* res, float* out, float* mean, float* rstd
 
 // d/d of layernorm_forward(out, mean, rstd, inp, weight, bias).
 // dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight.
-// dweight/dbias are reduced per thread over rows, then summed, so the
-// result does not depend on scheduling beyond the thread count.
+// dinp: one row per iteration (rows in parallel). dweight/dbias: column
+// sums over all N rows, each block of 16 columns summed by one thread in row
+// order, so they do not depend on the thread count or the schedule.
 void layernorm_backward(float* dinp, float* dweight, float* dbias,
                         const float* dout, const float* inp, const float* weight,
                         const float* mean, const float* rstd, int N, int C) {

@@ -8,7 +8,7 @@
 //    (dinp, dweight, dbias), like llm.c; one zero_grad per step clears them.
 //    A NULL gradient pointer means "not needed" and is skipped.
 //  - Each op with a fast path has a plain `_ref` twin (single-threaded loops)
-//    used by the tests and as the fallback.
+//    that only the tests call: the reference the fast path is checked against.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -144,7 +144,10 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
                         const float* mean, const float* rstd, int N, int C);
 
 // ---------------------------------------------------------------- gelu
-// Exact GELU: out = x * 0.5 * (1 + erf(x / sqrt(2))), elementwise over n.
+// GELU, the erf form (not the tanh approximation): out = x * 0.5 * (1 +
+// erf(x / sqrt(2))), elementwise over n, with erf from Abramowitz & Stegun
+// 7.1.26 (absolute error <= 1.5e-7, elementwise.c): PyTorch's
+// approximate='none' to fp32 rounding, not bit for bit.
 void gelu_forward(float* out, const float* inp, size_t n);
 // Fused bias + GELU: pre (N, C) += bias (C), out = gelu(pre); the backward
 // is gelu_backward on pre, then the bias gradient is d(pre)'s column sum.
