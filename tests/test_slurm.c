@@ -1,15 +1,25 @@
 // test_slurm.c: `mimscale study run --launcher slurm` on a real one-node
 // Slurm cluster (tests/slurm/start.sh, in a temporary folder, stopped at the
-// end): a tiny two-run study with the real binary is submitted as two sbatch
-// jobs, a second `study run` while they are queued submits nothing again,
-// `study status` reaches "2 done", and the rows equal those of a local run
-// of the same study (same metrics). Rejected submissions (unknown partition,
-// a time limit over the partition's, no sbatch on PATH) fail naming the
-// cause, with sbatch's own words, and record nothing. Skips (77) when not
-// root or when the cluster cannot start; every wait is bounded.
+// end), with the real binary:
+// - a tiny two-run study goes in as two job arrays (pre-trainings; kNN with
+//   --dependency=aftercorr on them, pending on its dependency while they run),
+//   a second `study run` while they are queued submits nothing again, `study
+//   status` reaches "2 done", and the rows equal those of a local run;
+// - scancel of a pre-training mid-run: its kNN task is cancelled with it, the
+//   next `study run` resubmits the run and the pre-training resumes;
+// - `scontrol requeue` of a running pre-training: it resumes from its
+//   checkpoint in the requeued job, and the run gets one row, not two;
+// - a pre-training as 2 MPI ranks through srun (slurm.pretrain.ntasks 2)
+//   gives the 1-process run's losses within the tolerance of test_dist;
+// - rejected submissions (unknown partition, a time limit over the
+//   partition's, no sbatch on PATH) fail naming the cause, with sbatch's own
+//   words, and record nothing.
+// Skips (77) when not root or when the cluster cannot start; every wait is
+// bounded.
 #include "testutil.h"
 #include "study/results.h"
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +69,70 @@ static const char* study_fmt =
     " \"subsets\": {\"sizes\": %s},\n"
     " \"models\": [{\"preset\": \"vit_nano\", \"patch\": 4, \"dec_dim\": 16, \"dec_depth\": 1, \"dec_heads\": 2}],\n"
     " \"budget\": {\"epochs\": %d}, \"pretrain\": {\"batch\": 16, \"save_every\": 4, \"threads\": 1},\n"
-    " \"evaluations\": {\"knn\": {\"k\": 5}}, \"baselines\": false}\n";
+    " \"evaluations\": {\"knn\": {\"k\": 5}}, \"baselines\": false%s}\n";
+
+// The job id of step `step` of the (first) run in study folder out ("" if none).
+static void step_job(const char* out, const char* step, char* buf, size_t cap) {
+    buf[0] = 0;
+    char cmd[1024], *o = NULL;
+    snprintf(cmd, sizeof cmd, "ls %s/runs/*/slurm.json 2>/dev/null | head -n 1", out);
+    sh(cmd, &o);
+    if (!o) return;
+    o[strcspn(o, "\n")] = 0;
+    uint8_t* t = NULL;
+    size_t n = tu_slurp(o, &t);
+    free(o);
+    cJSON* j = n ? cJSON_Parse((const char*)t) : NULL;
+    const cJSON* js = cJSON_GetObjectItemCaseSensitive(j, "jobs");
+    for (const cJSON* e = js ? js->child : NULL; e; e = e->next) {
+        const cJSON* st = cJSON_GetObjectItemCaseSensitive(e, "step");
+        const cJSON* id = cJSON_GetObjectItemCaseSensitive(e, "job_id");
+        if (cJSON_IsString(st) && cJSON_IsString(id) && !strcmp(st->valuestring, step)) { snprintf(buf, cap, "%s", id->valuestring); break; }
+    }
+    cJSON_Delete(j);
+}
+
+// `scontrol show job -o JOB`'s KEY= value into buf ("" if none).
+static void job_field(const char* job, const char* key, char* buf, size_t cap) {
+    char cmd[512], *o = NULL;
+    snprintf(cmd, sizeof cmd, "scontrol show job -o %s | tr \" \" \"\\n\" | sed -n \"s/^%s=//p\" | head -n 1", job, key);
+    sh(cmd, &o);
+    snprintf(buf, cap, "%s", o ? o : "");
+    buf[strcspn(buf, "\n")] = 0;
+    free(o);
+}
+
+// Polls `study status` (bounded) until its summary holds want; 1 when it did.
+static int wait_status(const char* sj, const char* out, const char* want, double limit_s) {
+    char cmd[4096], *o = NULL;
+    snprintf(cmd, sizeof cmd, "cd %s && %s study status %s --out %s", tmpdir, bin, sj, out);
+    double t = now_s();
+    int ok = 0;
+    while (now_s() - t < limit_s && !ok) {
+        sh(cmd, &o);
+        ok = o && strstr(o, want);
+        int idle = o && strstr(o, " 0 pending, 0 running");
+        free(o);
+        if (idle && !ok) break;
+        if (!ok) usleep(500 * 1000);
+    }
+    return ok;
+}
+
+// The "step" values of a pre-training's metrics.jsonl never go back (a
+// restart from scratch would log step 2 again); the last one into *last.
+static int steps_rising(const char* metrics, long* last) {
+    uint8_t* m = NULL;
+    size_t mn = tu_slurp(metrics, &m);
+    *last = -1;
+    int rising = mn > 0;
+    for (char* p = mn ? strstr((char*)m, "\"step\":") : NULL; p; p = strstr(p + 1, "\"step\":")) {
+        long v = strtol(p + 7, NULL, 10);
+        rising &= v >= *last;   // a val_loss line repeats its step
+        *last = v;
+    }
+    return rising;
+}
 
 // The job ids in the study folder's runs/*/slurm.json, joined ("" if none).
 static void job_ids(const char* out, char* buf, size_t cap) {
@@ -142,7 +215,7 @@ int main(void) {
     snprintf(sj, sizeof sj, "%s/sl.json", tmpdir);
     FILE* f = fopen(sj, "w");
     CHECK(f);
-    fprintf(f, study_fmt, data, "[64, 128]", 1);
+    fprintf(f, study_fmt, data, "[64, 128]", 1, "");
     fclose(f);
 
     // Rejected submissions: the cause in sbatch's words, nothing recorded.
@@ -156,7 +229,7 @@ int main(void) {
         char ids[512];
         snprintf(rel, sizeof rel, "%s/bad%d", tmpdir, b);
         job_ids(rel, ids, sizeof ids);
-        TU_CHECK(rc == 1 && o && strstr(o, bad[b].want) && strstr(o, "sbatch refused run") && !ids[0],
+        TU_CHECK(rc == 1 && o && strstr(o, bad[b].want) && strstr(o, "sbatch refused") && !ids[0],
                  "%s: exit %d (want 1), the error quotes sbatch (\"%s\"), no slurm.json: %s", bad[b].flags, rc, bad[b].want, o ? o : "");
         free(o);
     }
@@ -176,15 +249,26 @@ int main(void) {
     snprintf(sout, sizeof sout, "%s/viaslurm", tmpdir);
     snprintf(cmd, sizeof cmd, "cd %s && %s study run %s --out %s --launcher slurm", tmpdir, bin, sj, sout);
     rc = sh(cmd, &o);
-    TU_CHECK(rc == 0 && o && strstr(o, "submitted 2 slurm job(s)"), "study run --launcher slurm: exit %d, 2 jobs submitted: %s", rc, o ? o : "");
+    TU_CHECK(rc == 0 && o && strstr(o, "submitted 2 run(s) as 2 slurm job array(s)"), "study run --launcher slurm: exit %d, 2 runs in 2 job arrays: %s", rc, o ? o : "");
     free(o);
+    {   // the kNN array follows the pre-training array task by task
+        char pj[64], kj[64], dep[256], kill[64];
+        step_job(sout, "pretrain", pj, sizeof pj);
+        step_job(sout, "knn", kj, sizeof kj);
+        job_field(kj, "Dependency", dep, sizeof dep);
+        job_field(kj, "KillOInInvalidDependent", kill, sizeof kill);
+        char pa[64];
+        snprintf(pa, sizeof pa, "aftercorr:%.*s", (int)strcspn(pj, "_"), pj);
+        TU_CHECK(pj[0] && kj[0] && (strstr(dep, pa) || !strcmp(dep, "(null)")) && !strcmp(kill, "Yes"),
+                 "knn job %s depends on pre-training %s (Dependency=%s, want %s or already met; kill on invalid dependency: %s)", kj, pj, dep, pa, kill);
+    }
     char ids1[512], ids2[512];
     job_ids(sout, ids1, sizeof ids1);
     TU_CHECK(ids1[0] != 0, "runs/<id>/slurm.json record the job ids (%s)", ids1);
     // Again while they are queued or running: nothing submitted twice.
     rc = sh(cmd, &o);
     job_ids(sout, ids2, sizeof ids2);
-    int twice_ok = rc == 0 && o && (strstr(o, "submitted 0 slurm job(s)") || strstr(o, "2 done"));
+    int twice_ok = rc == 0 && o && (strstr(o, "submitted 0 run(s)") || strstr(o, "2 done"));
     TU_CHECK(twice_ok && !strcmp(ids1, ids2), "study run again while the jobs are queued: nothing resubmitted (%s -> %s): %s", ids1, ids2, o ? o : "");
     free(o);
     // Poll `study status` (bounded) until both runs are done.
@@ -202,7 +286,7 @@ int main(void) {
             usleep(500 * 1000);
         }
     }
-    TU_CHECK(all_done && strstr(st, "slurm.out") && strstr(st, "job "), "study status: both runs done in %.0f s, with job ids and log paths", now_s() - tp);
+    TU_CHECK(all_done && strstr(st, "slurm-pretrain.out") && strstr(st, "job "), "study status: both runs done in %.0f s, with job ids and log paths", now_s() - tp);
     printf("%s\n", st ? st : "");
     free(st);
     // The rows: the local run's, field for field (wall-clock fields aside).
@@ -235,7 +319,7 @@ int main(void) {
     snprintf(sj2, sizeof sj2, "%s/long.json", tmpdir);
     f = fopen(sj2, "w");
     CHECK(f);
-    fprintf(f, study_fmt, data, "[128]", 60);   // 480 steps, a checkpoint every 4
+    fprintf(f, study_fmt, data, "[128]", 60, "");   // 480 steps, a checkpoint every 4
     fclose(f);
     snprintf(sout2, sizeof sout2, "%s/cancel", tmpdir);
     snprintf(cmd, sizeof cmd, "cd %s && %s study run %s --out %s --launcher slurm --quiet", tmpdir, bin, sj2, sout2);
@@ -251,22 +335,20 @@ int main(void) {
     struct stat sb;
     double tw = now_s();
     while (now_s() - tw < 60 && stat(latest, &sb) != 0) usleep(100 * 1000);
-    const char* jp = strrchr(ids1, ':');
-    while (jp && *jp && (*jp < '0' || *jp > '9')) jp++;
-    int jid = jp ? atoi(jp) : 0;
-    TU_CHECK(rc == 0 && jid > 0 && stat(latest, &sb) == 0, "long run: submitted as job %d, a checkpoint within %.0f s", jid, now_s() - tw);
-    snprintf(cmd, sizeof cmd, "scancel %d", jid);
+    char pjob[64], kjob[64];
+    step_job(sout2, "pretrain", pjob, sizeof pjob);
+    step_job(sout2, "knn", kjob, sizeof kjob);
+    TU_CHECK(rc == 0 && pjob[0] && stat(latest, &sb) == 0, "long run: pre-training submitted as job %s, a checkpoint within %.0f s", pjob, now_s() - tw);
+    snprintf(cmd, sizeof cmd, "scancel %s", pjob);
     sh(cmd, NULL);
+    int ended = wait_status(sj2, sout2, "1 runs: 0 done, 1 failed", 40);
     snprintf(cmd, sizeof cmd, "cd %s && %s study status %s --out %s", tmpdir, bin, sj2, sout2);
-    int ended = 0;
-    tw = now_s();
-    while (now_s() - tw < 40 && !ended) {
-        sh(cmd, &o);
-        ended = o && strstr(o, "1 runs: 0 done, 1 failed") && strstr(o, "CANCELLED");
-        free(o);
-        if (!ended) usleep(300 * 1000);
-    }
-    TU_CHECK(ended, "scancel: `study status` says failed, job CANCELLED, within %.0f s", now_s() - tw);
+    sh(cmd, &o);
+    ended &= o && strstr(o, "CANCELLED") != NULL;
+    free(o);
+    char kstate[64];
+    job_field(kjob, "JobState", kstate, sizeof kstate);
+    TU_CHECK(ended && !strcmp(kstate, "CANCELLED"), "scancel: `study status` says failed, pre-training CANCELLED, its knn task %s (want CANCELLED)", kstate);
     char ckpt_at_cancel[64] = "";
     f = fopen(latest, "r");
     if (f) { if (!fgets(ckpt_at_cancel, sizeof ckpt_at_cancel, f)) ckpt_at_cancel[0] = 0; fclose(f); }
@@ -275,32 +357,93 @@ int main(void) {
     rc = sh(cmd, NULL);
     job_ids(sout2, ids2, sizeof ids2);
     TU_CHECK(rc == 0 && strcmp(ids1, ids2), "study run after the scancel: resubmitted (%s -> %s)", ids1, ids2);
-    snprintf(cmd, sizeof cmd, "cd %s && %s study status %s --out %s", tmpdir, bin, sj2, sout2);
-    all_done = 0;
-    tw = now_s();
-    while (now_s() - tw < 120 && !all_done) {
-        sh(cmd, &o);
-        all_done = o && strstr(o, "1 runs: 1 done");
-        int idle = o && strstr(o, " 0 pending, 0 running");
-        free(o);
-        if (idle && !all_done) break;
-        if (!all_done) usleep(500 * 1000);
-    }
-    // Resumed: a checkpoint was there after the cancel, and the metrics'
-    // steps never go back (a restart from step 0 would log step 2 again).
+    all_done = wait_status(sj2, sout2, "1 runs: 1 done", 120);
+    // Resumed: a checkpoint was there after the cancel, and the metrics' steps never go back.
     int stopped = ckpt_at_cancel[0] != 0;
     snprintf(rel, sizeof rel, "%spretrain/metrics.jsonl", run_dir);
-    uint8_t* m = NULL;
-    size_t mn = tu_slurp(rel, &m);
-    long last = -1;
-    int rising = mn > 0;
-    for (char* p = mn ? strstr((char*)m, "\"step\":") : NULL; p; p = strstr(p + 1, "\"step\":")) {
-        long v = strtol(p + 7, NULL, 10);
-        rising &= v >= last;   // a val_loss line repeats its step
-        last = v;
-    }
+    long last;
+    int rising = steps_rising(rel, &last);
     TU_CHECK(all_done && stopped && rising && last == 480,
              "the resubmitted job finished the run, resuming the pre-training from %s (steps never back: %d, to %ld)", ckpt_at_cancel, rising, last);
+
+    // scontrol requeue of the running pre-training (what preemption does):
+    // the job gets TERM, the worker checkpoints, Slurm runs the same job
+    // again (SLURM_RESTART_COUNT 1), it resumes, and the run has one row.
+    char sout3[600];
+    snprintf(sout3, sizeof sout3, "%s/requeue", tmpdir);
+    snprintf(cmd, sizeof cmd, "cd %s && %s study run %s --out %s --launcher slurm --quiet", tmpdir, bin, sj2, sout3);
+    rc = sh(cmd, NULL);
+    snprintf(cmd, sizeof cmd, "ls -d %s/runs/*/", sout3);
+    sh(cmd, &o);
+    snprintf(run_dir, sizeof run_dir, "%s", o ? o : "");
+    run_dir[strcspn(run_dir, "\n")] = 0;
+    free(o);
+    snprintf(latest, sizeof latest, "%spretrain/latest", run_dir);
+    tw = now_s();
+    while (now_s() - tw < 60 && stat(latest, &sb) != 0) usleep(100 * 1000);
+    step_job(sout3, "pretrain", pjob, sizeof pjob);
+    snprintf(cmd, sizeof cmd, "scontrol requeue %s", pjob);
+    int rq = sh(cmd, &o);
+    TU_CHECK(rc == 0 && pjob[0] && rq == 0, "requeue: pre-training job %s requeued with a checkpoint there (scontrol exit %d %s)", pjob, rq, o ? o : "");
+    free(o);
+    all_done = wait_status(sj2, sout3, "1 runs: 1 done", 150);
+    char restarts[32];
+    job_field(pjob, "Restarts", restarts, sizeof restarts);
+    snprintf(rel, sizeof rel, "%spretrain/metrics.jsonl", run_dir);
+    rising = steps_rising(rel, &last);
+    snprintf(rel, sizeof rel, "%sslurm-pretrain.out", run_dir);
+    uint8_t* lg = NULL;
+    size_t ln = tu_slurp(rel, &lg);
+    int reran = ln && strstr((char*)lg, "restart 1)");
+    snprintf(p2, sizeof p2, "%s/results.jsonl", sout3);
+    mim_results rr;
+    CHECK(mim_results_load(&rr, p2) == 0);
+    TU_CHECK(all_done && atoi(restarts) >= 1 && reran && rising && last == 480 && rr.lines == 1,
+             "requeued job resumed (Restarts=%s, log says restart 1: %d, steps never back: %d, to %ld) and wrote %d row(s) (want 1)",
+             restarts, reran, rising, last, rr.lines);
+    mim_results_free(&rr);
+
+    // Two MPI ranks through srun: slurm.pretrain.ntasks 2 (batch 8 each, the
+    // global batch stays 16) against the 1-process local run of the same
+    // study (same run id: resources are not part of it). The losses agree
+    // within test_dist's bound for 1 x B against 2 x B/2 (5e-4; the fp32
+    // sums are grouped differently), the steps and images exactly.
+    char sj3[600], sout4[600], sout5[600];
+    snprintf(sj3, sizeof sj3, "%s/mpi.json", tmpdir);
+    f = fopen(sj3, "w");
+    CHECK(f);
+    fprintf(f, study_fmt, data, "[64]", 2, ", \"slurm\": {\"pretrain\": {\"ntasks\": 2, \"cpus_per_task\": 1}, \"mpi\": \"pmix\"}");
+    fclose(f);
+    snprintf(sout4, sizeof sout4, "%s/mpi-local", tmpdir);
+    snprintf(sout5, sizeof sout5, "%s/mpi-slurm", tmpdir);
+    snprintf(cmd, sizeof cmd, "cd %s && %s study run %s --out %s --quiet", tmpdir, bin, sj3, sout4);
+    int rl = sh(cmd, NULL);
+    snprintf(cmd, sizeof cmd, "cd %s && %s study run %s --out %s --launcher slurm --quiet", tmpdir, bin, sj3, sout5);
+    int rs = sh(cmd, NULL);
+    all_done = wait_status(sj3, sout5, "1 runs: 1 done", 120);
+    snprintf(cmd, sizeof cmd, "grep -h \"srun --ntasks=2\" %s/runs/*/pretrain.log | head -n 1", sout5);
+    char* ml = NULL;
+    sh(cmd, &ml);
+    snprintf(p1, sizeof p1, "%s/results.jsonl", sout4);
+    snprintf(p2, sizeof p2, "%s/results.jsonl", sout5);
+    mim_results ra, rb;
+    CHECK(mim_results_load(&ra, p1) == 0);
+    CHECK(mim_results_load(&rb, p2) == 0);
+    double la = -1, lb = -1, sa = -1, sb2 = -2;
+    if (ra.n == 1 && rb.n == 1) {
+        const cJSON* x = cJSON_GetObjectItem(ra.rows[0], "final_loss"), *y = cJSON_GetObjectItem(rb.rows[0], "final_loss");
+        const cJSON* u = cJSON_GetObjectItem(ra.rows[0], "images_seen"), *v = cJSON_GetObjectItem(rb.rows[0], "images_seen");
+        if (cJSON_IsNumber(x) && cJSON_IsNumber(y)) { la = x->valuedouble; lb = y->valuedouble; }
+        if (cJSON_IsNumber(u) && cJSON_IsNumber(v)) { sa = u->valuedouble; sb2 = v->valuedouble; }
+    }
+    double rel_d = la > 0 ? fabs(la - lb) / la : 1;
+    int same_id = ra.n == 1 && rb.n == 1 && !strcmp(cJSON_GetObjectItem(ra.rows[0], "id")->valuestring, cJSON_GetObjectItem(rb.rows[0], "id")->valuestring);
+    TU_CHECK(rl == 0 && rs == 0 && all_done && same_id && sa == sb2 && rel_d <= 5e-4 && ml && strstr(ml, "--batch=8"),
+             "2 MPI ranks via srun: final loss %.6f vs 1 process %.6f (rel %.1e <= 5e-4), images %.0f = %.0f, the command: %s",
+             lb, la, rel_d, sb2, sa, ml ? ml : "");
+    free(ml);
+    mim_results_free(&ra);
+    mim_results_free(&rb);
     printf("test_slurm: %.1f s\n", now_s() - t0);
     return finish(0, NULL);
 }

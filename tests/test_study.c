@@ -35,12 +35,13 @@ static char dir[256];
 static const char* fake_sh =
     "#!/bin/sh\n"
     "cmd=$1; shift\n"
-    "steps=1; out=; save=1; model=; resume=0; sub=; pos=; feat=; init=; ckpt=; img=; chans=; patch=; seed=\n"
+    "steps=1; out=; save=1; model=; resume=0; sub=; pos=; feat=; init=; ckpt=; img=; chans=; patch=; seed=; result=\n"
+    "emit() { cat > \"$1.tmp\"; cat \"$1.tmp\"; mv \"$1.tmp\" \"$1\"; }   # the result record: stdout and the file, as the real commands\n"
     "for a in \"$@\"; do case $a in\n"
     "  --steps=*) steps=${a#*=};; --out=*) out=${a#*=};; --save-every=*) save=${a#*=};;\n"
     "  --model=*) model=${a#*=};; --resume) resume=1;; --subset=*) sub=${a#*=};; --sizes=*) sizes=${a#*=};;\n"
     "  --strategy=*) strat=${a#*=};; --seed=*) seed=${a#*=};; --features=*) feat=${a#*=};; --init=*) init=${a#*=};;\n"
-    "  --ckpt=*) ckpt=${a#*=};; --img=*) img=${a#*=};; --in-chans=*) chans=${a#*=};; --patch=*) patch=${a#*=};;\n"
+    "  --ckpt=*) ckpt=${a#*=};; --img=*) img=${a#*=};; --in-chans=*) chans=${a#*=};; --patch=*) patch=${a#*=};; --result=*) result=${a#*=};;\n"
     "  --*) ;; *) pos=$a;; esac; done\n"
     "case $cmd in\n"
     "pack) : > \"$out-000000.tar\";;\n"
@@ -60,19 +61,19 @@ static const char* fake_sh =
     "knn|linprobe)\n"
     "  if [ \"$feat\" = pixels ]; then\n"
     "    [ -z \"$ckpt$init$model$patch\" ] && [ -n \"$img\" ] && [ -n \"$chans\" ] || { echo \"fake: bad pixels flags\" >&2; exit 2; }\n"
-    "    echo '{\"top1\": 0.6, \"top5\": 0.9, \"features\": \"pixels\"}'; exit 0; fi\n"
+    "    echo '{\"top1\": 0.6, \"top5\": 0.9, \"features\": \"pixels\"}' | emit \"$out\"; exit 0; fi\n"
     "  if [ \"$init\" = random ]; then\n"
     "    [ -z \"$ckpt\" ] && [ -n \"$model\" ] && [ -n \"$patch\" ] && [ -n \"$img\" ] && [ -n \"$chans\" ] && [ -n \"$seed\" ] || { echo \"fake: bad random-init flags\" >&2; exit 2; }\n"
-    "    awk -v s=$seed 'BEGIN { printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.9, \\\"features\\\": \\\"random-init\\\"}\\n\", 0.3 + s / 100 }'; exit 0; fi\n"
+    "    awk -v s=$seed 'BEGIN { printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.9, \\\"features\\\": \\\"random-init\\\"}\\n\", 0.3 + s / 100 }' | emit \"$out\"; exit 0; fi\n"
     "  [ -n \"$ckpt\" ] && [ -z \"$feat$init$img$chans\" ] || { echo \"fake: bad ckpt flags\" >&2; exit 2; }\n"
     "  size=$(echo \"$sub\" | sed 's/.*-\\([0-9]*\\)\\.sub$/\\1/')\n"
     "  echo 'progress line'; sleep ${FAKE_SLEEP:-0}\n"
-    "  awk -v n=$size 'BEGIN { t = 1 - (0.5 * n^-0.3 + 0.05); printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.99}\\n\", t }';;\n"
+    "  awk -v n=$size 'BEGIN { t = 1 - (0.5 * n^-0.3 + 0.05); printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.99}\\n\", t }' | emit \"$out\";;\n"
     "finetune)\n"
     "  size=$(echo \"$sub\" | sed 's/.*-\\([0-9]*\\)\\.sub$/\\1/')\n"
     "  echo \"$@\" >> \"$out.argv\"\n"
     "  echo 'progress line'; sleep ${FAKE_SLEEP:-0}\n"
-    "  awk -v n=$size 'BEGIN { t = 1 - (0.5 * n^-0.3 + 0.05) + 0.01; printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.99}\\n\", t }';;\n"
+    "  awk -v n=$size 'BEGIN { t = 1 - (0.5 * n^-0.3 + 0.05) + 0.01; printf \"{\\\"top1\\\": %.6f, \\\"top5\\\": 0.99}\\n\", t }' | emit \"$result\";;\n"
     "*) echo \"fake: unknown command $cmd\" >&2; exit 2;;\n"
     "esac\n";
 
@@ -115,6 +116,13 @@ static void test_parse_errors(void) {
         {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}, \"evaluations\": [\"knn\", \"dino\"]}", "evaluations"},
         {"{\"data\": {\"shards\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [\"vit_nano\"], \"budget\": {\"epochs\": 1}}", "eval_shards"},
         {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [\"vit_nano\"],", "JSON"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000], \"seeds\": [1, 1]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}}", "listed twice"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000], \"targets\": [\"hog\"]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"targets\": [\"pixel\"], \"budget\": {\"epochs\": 1}}", "among the study's"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": [{\"sizes\": [1000]}, {\"sizes\": [1000], \"seeds\": [3]}], \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}}", "repeats an earlier entry"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}, \"pretrain\": {\"batch\": 100}, \"slurm\": {\"pretrain\": {\"ntasks\": 3}}}", "do not divide pretrain.batch"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}, \"slurm\": {\"eval\": {\"ntasks\": 2}}}", "only pre-training runs as several MPI ranks"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}, \"slurm\": {\"pretrain\": {\"gpus\": 2}}}", "gpus"},
+        {"{\"data\": {\"idx\": \"/x\"}, \"subsets\": {\"sizes\": [1000]}, \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"budget\": {\"epochs\": 1}, \"slurm\": {\"mpi\": \"pm ix\"}}", "slurm.mpi"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = mim_study_parse(&s, bad[i].json, "bad.json");
@@ -122,6 +130,38 @@ static void test_parse_errors(void) {
                  i, bad[i].must, rc < 0 ? mim_err_msg() : "accepted");
         if (rc == 0) mim_study_free(&s);
     }
+}
+
+// "subsets" entries with their own seeds and targets narrow the grid: 3 seeds
+// at 1000, the study's one seed at 4000, and "first" at 4000 with 2 seeds and
+// one of the two targets.
+static void test_subset_seeds(void) {
+    char buf[4096];
+    snprintf(buf, sizeof buf,
+             "{\"data\": {\"idx\": \"/x\", \"probe_size\": 500}, \"subsets\": [{\"sizes\": [1000], \"seeds\": [0, 1, 2]}, {\"sizes\": [4000]},"
+             " {\"sizes\": [4000], \"strategy\": \"first\", \"seeds\": [5, 6], \"targets\": [\"pixel-norm\"]}],"
+             " \"models\": [{\"preset\": \"vit_nano\", \"patch\": 7}], \"targets\": [\"pixel-norm\", \"hog\"], \"pretrain\": {\"hog_cell\": 7},"
+             " \"budget\": {\"images_seen\": 1000}, \"evaluations\": {\"knn\": {}, \"finetune\": {\"steps\": 2}, \"scratch\": {}}, \"seeds\": [0]}");
+    mim_study s;
+    TU_CHECK(mim_study_parse(&s, buf, "seeds.json") == 0, "per-subset seeds and targets parse: %s", mim_err_msg());
+    mim_study_run* r;
+    int n = mim_study_expand(&s, &r);
+    int mim[3] = {0}, scr[3] = {0}, hog_first = 0, first_seeds_ok = 1, nbl = 0;
+    for (int i = 0; i < n; i++) {
+        int su = r[i].subset;
+        if (r[i].kind == MIM_RUN_MIM) mim[su]++;
+        if (r[i].kind == MIM_RUN_SCRATCH) scr[su]++;
+        if (r[i].kind == MIM_RUN_BASELINE) nbl++;
+        if (su == 2 && r[i].kind == MIM_RUN_MIM) hog_first |= r[i].target == MIM_TARGET_HOG;
+        if (su == 2 && r[i].kind != MIM_RUN_BASELINE) first_seeds_ok &= r[i].seed == 5 || r[i].seed == 6;
+    }
+    // 1000: 3 seeds x 2 targets; 4000 random: 1 seed x 2 targets; 4000 first: 2 seeds x 1 target
+    TU_CHECK(mim[0] == 6 && mim[1] == 2 && mim[2] == 2, "per-subset seeds: MIM runs 6 / 2 / 2 (got %d / %d / %d)", mim[0], mim[1], mim[2]);
+    TU_CHECK(scr[0] == 3 && scr[1] == 1 && scr[2] == 2, "per-subset seeds: scratch runs 3 / 1 / 2 (got %d / %d / %d)", scr[0], scr[1], scr[2]);
+    TU_CHECK(!hog_first && first_seeds_ok, "the narrowed entry runs only pixel-norm, with its own seeds 5 and 6");
+    TU_CHECK(nbl == 2 && n == 10 + 6 + 2, "baselines follow the study's seeds (2: pixels + random-init), %d runs in all", n);
+    free(r);
+    mim_study_free(&s);
 }
 
 static void test_grid(void) {
@@ -343,11 +383,11 @@ static void test_baselines_grid(void) {
         char** mim = mim_study_eval_argv(&s, mr, (mim_eval_kind)e, &p, "BIN", "RUN", "SUB", "CK");
         char** ap = mim_study_eval_argv(&s, px, (mim_eval_kind)e, &p, "BIN", "RUNP", "SUB", "");
         char** ar = mim_study_eval_argv(&s, rnd, (mim_eval_kind)e, &p, "BIN", "RUNR", "SUB", "");
-        // the same protocol: every argument of the MIM row's command but --ckpt and its feature cache (and,
-        // for the pixels knn, the seed it has no use for)
+        // the same protocol: every argument of the MIM row's command but --ckpt, its feature cache and its
+        // result file (in its own run folder) (and, for the pixels knn, the seed it has no use for)
         int same = 1;
         for (char** a = mim; *a; a++) {
-            if (!strncmp(*a, "--ckpt=", 7) || !strncmp(*a, "--features-cache=", 17)) continue;
+            if (!strncmp(*a, "--ckpt=", 7) || !strncmp(*a, "--features-cache=", 17) || !strncmp(*a, "--out=", 6)) continue;
             same &= has_arg(ap, *a) && has_arg(ar, *a);
         }
         const char* en = mim_eval_name((mim_eval_kind)e);
@@ -844,6 +884,7 @@ int main(void) {
     CHECK(chmod(bin, 0755) == 0);
     test_parse_errors();
     test_grid();
+    test_subset_seeds();
     test_feature_targets();
     test_baselines_grid();
     test_scratch_schedule();

@@ -14,15 +14,16 @@ int cmd_study(int argc, char** argv);
 static const char* usage_text =
     "usage: mimscale study run STUDY.json [--dry-run] [--out DIR] [--launcher local|slurm] [--jobs N]\n"
     "                 [--partition P --account A --qos Q --time T --sbatch-arg ARG ...]\n"
-    "       mimscale study run-one STUDY.json --id RUN_ID [--out DIR] [--threads N]\n"
+    "       mimscale study run-one STUDY.json --id RUN_ID [--out DIR] [--threads N] [--only STEP] [--ranks N --mpi X]\n"
     "       mimscale study status STUDY.json [--out DIR]\n"
     "       mimscale study report STUDY.json [--out DIR]\n"
     "A scaling study: data subsets x models x targets x seeds, each pre-trained (mimscale pretrain)\n"
     "and evaluated (knn, linprobe, finetune, scratch baseline); one row per run in DIR/results.jsonl\n"
     "and DIR/results.csv. Re-running skips finished runs and resumes interrupted ones (SIGTERM /\n"
     "SIGINT stop the running steps with a checkpoint and exit 4). --jobs N runs N at once here;\n"
-    "--launcher slurm submits one sbatch job per run (each runs `study run-one`) and returns;\n"
-    "re-running it resubmits only failed or vanished jobs; `study status` shows each run's state.\n"
+    "--launcher slurm submits job arrays (pre-trainings; each evaluation after its pre-training,\n"
+    "--dependency=aftercorr; scratch and baseline runs) of `study run-one --only STEP` and returns;\n"
+    "re-running it resubmits only failed or vanished runs; `study status` shows each run's state.\n"
     "The study file format is in docs/study.md; examples in studies/.";
 
 int cmd_study(int argc, char** argv) {
@@ -39,7 +40,8 @@ int cmd_study(int argc, char** argv) {
         else av[ac++] = argv[i];
     }
     const char *out = NULL, *bin = NULL, *launcher = NULL, *id = NULL, *part = NULL, *account = NULL, *qos = NULL, *tlim = NULL;
-    int dry = 0, retry = 0, quiet = 0, max_runs = 0, io_retries = 0, jobs = 1, threads = 0;
+    const char *only = NULL, *mpi = NULL;
+    int dry = 0, retry = 0, quiet = 0, max_runs = 0, io_retries = 0, jobs = 1, threads = 0, ranks = 1;
     float gflops = 0;
     flag f[] = {
         {"out", FLAG_STR, &out, "", 0, 0, "study folder (default runs/study-<name>)"},
@@ -53,6 +55,9 @@ int cmd_study(int argc, char** argv) {
         {"jobs", FLAG_INT, &jobs, "1", 1, 4096, "run --launcher local: runs at once, each with --threads cores/N"},
         {"threads", FLAG_INT, &threads, "0", 0, 4096, "run, run-one: at most N threads per command (0: the study's)"},
         {"id", FLAG_STR, &id, "", 0, 0, "run-one: the run (an id of `study run --dry-run`)"},
+        {"only", FLAG_STR, &only, "", 0, 0, "run-one: just this step (pretrain, knn, linprobe, finetune, scratch); the step that completes the run writes its row"},
+        {"ranks", FLAG_INT, &ranks, "1", 1, 1 << 20, "run-one: pre-train as N MPI ranks through srun (inside a Slurm job; --batch / N each)"},
+        {"mpi", FLAG_STR, &mpi, "", 0, 0, "run-one --ranks: srun --mpi=X (empty: the cluster's MpiDefault)"},
         {"partition", FLAG_STR, &part, "", 0, 0, "slurm: sbatch --partition"},
         {"account", FLAG_STR, &account, "", 0, 0, "slurm: sbatch --account"},
         {"qos", FLAG_STR, &qos, "", 0, 0, "slurm: sbatch --qos"},
@@ -73,11 +78,13 @@ int cmd_study(int argc, char** argv) {
     int slurm = !strcmp(launcher, "slurm");
     if (!slurm && strcmp(launcher, "local")) { fprintf(stderr, "error: --launcher %s: expected local or slurm\n", launcher); free(extra); free(av); return 2; }
     if (is_one && (!id || !id[0])) { fprintf(stderr, "error: study run-one needs --id RUN_ID (`mimscale study run STUDY.json --dry-run` lists them)\n"); free(extra); free(av); return 2; }
+    if (!is_one && ((only && only[0]) || ranks > 1 || (mpi && mpi[0]))) { fprintf(stderr, "error: --only, --ranks and --mpi are for study run-one\n"); free(extra); free(av); return 2; }
     if (slurm && jobs > 1) { fprintf(stderr, "error: --jobs is for --launcher local (Slurm decides how many jobs run at once)\n"); free(extra); free(av); return 2; }
     mim_study s;
     if (mim_study_load(&s, pos[1])) { fprintf(stderr, "error: %s\n", mim_err_msg()); free(extra); free(av); return 2; }
     mim_study_opts o = {.out = out, .bin = bin, .dry_run = dry, .retry_failed = retry, .quiet = quiet,
-                        .gflops = gflops, .max_runs = max_runs, .io_retries = io_retries, .jobs = slurm ? 1 : jobs, .threads = threads};
+                        .gflops = gflops, .max_runs = max_runs, .io_retries = io_retries, .jobs = slurm ? 1 : jobs, .threads = threads,
+                        .only = only, .ranks = ranks, .mpi = mpi};
     char outbuf[2048], binbuf[2048];
     mim_study_opts ro;
     mim_study_opts_resolve(&s, &o, &ro, outbuf, sizeof outbuf, binbuf, sizeof binbuf);

@@ -1,21 +1,23 @@
 // launch.h: where a study's runs execute. The plan (study.h: the expanded
 // runs, each run's pretrain and evaluation argv) says *what* runs; a
-// launcher says *where*: it starts one worker per run, and a worker is
-// `mimscale study run-one STUDY.json --id RUN_ID` (mim_study_run_one: the
-// run's commands in order, resume, one results row under a lock). So every
-// launcher records results the same way and a run never depends on the
-// process that launched it.
+// launcher says *where*: it starts workers, and a worker is `mimscale study
+// run-one STUDY.json --id RUN_ID [--only STEP]` (mim_study_run_one: the
+// run's commands, or one step of them, resume, the row under a lock). So
+// every launcher records results the same way and a run never depends on
+// the process that launched it.
 //
 //   mim_launcher* l = mim_launcher_local(&wo, 4);       // 4 workers at once
-//   l->submit(l, &runs[i]);                             // start run i's worker
+//   l->submit(l, &runs[i]);                             // start (or queue) run i
+//   l->flush(l);                                        // slurm: submit what was queued
 //   while (l->poll(l, id, sizeof id, &st) > 0) ...      // a worker ended
 //   l->free(l);
 //
-// Two launchers: local (forked workers on this machine, launch_local.c) and
-// slurm (one sbatch job per run, launch_slurm.c; the jobs outlive `study
-// run`, whose re-run reconciles with `scontrol show job`). Not a scheduler
-// of its own: no dependencies between runs, a run's commands stay in order
-// inside its one worker.
+// Two launchers: local (forked workers on this machine, one per run, its
+// steps in order; launch_local.c) and slurm (launch_slurm.c: the runs queued
+// by submit become job arrays at flush: one array of pre-trainings, one per
+// evaluation with --dependency=aftercorr on it, one of scratch runs, one of
+// feature baselines; the jobs outlive `study run`, whose re-run reconciles
+// with `scontrol show job`).
 #pragma once
 #include <stddef.h>
 #include "study/study.h"
@@ -32,15 +34,19 @@ typedef struct {
     mim_launch_state state;
     char detail[64];        // the launcher's own word ("RUNNING", "CANCELLED", "pid 123"), or ""
     char log[1200];         // the worker's log file, or ""
-    char job[32];           // job id (slurm), or ""
+    char job[96];           // job id(s) (slurm: "12_3", or "12_3,13_3,14_3" for a run of several jobs), or ""
 } mim_launch_info;
 
 typedef struct mim_launcher mim_launcher;
 struct mim_launcher {
     const char* name;       // "local", "slurm"
-    // Starts run r's worker. 0, or a negative code with mim_err_msg() (then
-    // nothing is recorded as started).
+    // Starts run r's worker (slurm: queues it for flush). 0, or a negative
+    // code with mim_err_msg() (then nothing is recorded as started).
     int (*submit)(mim_launcher* l, const mim_study_run* r);
+    // Starts what submit queued (slurm); NULL when submit starts at once.
+    // The number of scheduler jobs submitted, or a negative code (then
+    // nothing of this flush is left submitted or recorded).
+    int (*flush)(mim_launcher* l);
     // Non-blocking: 1 and the id and worker exit status (0 ok row, 1 failed
     // row, 4 stopped, else an error) of one worker that ended; 0 when none
     // ended since the last call; -1 when none is left to wait for.
@@ -69,11 +75,12 @@ mim_launcher* mim_launcher_local(const mim_worker_spec* w);
 typedef struct {
     const char* partition, *account, *qos, *time;   // NULL or "": sbatch's defaults
     const char** extra; int nextra;                 // more sbatch arguments, as given
-    int cpus;                                       // --cpus-per-task (0: the study's threads, else 1)
+    int cpus;                                       // --cpus-per-task (0: the study's slurm.<kind>.cpus_per_task, else its threads, else 1)
 } mim_slurm_opts;
-// One sbatch job per run (runs/<id>/job.sh, runs/<id>/slurm.json,
-// runs/<id>/slurm.out). submit fails, recording nothing, when sbatch is
-// not on PATH or refuses the job (the error quotes its stderr).
+// Job arrays of `study run-one --only STEP` (DIR/slurm/<stamp>-<step>.sh and
+// .ids; runs/<id>/slurm.json names the run's jobs; runs/<id>/slurm-<step>.out
+// its logs). submit fails when sbatch is not on PATH; flush fails, recording
+// nothing, when sbatch refuses an array (the error quotes its stderr).
 mim_launcher* mim_launcher_slurm(const mim_worker_spec* w, const mim_slurm_opts* so);
 
 // `study run` through launcher l (o unresolved, as for mim_study_run_all):

@@ -100,6 +100,6 @@ mim_launcher* mim_launcher_local(const mim_worker_spec* w) {
     int jobs = L->o.jobs > 1 ? L->o.jobs : 1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (L->o.threads <= 0 && jobs > 1) L->o.threads = cores / jobs > 1 ? (int)(cores / jobs) : 1;
-    *l = (mim_launcher){"local", local_submit, local_poll, local_status, local_signal, local_free, L};
+    *l = (mim_launcher){"local", local_submit, NULL, local_poll, local_status, local_signal, local_free, L};
     return l;
 }

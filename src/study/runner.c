@@ -29,6 +29,7 @@
 // appended (full disk, I/O error) stops the study with the error, after
 // io_retries more tries; results.jsonl keeps every earlier row.
 #include "study/study.h"
+#include "core/jsonfile.h"
 #include "study/results.h"
 #include "study/launch.h"
 #include "core/check.h"
@@ -184,22 +185,6 @@ static void last_line(const char* log_path, off_t off, char* out, size_t cap) {
     while (beg > t && beg[-1] != '\n' && beg[-1] != '\r') beg--;
     pathf(out, cap, "%s", beg);
     free(t);
-}
-
-// The last line of the log (from off) that parses as a JSON object with "top1".
-static cJSON* final_json(const char* log_path, off_t off) {
-    char* t = read_text(log_path, off);
-    if (!t) return NULL;
-    cJSON* best = NULL;
-    for (char* line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
-        while (*line == ' ' || *line == '\r') line++;
-        if (*line != '{') continue;
-        cJSON* j = cJSON_Parse(line);
-        if (j && cJSON_IsObject(j) && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "top1"))) { cJSON_Delete(best); best = j; }
-        else cJSON_Delete(j);
-    }
-    free(t);
-    return best;
 }
 
 // --------------------------------------------------------------- data setup
@@ -419,8 +404,49 @@ static void add_reason(char* reason, size_t cap, const char* fmt, ...) {
 
 // Runs (or finishes) run r; returns its row (status ok or failed), or NULL
 // when a stop signal came (nothing of this run recorded; a re-run resumes).
+// The steps of a run as a mask for do_run: bit 0 pretrain, bit 1 + e evaluation e.
+#define STEP_PRETRAIN 1u
+#define STEP_EVAL(e) (2u << (e))
+#define STEP_ALL (~0u)
+
+// The evaluations run r has (baselines: the probe ones; scratch: its fine-tune).
+static int run_has_eval(const mim_study* s, const mim_study_run* r, int e) {
+    if (!s->evals[e]) return 0;
+    if (r->kind == MIM_RUN_BASELINE) return e == MIM_EVAL_KNN || e == MIM_EVAL_LINPROBE;
+    return (r->kind == MIM_RUN_MIM) != (e == MIM_EVAL_SCRATCH);
+}
+
+// The pretrain argv as `srun` runs it for o->ranks MPI ranks: srun
+// --ntasks=N [--mpi=X] --kill-on-bad-exit=1 <argv>, each rank --batch / N
+// (rank r takes global micro-batch k N + r: the global batch stays the study's).
+static char** mpi_wrap(char** argv, const mim_study_opts* o) {
+    int n = 0;
+    while (argv[n]) n++;
+    char** w = calloc((size_t)n + 6, sizeof *w);
+    if (!w) { mim_argv_free(argv); mim_err(MIM_ENOMEM, "out of memory"); return NULL; }
+    int k = 0, oom = 0;
+    oom |= !(w[k++] = strdup("srun"));
+    oom |= asprintf(&w[k++], "--ntasks=%d", o->ranks) < 0;
+    if (o->mpi && o->mpi[0]) oom |= asprintf(&w[k++], "--mpi=%s", o->mpi) < 0;
+    oom |= !(w[k++] = strdup("--kill-on-bad-exit=1"));
+    for (int i = 0; i < n; i++) {
+        int b;
+        if (sscanf(argv[i], "--batch=%d", &b) == 1 && b % o->ranks == 0) {
+            oom |= asprintf(&w[k++], "--batch=%d", b / o->ranks) < 0;
+            free(argv[i]);
+        } else w[k++] = argv[i];
+    }
+    free(argv);
+    if (oom) { mim_argv_free(w); mim_err(MIM_ENOMEM, "out of memory"); return NULL; }
+    return w;
+}
+
+// Runs (or resumes) the steps of run r in allow that are not done yet, and
+// builds its row. A step outside allow that is not done sets *incomplete
+// (then no row: NULL); so does a stop signal (NULL, *incomplete 0).
 static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_study_paths* p, const mim_study_run* r,
-                     const char* progress) {
+                     const char* progress, unsigned allow, int* incomplete) {
+    *incomplete = 0;
     double t0 = now_s();
     char run_dir[4200], buf[4400], log[4400], subset[4400], ckpt[4600], reason[2048] = "";
     pathf(run_dir, sizeof run_dir, "%s/runs/%s", o->out, r->id);
@@ -432,9 +458,11 @@ static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_stud
     if (r->kind == MIM_RUN_MIM) {
         char done[4400];
         pathf(done, sizeof done, "%s/pretrain.done", run_dir);
+        if (!exists(done) && !(allow & STEP_PRETRAIN)) { *incomplete = 1; cJSON_Delete(row); return NULL; }
         if (!exists(done)) {
-            if (!o->quiet) fprintf(stderr, "%s %s: pretrain (%" PRId64 " steps)\n", progress, r->id, r->steps);
+            if (!o->quiet) fprintf(stderr, "%s %s: pretrain (%" PRId64 " steps%s)\n", progress, r->id, r->steps, o->ranks > 1 ? ", MPI through srun" : "");
             char** argv = mim_study_pretrain_argv(s, r, p, o->bin, run_dir, subset);
+            if (argv && o->ranks > 1) argv = mpi_wrap(argv, o);
             if (!argv) { add_reason(reason, sizeof reason, "%s", mim_err_msg()); failed = 1; goto finish; }
             pathf(log, sizeof log, "%s/pretrain.log", run_dir);
             off_t off = 0;
@@ -459,15 +487,13 @@ static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_stud
         free(latest);
     }
     for (int e = 0; e < MIM_EVAL_COUNT; e++) {
-        if (!s->evals[e]) continue;
-        if (r->kind == MIM_RUN_BASELINE ? e != MIM_EVAL_KNN && e != MIM_EVAL_LINPROBE   // baselines: the probe evaluations
-                                        : (r->kind == MIM_RUN_MIM) == (e == MIM_EVAL_SCRATCH)) continue;   // scratch is its own run
+        if (!run_has_eval(s, r, e)) continue;   // baselines: the probe evaluations; scratch is its own run
         const char* en = mim_eval_name((mim_eval_kind)e);
         char jpath[4400];
         pathf(jpath, sizeof jpath, "%s/%s.json", run_dir, en);
-        char* cached = read_text(jpath, 0);
-        cJSON* res = cached ? cJSON_Parse(cached) : NULL;
-        free(cached);
+        cJSON* res = mim_json_read_file(jpath);   // written by the command when it finished (core/jsonfile.h)
+        if (res && !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(res, "top1"))) { cJSON_Delete(res); res = NULL; }
+        if (!res && !(allow & STEP_EVAL(e))) { *incomplete = 1; continue; }   // another job's step
         if (!res) {
             if (!o->quiet) fprintf(stderr, "%s %s: %s\n", progress, r->id, en);
             char** argv = mim_study_eval_argv(s, r, (mim_eval_kind)e, p, o->bin, run_dir, subset, ckpt);
@@ -477,20 +503,17 @@ static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_stud
             int rc = run_cmd(argv, log, &off);
             mim_argv_free(argv);
             if (mim_signals_stop_requested()) { cJSON_Delete(row); return NULL; }
-            if (rc == 0) res = final_json(log, off);
+            if (rc == 0) {
+                res = mim_json_read_file(jpath);
+                if (res && !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(res, "top1"))) { cJSON_Delete(res); res = NULL; }
+            }
             if (!res) {
                 char ll[512];
                 if (rc < 0) pathf(ll, sizeof ll, "%s", mim_err_msg()); else last_line(log, off, ll, sizeof ll);
                 if (rc) add_reason(reason, sizeof reason, "%s exited with status %d (runs/%s/%s.log): %s", en, rc, r->id, en, ll);
-                else add_reason(reason, sizeof reason, "%s printed no final JSON line with \"top1\" (runs/%s/%s.log)", en, r->id, en);
+                else add_reason(reason, sizeof reason, "%s wrote no result with \"top1\" to runs/%s/%s.json (runs/%s/%s.log)", en, r->id, en, r->id, en);
                 failed = 1;
                 continue;
-            }
-            char* txt = cJSON_PrintUnformatted(res);
-            if (txt) {
-                char* line = malloc(strlen(txt) + 2);
-                if (line) { sprintf(line, "%s\n", txt); write_atomic(jpath, line); free(line); }
-                free(txt);
             }
         }
         // Accuracies in [0, 1] in the row; a command that prints percentages
@@ -506,9 +529,13 @@ static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_stud
         }
         cJSON_Delete(res);
     }
+    if (*incomplete && !failed) { cJSON_Delete(row); return NULL; }   // other steps still to come: no row yet
+    *incomplete = 0;
 finish:
-    pathf(buf, sizeof buf, "%s/features.safetensors", run_dir);
-    unlink(buf);   // the knn / linprobe feature cache (study.c); absent is fine
+    if (allow == STEP_ALL || failed) {   // the knn / linprobe feature cache (study.c); absent is fine
+        pathf(buf, sizeof buf, "%s/features.safetensors", run_dir);
+        unlink(buf);
+    }
     if (failed) {
         cJSON_ReplaceItemInObjectCaseSensitive(row, "status", cJSON_CreateString("failed"));
         cJSON_AddStringToObject(row, "reason", reason);
@@ -545,9 +572,17 @@ static int print_plan(const mim_study* s, const mim_study_opts* o, const mim_stu
     for (int i = 0; i < n; i++) nbl += runs[i].kind == MIM_RUN_BASELINE;
     char bls[96] = "";
     if (nbl) pathf(bls, sizeof bls, " + %d feature baselines (raw pixels, random-init; knn / linprobe only)", nbl);
-    printf("study %s (%s): %d runs = %d seeds x %d subsets x %d models x %d targets%s%s; budget %g %s per run\n", s->name, s->path, n,
-           s->nseeds, s->nsubsets, s->nmodels, s->ntargets, s->evals[MIM_EVAL_SCRATCH] ? " + scratch baselines" : "", bls,
-           s->budget, mim_budget_name(s->budget_kind));
+    int nmim = 0, nscr = 0, narrow = 0;
+    for (int i = 0; i < n; i++) { nmim += runs[i].kind == MIM_RUN_MIM; nscr += runs[i].kind == MIM_RUN_SCRATCH; }
+    for (int i = 0; i < s->nsubsets; i++) narrow |= s->subsets[i].nseeds || s->subsets[i].target_mask;
+    char scr[48] = "";
+    if (nscr) pathf(scr, sizeof scr, " + %d scratch baselines", nscr);
+    if (narrow)   // some subsets have their own seeds / targets: the product does not hold
+        printf("study %s (%s): %d runs = %d MIM runs over %d subsets x %d models x up to %d targets (seeds per subset)%s%s; budget %g %s per run\n",
+               s->name, s->path, n, nmim, s->nsubsets, s->nmodels, s->ntargets, scr, bls, s->budget, mim_budget_name(s->budget_kind));
+    else
+        printf("study %s (%s): %d runs = %d seeds x %d subsets x %d models x %d targets%s%s; budget %g %s per run\n", s->name, s->path, n,
+               s->nseeds, s->nsubsets, s->nmodels, s->ntargets, scr, bls, s->budget, mim_budget_name(s->budget_kind));
     printf("folder %s; estimates at %.1f GFLOP/s\n\n", o->out, gflops);
     printf("%-52s %-7s %8s %8s %10s %11s %9s\n", "run", "state", "steps", "epochs", "images", "PFLOP(pre)", "est.time");
     double tot = 0, left = 0;
@@ -636,22 +671,38 @@ static int row_status(const cJSON* row) {
     return cJSON_IsString(st) && !strcmp(st->valuestring, "ok") ? 0 : 1;
 }
 
-// run-one for run r of the resolved options o.
+// run-one for run r of the resolved options o: the whole run, or with
+// o->only one step of it (the Slurm launcher's jobs: pre-training, then each
+// evaluation as its own job). Each step has its own lock (a second worker on
+// the same step is refused). The row is appended under the run's row lock by
+// whichever worker finds every step done (each writes its step's result
+// before it looks), or at once by a step that fails.
 static int run_one_at(const mim_study* s, const mim_study_opts* o, const mim_study_run* r) {
     mim_study_paths p;
     mim_study_data_paths(s, o->out, &p);
-    char subset[4400], run_dir[4200], lpath[4400], rpath[4200], cpath[4200];
+    char subset[4400], run_dir[4200], lpath[4400], rlpath[4400], rpath[4200], cpath[4200];
     mim_study_subset_path(s, &p, r, subset, sizeof subset);
     if (!exists(subset))
         return mim_err(MIM_ENOTFOUND, "%s not found: the study's data is not prepared (`mimscale study run` prepares it before it starts workers)", subset);
+    unsigned allow = STEP_ALL;
+    const char* only = o->only && o->only[0] ? o->only : NULL;
+    if (only && !strcmp(only, "pretrain")) {
+        if (r->kind != MIM_RUN_MIM) return mim_err(MIM_EARG, "--only pretrain: run %s has no pre-training (a %s run)", r->id, kind_name(r->kind));
+        allow = STEP_PRETRAIN;
+    } else if (only) {
+        int e = -1;
+        for (int k = 0; k < MIM_EVAL_COUNT; k++) if (!strcmp(only, mim_eval_name((mim_eval_kind)k))) e = k;
+        if (e < 0 || !run_has_eval(s, r, e)) return mim_err(MIM_EARG, "--only %s: not a step of run %s (pretrain or one of its evaluations)", only, r->id);
+        allow = STEP_EVAL(e);
+    }
     pathf(run_dir, sizeof run_dir, "%s/runs/%s", o->out, r->id);
     int rc = mkdir_p(run_dir);
     if (rc) return rc;
-    pathf(lpath, sizeof lpath, "%s/.lock", run_dir);
+    pathf(lpath, sizeof lpath, "%s/.lock%s%s", run_dir, only ? "-" : "", only ? only : "");
     int lock = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB)) {
         if (lock >= 0) close(lock);
-        return mim_err(MIM_EIO, "run %s is being run by another worker (lock %s)", r->id, lpath);
+        return mim_err(MIM_EIO, "run %s%s%s is being run by another worker (lock %s)", r->id, only ? ", step " : "", only ? only : "", lpath);
     }
     pathf(rpath, sizeof rpath, "%s/results.jsonl", o->out);
     pathf(cpath, sizeof cpath, "%s/results.csv", o->out);
@@ -670,14 +721,41 @@ static int run_one_at(const mim_study* s, const mim_study_opts* o, const mim_stu
         if (sc.threads == 0 || sc.threads > o->threads) sc.threads = o->threads;
         if (sc.eval_threads == 0 || sc.eval_threads > o->threads) sc.eval_threads = o->threads;
     }
+    if (o->ranks > 1 && s->batch % o->ranks) {
+        close(lock);
+        return mim_err(MIM_EARG, "--ranks %d does not divide the study's batch %d", o->ranks, s->batch);
+    }
     char prog[160];
     pathf(prog, sizeof prog, "[worker %d]", (int)getpid());
-    cJSON* row = do_run(&sc, o, &p, r, prog);
-    if (!row) {
+    int incomplete = 0;
+    cJSON* row = do_run(&sc, o, &p, r, prog, allow, &incomplete);
+    if (!row && !incomplete) {
         fprintf(stderr, "study: stopped by signal %d during run %s; nothing recorded for it (its checkpoints are kept)\n",
                 mim_signals_stop_requested(), r->id);
         close(lock);
         return MIM_STUDY_STOPPED;
+    }
+    // The row: under the run's row lock, if no worker appended it meanwhile.
+    pathf(rlpath, sizeof rlpath, "%s/.lock-row", run_dir);
+    int rowlock = open(rlpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    while (rowlock >= 0 && flock(rowlock, LOCK_EX) && errno == EINTR) {}
+    if ((rc = mim_results_load(&res, rpath))) { cJSON_Delete(row); if (rowlock >= 0) close(rowlock); close(lock); return rc; }
+    old = row_status(mim_results_find(&res, r->id));
+    mim_results_free(&res);
+    if (old == 0 || (old == 1 && !o->retry_failed)) {   // another step's worker wrote it
+        cJSON_Delete(row);
+        if (rowlock >= 0) close(rowlock);
+        close(lock);
+        return old;
+    }
+    if (!row) {   // this step is done: collect the others' results (runs nothing)
+        row = do_run(&sc, o, &p, r, prog, 0u, &incomplete);
+        if (!row) {
+            if (!o->quiet) fprintf(stderr, "study: run %s: step %s done; its row waits for the run's other steps\n", r->id, only ? only : "?");
+            if (rowlock >= 0) close(rowlock);
+            close(lock);
+            return incomplete ? 0 : MIM_STUDY_STOPPED;
+        }
     }
     int st = row_status(row);
     int rl = results_lock(o->out);
@@ -690,6 +768,7 @@ static int run_one_at(const mim_study* s, const mim_study_opts* o, const mim_stu
         mim_results_free(&res);
     }
     results_unlock(rl);
+    if (rowlock >= 0) close(rowlock);
     close(lock);
     return rc ? rc : st;
 }
@@ -747,6 +826,14 @@ static int run_launched(const mim_study* s, const mim_study_opts* o, const mim_s
                 queued++;
                 continue;
             }
+            if (info.state == MIM_LAUNCH_ENDED) {   // it may have ended, with its row, since results.jsonl was read
+                mim_results fresh;
+                if ((rc = mim_results_load(&fresh, rpath))) goto out;
+                mim_results_free(res);
+                *res = fresh;
+                st = row_status(mim_results_find(res, r->id));
+                if (st == 0 || (st == 1 && !o->retry_failed)) { if (st == 0) done++; else failed++; continue; }
+            }
             if ((rc = l->submit(l, r)) < 0) goto out;
             attempted++; submitted++; active++;
         }
@@ -772,10 +859,12 @@ static int run_launched(const mim_study* s, const mim_study_opts* o, const mim_s
         }
         if (!o->quiet && !stopsig) fprintf(stderr, "[%d/%d done, %d failed, %d running]\n", done, n, failed, active);
     }
-    if (strcmp(l->name, "local")) {   // detached workers (slurm): report what was queued
+    if (strcmp(l->name, "local")) {   // detached workers (slurm): submit what was queued, report it
+        int njobs = 0;
+        if (l->flush && (njobs = l->flush(l)) < 0) { rc = njobs; goto out; }
         if (!o->quiet || submitted || queued)
-            fprintf(stderr, "study %s: %d runs, %d done, %d failed; submitted %d %s job(s), %d already queued or running; "
-                    "`mimscale study status %s` shows their state\n", s->name, n, done, failed, submitted, l->name, queued, s->path);
+            fprintf(stderr, "study %s: %d runs, %d done, %d failed; submitted %d run(s) as %d %s job array(s), %d already queued or running; "
+                    "`mimscale study status %s` shows their state\n", s->name, n, done, failed, submitted, njobs, l->name, queued, s->path);
         rc = 0;
         goto out;
     }
@@ -886,7 +975,8 @@ static int run_all(const mim_study* s, const mim_study_opts* oin, mim_launcher* 
         char eta[32], prog[128];
         fmt_time(left / speed, eta, sizeof eta);
         pathf(prog, sizeof prog, "[%d/%d done, %d failed, ETA %s]", done, n, failed, eta);
-        cJSON* row = do_run(s, &o, &p, r, prog);
+        int incomplete;
+        cJSON* row = do_run(s, &o, &p, r, prog, STEP_ALL, &incomplete);
         if (!row) {
             fprintf(stderr, "\nstudy: stopped by signal %d during run %s; nothing recorded for it (its checkpoints are kept); "
                     "run the same command again to resume\n", mim_signals_stop_requested(), r->id);
@@ -949,6 +1039,13 @@ int mim_study_status(const mim_study* s, const mim_study_opts* oin, mim_launcher
         mim_launch_info info;
         if ((rc = l->status(l, &runs[i], &info)) < 0) break;
         int st = row_status(mim_results_find(&res, runs[i].id));
+        if (st < 0 && info.state == MIM_LAUNCH_ENDED) {   // its row may have come since results.jsonl was read
+            mim_results fresh;
+            if ((rc = mim_results_load(&fresh, rpath))) break;
+            mim_results_free(&res);
+            res = fresh;
+            st = row_status(mim_results_find(&res, runs[i].id));
+        }
         int k = st == 0 ? 0 : st == 1 ? 1 : info.state == MIM_LAUNCH_PENDING ? 2 : info.state == MIM_LAUNCH_RUNNING ? 3
               : info.state == MIM_LAUNCH_ENDED ? 1 : 4;   // a job that ended without a row failed
         count[k]++;

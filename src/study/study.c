@@ -2,6 +2,7 @@
 // with deterministic run ids, and the command lines of each run.
 // Not the runner (runner.c) nor the report (report.c).
 #include "study/study.h"
+#include "data/subset.h"
 #include "core/check.h"
 #include "model/hog.h"
 #include <cjson/cJSON.h>
@@ -121,7 +122,7 @@ void mim_study_free(mim_study* s) {
 static const char* const strategies[] = {"random", "first", "stratified", NULL};
 
 static int parse_subset_entry(const ctx* c, const cJSON* e, const char* field, mim_study* s) {
-    static const char* const keys[] = {"sizes", "strategy", "strategies", NULL};
+    static const char* const keys[] = {"sizes", "strategy", "strategies", "seeds", "targets", NULL};
     if (!cJSON_IsObject(e)) return bad(c, field, "expected an object {\"sizes\": [...], \"strategy\": \"random\"}");
     int rc = check_keys(c, e, field, keys);
     if (rc) return rc;
@@ -149,15 +150,41 @@ static int parse_subset_entry(const ctx* c, const cJSON* e, const char* field, m
         for (int k = 0; strategies[k]; k++) ok |= !strcmp(names[i], strategies[k]);
         if (!ok) return bad(c, field, "unknown strategy \"%s\" (random, first, stratified)", names[i]);
     }
+    // optional: this entry's seeds and targets
+    mim_study_subset proto = {0};
+    const cJSON* sd = cJSON_GetObjectItemCaseSensitive(e, "seeds");
+    if (sd) {
+        if (!cJSON_IsArray(sd) || cJSON_GetArraySize(sd) == 0) return bad(c, field, "\"seeds\" must be a non-empty array of integers");
+        for (const cJSON* it = sd->child; it; it = it->next) {
+            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9e15 || it->valuedouble != floor(it->valuedouble))
+                return bad(c, field, "seeds must be integers >= 0");
+            if (proto.nseeds == MIM_STUDY_MAX_SUBSET_SEEDS) return bad(c, field, "at most %d seeds per entry", MIM_STUDY_MAX_SUBSET_SEEDS);
+            for (int k = 0; k < proto.nseeds; k++)
+                if (proto.seeds[k] == (uint64_t)it->valuedouble) return bad(c, field, "seed %.0f listed twice", it->valuedouble);
+            proto.seeds[proto.nseeds++] = (uint64_t)it->valuedouble;
+        }
+    }
+    const cJSON* tg = cJSON_GetObjectItemCaseSensitive(e, "targets");
+    if (tg) {
+        if (!cJSON_IsArray(tg) || cJSON_GetArraySize(tg) == 0) return bad(c, field, "\"targets\" must be a non-empty array, e.g. [\"pixel-norm\"]");
+        for (const cJSON* it = tg->child; it; it = it->next) {
+            mim_target t;
+            if (!cJSON_IsString(it) || mim_target_parse(it->valuestring, &t))
+                return bad(c, field, "unknown target in \"targets\" (known: pixel, pixel-norm, hog, teacher)");
+            proto.target_mask |= 1u << t;
+        }
+    }
     for (int i = 0; i < nst; i++)
         for (const cJSON* it = sizes->child; it; it = it->next) {
             if (!cJSON_IsNumber(it) || it->valuedouble < 1 || it->valuedouble > 1e12 || it->valuedouble != floor(it->valuedouble))
                 return bad(c, field, "sizes must be positive integers");
-            mim_study_subset sub = {.size = (int64_t)it->valuedouble};
+            mim_study_subset sub = proto;
+            sub.size = (int64_t)it->valuedouble;
             snprintf(sub.strategy, sizeof sub.strategy, "%s", names[i]);
             int dup = 0;
             for (int k = 0; k < s->nsubsets; k++)
                 dup |= s->subsets[k].size == sub.size && !strcmp(s->subsets[k].strategy, sub.strategy);
+            if (dup && (sd || tg)) return bad(c, field, "%s %lld repeats an earlier entry; give its seeds / targets there", sub.strategy, (long long)sub.size);
             if (dup) continue;
             mim_study_subset* n = realloc(s->subsets, sizeof *n * (size_t)(s->nsubsets + 1));
             if (!n) return mim_err(MIM_ENOMEM, "out of memory");
@@ -289,7 +316,7 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
 #define TRY(x) do { if ((rc = (x)) != 0) goto done; } while (0)
     if (!cJSON_IsObject(root)) { rc = mim_err(MIM_EFORMAT, "%s: the study must be a JSON object", path); goto done; }
     static const char* const top[] = {"name", "description", "data", "subsets", "models", "targets", "teacher", "budget",
-                                      "pretrain", "evaluations", "baselines", "seeds", "estimate", "report", NULL};
+                                      "pretrain", "evaluations", "baselines", "seeds", "estimate", "report", "slurm", NULL};
     TRY(check_keys(&c, root, "(top level)", top));
     s->path = dupstr(path);
     TRY(get_str(&c, root, "name", "name", &s->name));
@@ -374,6 +401,13 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
             for (int k = 0; k < s->ntargets; k++) if (s->targets[k] == t) { rc = bad(&c, "targets", "\"%s\" listed twice", mim_target_name(t)); goto done; }
             s->targets[s->ntargets++] = t;
         }
+
+    // an entry's "targets" must be the study's
+    for (int i = 0; i < s->nsubsets; i++) {
+        unsigned all = 0;
+        for (int k = 0; k < s->ntargets; k++) all |= 1u << s->targets[k];
+        if (s->subsets[i].target_mask & ~all) { rc = bad(&c, "subsets", "%s %lld: its \"targets\" must be among the study's \"targets\"", s->subsets[i].strategy, (long long)s->subsets[i].size); goto done; }
+    }
 
     // teacher: "path" or {"path": "...", "layer": -1, "norm": true}; needed by target "teacher"
     const cJSON* te = cJSON_GetObjectItemCaseSensitive(root, "teacher");
@@ -492,6 +526,44 @@ int mim_study_parse(mim_study* s, const char* json, const char* path) {
             for (int k = 0; k < MIM_EVAL_SCRATCH; k++) if (cJSON_IsString(mt) && !strcmp(mt->valuestring, eval_names[k])) s->report_metric = k;
             if (s->report_metric < 0 || !s->evals[s->report_metric]) { rc = bad(&c, "report.metric", "must name one of this study's evaluations (knn, linprobe, finetune)"); goto done; }
         }
+    }
+
+    // slurm: {"pretrain": {"nodes", "ntasks", "cpus_per_task", "mem", "time"}, "eval": {...}, "scratch", "baseline", "mpi": "pmix"}
+    const cJSON* sl = cJSON_GetObjectItemCaseSensitive(root, "slurm");
+    if (sl) {
+        static const char* const skeys[] = {"pretrain", "eval", "scratch", "baseline", "mpi", NULL};
+        static const char* const rkeys2[] = {"nodes", "ntasks", "cpus_per_task", "mem", "time", NULL};
+        if (!cJSON_IsObject(sl)) { rc = bad(&c, "slurm", "expected {\"pretrain\": {\"ntasks\": 2, \"cpus_per_task\": 4, \"time\": \"02:00:00\"}, \"eval\": {...}}"); goto done; }
+        TRY(check_keys(&c, sl, "slurm", skeys));
+        for (int k = 0; k < MIM_SLURM_KINDS; k++) {
+            const cJSON* e = cJSON_GetObjectItemCaseSensitive(sl, skeys[k]);
+            if (!e) continue;
+            char f[48];
+            snprintf(f, sizeof f, "slurm.%s", skeys[k]);
+            if (!cJSON_IsObject(e)) { rc = bad(&c, f, "expected an object of nodes, ntasks, cpus_per_task, mem, time"); goto done; }
+            TRY(check_keys(&c, e, f, rkeys2));
+            mim_slurm_res* R = &s->slurm[k];
+            char ff[80];
+            snprintf(ff, sizeof ff, "%s.nodes", f); TRY(get_int(&c, e, "nodes", ff, 1, 100000, &R->nodes));
+            snprintf(ff, sizeof ff, "%s.ntasks", f); TRY(get_int(&c, e, "ntasks", ff, 1, 1000000, &R->ntasks));
+            snprintf(ff, sizeof ff, "%s.cpus_per_task", f); TRY(get_int(&c, e, "cpus_per_task", ff, 1, 4096, &R->cpus_per_task));
+            for (int q = 0; q < 2; q++) {
+                const char* key = q ? "time" : "mem";
+                const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, key);
+                if (!v) continue;
+                snprintf(ff, sizeof ff, "%s.%s", f, key);
+                if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= sizeof R->mem || strpbrk(v->valuestring, " '\"\\\n"))
+                    { rc = bad(&c, ff, "expected a short string as sbatch takes it (\"%s\")", q ? "02:00:00" : "8G"); goto done; }
+                snprintf(q ? R->time : R->mem, sizeof R->mem, "%s", v->valuestring);
+            }
+            if (k != MIM_SLURM_PRETRAIN && R->ntasks > 1) { rc = bad(&c, f, "\"ntasks\": only pre-training runs as several MPI ranks (slurm.pretrain)"); goto done; }
+        }
+        int nt = s->slurm[MIM_SLURM_PRETRAIN].ntasks;
+        if (nt > 1 && s->batch % nt) { rc = bad(&c, "slurm.pretrain.ntasks", "%d ranks do not divide pretrain.batch %d (each rank takes batch / ntasks)", nt, s->batch); goto done; }
+        const cJSON* mp = cJSON_GetObjectItemCaseSensitive(sl, "mpi");
+        if (mp && (!cJSON_IsString(mp) || strlen(mp->valuestring) >= sizeof s->slurm_mpi || strspn(mp->valuestring, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(mp->valuestring)))
+            { rc = bad(&c, "slurm.mpi", "expected an srun --mpi plugin name, e.g. \"pmix\""); goto done; }
+        if (mp) snprintf(s->slurm_mpi, sizeof s->slurm_mpi, "%s", mp->valuestring);
     }
 
     // estimate
@@ -691,8 +763,14 @@ static void run_id(const mim_study* s, mim_study_run* r) {
 int mim_study_expand(const mim_study* s, mim_study_run** runs) { return mim_study_expand_est(s, NULL, runs); }
 
 int mim_study_expand_est(const mim_study* s, const mim_study_teacher_shape* ts, mim_study_run** runs) {
-    size_t nmim = (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels * (size_t)s->ntargets;
-    size_t nscr = s->evals[MIM_EVAL_SCRATCH] ? (size_t)s->nseeds * (size_t)s->nsubsets * (size_t)s->nmodels : 0;
+    size_t nmim = 0, nscr = 0;
+    for (int su = 0; su < s->nsubsets; su++) {
+        const mim_study_subset* sub = &s->subsets[su];
+        size_t ns = (size_t)(sub->nseeds ? sub->nseeds : s->nseeds), nt = 0;
+        for (int t = 0; t < s->ntargets; t++) nt += mim_study_subset_has_target(sub, s->targets[t]);
+        nmim += ns * (size_t)s->nmodels * nt;
+        if (s->evals[MIM_EVAL_SCRATCH]) nscr += ns * (size_t)s->nmodels;
+    }
     // baselines: per seed (and per subset without a probe set) pixels + one random-init per model
     int bl_subsets = s->probe_size > 0 ? 1 : s->nsubsets;
     size_t nbl = s->baselines && (s->evals[MIM_EVAL_KNN] || s->evals[MIM_EVAL_LINPROBE])
@@ -700,16 +778,20 @@ int mim_study_expand_est(const mim_study* s, const mim_study_teacher_shape* ts, 
     if (nmim + nscr + nbl > 100000) return mim_err(MIM_EARG, "%s: the grid has %zu runs; that is not a study, that is a typo", s->path, nmim + nscr + nbl);
     mim_study_run* r = calloc(nmim + nscr + nbl + 1, sizeof *r);
     if (!r) return mim_err(MIM_ENOMEM, "out of memory");
-    int n = 0;
+    int n = 0, max_seeds = s->nseeds;
+    for (int su = 0; su < s->nsubsets; su++) if (s->subsets[su].nseeds > max_seeds) max_seeds = s->subsets[su].nseeds;
     for (int kind = 0; kind < 2; kind++) {
         if (kind == MIM_RUN_SCRATCH && !nscr) break;
-        for (int si = 0; si < s->nseeds; si++)
+        for (int si = 0; si < max_seeds; si++)
             for (int su = 0; su < s->nsubsets; su++)
                 for (int mo = 0; mo < s->nmodels; mo++)
                     for (int t = 0; t < (kind == MIM_RUN_MIM ? s->ntargets : 1); t++) {
+                        const mim_study_subset* sub = &s->subsets[su];
+                        if (si >= (sub->nseeds ? sub->nseeds : s->nseeds)) continue;
+                        if (kind == MIM_RUN_MIM && !mim_study_subset_has_target(sub, s->targets[t])) continue;
                         mim_study_run* x = &r[n++];
                         x->kind = (mim_run_kind)kind;
-                        x->model = mo; x->subset = su; x->seed = s->seeds[si];
+                        x->model = mo; x->subset = su; x->seed = sub->nseeds ? sub->seeds[si] : s->seeds[si];
                         x->target = kind == MIM_RUN_MIM ? s->targets[t] : MIM_TARGET_PIXEL;
                         x->size = s->subsets[su].size;
                         run_config(s, x, ts);
@@ -743,11 +825,15 @@ void mim_study_data_paths(const mim_study* s, const char* out, mim_study_paths* 
 }
 
 void mim_study_subset_path(const mim_study* s, const mim_study_paths* p, const mim_study_run* r, char* buf, size_t cap) {
-    snprintf(buf, cap, "%s/train-%s-s%" PRIu64 "-%" PRId64 ".sub", p->subset_dir, s->subsets[r->subset].strategy, s->subset_seed, r->size);
+    char prefix[1100];
+    snprintf(prefix, sizeof prefix, "%s/train", p->subset_dir);
+    mim_subset_path(buf, cap, prefix, s->subsets[r->subset].strategy, NULL, s->subset_seed, (uint64_t)r->size);
 }
 
 void mim_study_probe_path(const mim_study* s, const mim_study_paths* p, char* buf, size_t cap) {
-    snprintf(buf, cap, "%s/probe-stratified-s%" PRIu64 "-%" PRId64 ".sub", p->subset_dir, s->subset_seed, s->probe_size);
+    char prefix[1100];
+    snprintf(prefix, sizeof prefix, "%s/probe", p->subset_dir);
+    mim_subset_path(buf, cap, prefix, "stratified", NULL, s->subset_seed, (uint64_t)s->probe_size);
 }
 
 typedef struct { char** v; int n, cap, oom; } argb;
@@ -836,7 +922,8 @@ char** mim_study_eval_argv(const mim_study* s, const mim_study_run* r, mim_eval_
         add(&a, "--seed=%" PRIu64, r->seed);
         add(&a, "--out=%s/%s", run_dir, eval_names[e]);
         add(&a, "--resume");   // an interrupted fine-tuning continues from its checkpoint
-    }
+        add(&a, "--result=%s/%s.json", run_dir, eval_names[e]);   // the result record (core/jsonfile.h)
+    } else add(&a, "--out=%s/%s.json", run_dir, eval_names[e]);      // knn / linprobe: the same record
     if (e == MIM_EVAL_LINPROBE) add(&a, "--seed=%" PRIu64, r->seed);
     // knn and linprobe of one run share one feature extraction (the runner
     // deletes the file once the run's row is written).

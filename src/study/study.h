@@ -53,10 +53,29 @@ typedef struct {
     char label[64];                       // "vit_nano-p7" unless given
 } mim_study_model;
 
-typedef struct { char strategy[16]; int64_t size; } mim_study_subset;
+// One subset of the grid. An entry of "subsets" may narrow the grid for its
+// subsets: "seeds" (instead of the study's) and "targets" (a subset of the
+// study's), e.g. 3 seeds at the smallest and largest size only, or the
+// sampling strategies at one size with one target.
+#define MIM_STUDY_MAX_SUBSET_SEEDS 16
+typedef struct {
+    char strategy[16]; int64_t size;
+    uint64_t seeds[MIM_STUDY_MAX_SUBSET_SEEDS]; int nseeds;   // 0: the study's seeds
+    unsigned target_mask;                                      // bit (1 << mim_target); 0: every target of the study
+} mim_study_subset;
+static inline int mim_study_subset_has_target(const mim_study_subset* sub, mim_target t) {
+    return !sub->target_mask || (sub->target_mask >> t & 1u);
+}
 
 // A list of extra "--flag=value" arguments (from a JSON object).
 typedef struct { char** argv; int argc; } mim_argv_list;
+
+// Slurm resources of one kind of job (`study run --launcher slurm`), from
+// the study's "slurm" section; 0 / "": sbatch's default. Only pre-training
+// runs as several MPI ranks (ntasks > 1: `srun` inside the job, each rank
+// --batch / ntasks, so the global batch is the study's).
+typedef enum { MIM_SLURM_PRETRAIN, MIM_SLURM_EVAL, MIM_SLURM_SCRATCH, MIM_SLURM_BASELINE, MIM_SLURM_KINDS } mim_slurm_kind;
+typedef struct { int nodes, ntasks, cpus_per_task; char mem[32], time[32]; } mim_slurm_res;
 
 typedef struct {
     char* name;                 // study name (default: the file's base name)
@@ -94,6 +113,8 @@ typedef struct {
     int baselines;              // 1 (default): the feature baselines, when knn or linprobe is evaluated
     uint64_t* seeds; int nseeds;
     int report_metric;          // evaluation the report fits and compares (-1: finetune, else linprobe, else knn)
+    mim_slurm_res slurm[MIM_SLURM_KINDS];   // "slurm": {"pretrain": {...}, "eval", "scratch", "baseline"}
+    char slurm_mpi[32];         // "slurm.mpi": srun --mpi=<this> for MPI pre-training ("": the cluster's MpiDefault)
     double est_gflops;          // assumed training speed for --dry-run / ETA before any run finished
     int64_t est_eval_size;      // eval-set size assumed in estimates
 } mim_study;
@@ -172,6 +193,11 @@ typedef struct {
     int io_retries;             // retries of a failed results.jsonl / results.csv write before stopping
     int jobs;                   // runs at once on this machine (0, 1: one after another, in this process)
     int threads;                // > 0: at most this many threads per command (caps the study's threads)
+    // run-one only (the Slurm launcher's jobs):
+    const char* only;           // "pretrain" or an evaluation name: run just that step of the run (NULL: all);
+                                // the step that completes the run appends its row
+    int ranks;                  // > 1: pretrain as this many MPI ranks through srun (--batch / ranks each)
+    const char* mpi;            // srun --mpi=<mpi> ("" / NULL: the cluster's default)
 } mim_study_opts;
 
 // Runs every run of the grid that has no row in results.jsonl yet (or a
