@@ -233,6 +233,20 @@ static void test_findings(void) {
     TU_CHECK(f.verdict == MIM_VERDICT_INCONCLUSIVE && fabs(f.q.mean) < 1e-9 && f.q.lo < 0 && f.q.hi > 0, "finding 2, equal targets with noise: inconclusive [%.3f, %.3f]", f.q.lo, f.q.hi);
     f = run_finding(&s_onetarget, &base, 2, MIM_EVAL_LINPROBE);
     TU_CHECK(f.verdict == MIM_VERDICT_UNTESTED && strstr(f.why, "no strong target"), "finding 2, one target: not tested (%s)", f.why);
+    {   // seeds at the smallest and largest size only (as studies/cifar10-findings.json): the mean is over
+        // those two sizes, so it has an interval; the one-seed size is named as left out of it
+        char buf[2048];
+        snprintf(buf, sizeof buf, "{\"data\": {\"idx\": \"/x\", \"img\": 32, \"in_chans\": 3}, \"subsets\": [{\"sizes\": [1000, 16000], \"seeds\": [0, 1, 2, 3, 4]}, "
+                                  "{\"sizes\": [4000], \"seeds\": [0]}], \"models\": [{\"preset\": \"vit_nano\", \"patch\": 16}], \"budget\": {\"epochs\": 1}, "
+                                  "\"pretrain\": {\"batch\": 100, \"hog_cell\": 4}, \"seeds\": [0], \"targets\": [\"pixel\", \"hog\"], \"evaluations\": [\"linprobe\"]}");
+        mim_study sz;
+        CHECK(mim_study_parse(&sz, buf, "sizes.json") == 0);
+        sp = base; sp.lp[1] = 0.38;
+        f = run_finding(&sz, &sp, 2, MIM_EVAL_LINPROBE);
+        TU_CHECK(f.verdict == MIM_VERDICT_SHOWN && mim_est_has_ci(f.q) && strstr(f.quantity, "sizes 1000, 16000 (the sizes with 2+ seeds)"),
+                 "finding 2, seeds at 2 of 3 sizes: shown from those 2 sizes, with an interval (%s)", f.quantity);
+        mim_study_free(&sz);
+    }
 
     // 3. Sampling strategy.
     sp = base; sp.noise = 0.003;

@@ -689,6 +689,15 @@ static void test_baselines_runner(const char* bin) {
     }
     TU_CHECK(good == 4, "baseline rows: %d / 4 per the contract (kind, baseline, model, seed, knn_top1, linprobe_top1, size = probe size)", good);
     mim_results_free(&res);
+    {   // the same through workers (--jobs 2: study run-one per run): a baseline on the probe set reads the probe
+        // subset, not a subset of the probe's size (it once failed "...-500.sub not found" there)
+        char out2[600];
+        snprintf(out2, sizeof out2, "%s/study-bl-jobs", dir);
+        mim_study_opts o2 = o;
+        o2.out = out2; o2.jobs = 2;
+        TU_CHECK(mim_study_run_all(&s, &o2) == 0, "baseline study with --jobs 2: status 0");
+        check_rows(out2, n, n, n);
+    }
     // once each in the file, and not run again on a re-run
     TU_CHECK(mim_study_run_all(&s, &o) == 0, "re-run: status 0");
     check_rows(out, n, n, n);

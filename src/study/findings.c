@@ -216,11 +216,18 @@ void mim_finding_strong_target(const mim_findings_in* in, int model, mim_target 
     mim_stats_group* g = malloc((size_t)(2 * nz + 1) * sizeof *g);
     if (!p || !g) { free(p); free(g); f->verdict = MIM_VERDICT_INCONCLUSIVE; setf(f->why, sizeof f->why, "out of memory"); return; }
     char used[192] = "";
+    // Sizes where both targets have 2+ seeds carry an interval; when there are
+    // any, the mean is over those only (a one-seed size would leave the whole
+    // mean without an interval), and the quantity names them.
+    int seeded = 0;
+    for (int i = 0; i < nz; i++)
+        seeded |= collect(in, MIM_RUN_MIM, model, strong, st, z[i], e, p) >= 2 && collect(in, MIM_RUN_MIM, model, weak, st, z[i], e, p) >= 2;
     for (int i = 0; i < nz; i++) {
         double *vs = p + (size_t)(2 * k) * stride, *vw = vs + stride;
         int ns = collect(in, MIM_RUN_MIM, model, strong, st, z[i], e, vs);
         int nw = collect(in, MIM_RUN_MIM, model, weak, st, z[i], e, vw);
         if (!ns || !nw) continue;
+        if (seeded && (ns < 2 || nw < 2)) continue;
         g[2 * k] = (mim_stats_group){vs, ns, 1};
         g[2 * k + 1] = (mim_stats_group){vw, nw, -1};
         size_t ul = strlen(used);
@@ -230,7 +237,8 @@ void mim_finding_strong_target(const mim_findings_in* in, int model, mim_target 
     f->verdict = MIM_VERDICT_INCONCLUSIVE;
     if (!k) { setf(f->why, sizeof f->why, "no size has finished runs of both targets"); free(p); free(g); return; }
     for (int i = 0; i < 2 * k; i++) g[i].coef /= k;
-    setf(f->quantity, sizeof f->quantity, "%s - %s %s top-1, mean over sizes %s", mim_target_name(strong), mim_target_name(weak), mim_eval_name(e), used);
+    setf(f->quantity, sizeof f->quantity, "%s - %s %s top-1, mean over sizes %s%s", mim_target_name(strong), mim_target_name(weak), mim_eval_name(e), used,
+         seeded && k < nz ? " (the sizes with 2+ seeds)" : "");
     f->q = mim_stats_boot_lincomb(g, 2 * k, nboot(in), in->seed);
     f->verdict = mim_verdict_positive(f->q);
     char a[96];
@@ -250,11 +258,13 @@ void mim_finding_strong_target(const mim_findings_in* in, int model, mim_target 
 static const char* strat_names[3] = {"random", "first", "stratified"};
 
 // Strategies of the design at size z (bitmask over strat_names).
-static int design_strats(const mim_study* s, int64_t z) {
+static int design_strats(const mim_study* s, int64_t z, int target) {   // target < 0: any target
     int mask = 0;
     for (int i = 0; i < s->nsubsets; i++)
         for (int q = 0; q < 3; q++)
-            if (s->subsets[i].size == z && !strcmp(s->subsets[i].strategy, strat_names[q])) mask |= 1 << q;
+            if (s->subsets[i].size == z && !strcmp(s->subsets[i].strategy, strat_names[q]) &&
+                (target < 0 || mim_study_subset_has_target(&s->subsets[i], (mim_target)target)))
+                mask |= 1 << q;
     return mask;
 }
 static int popcount3(int m) { return (m & 1) + (m >> 1 & 1) + (m >> 2 & 1); }
@@ -262,7 +272,7 @@ static int popcount3(int m) { return (m & 1) + (m >> 1 & 1) + (m >> 2 & 1); }
 static const char* f3_untested(const mim_findings_in* in) {
     const mim_study* s = in->s;
     int multi = 0;
-    for (int i = 0; i < s->nsubsets; i++) multi |= popcount3(design_strats(s, s->subsets[i].size)) > 1;
+    for (int i = 0; i < s->nsubsets; i++) multi |= popcount3(design_strats(s, s->subsets[i].size, -1)) > 1;
     if (!multi) return "the study runs one sampling strategy at every size";
     if (in->metric < 0 || in->metric >= MIM_EVAL_SCRATCH || !s->evals[in->metric]) return "the study has no evaluation of the MIM runs";
     return NULL;
@@ -275,10 +285,10 @@ void mim_finding_strategy(const mim_findings_in* in, int model, mim_target t, in
     row_init(f, 3, scope);
     double m = margin(in);
     const char* no = f3_untested(in);
-    if (!no && popcount3(design_strats(s, size)) < 2) no = "one sampling strategy at this size";
+    if (!no && popcount3(design_strats(s, size, (int)t)) < 2) no = "one sampling strategy at this size for this target";
     if (no) { setf(f->quantity, sizeof f->quantity, "largest difference between strategies"); setf(f->why, sizeof f->why, "%s", no); return; }
     const char* en = mim_eval_name((mim_eval_kind)in->metric);
-    int nv[3], have = 0, mask = design_strats(s, size), stride = in->nobs + 1;
+    int nv[3], have = 0, mask = design_strats(s, size, (int)t), stride = in->nobs + 1;
     double* p = pool(in, 3, f);
     if (!p) return;
     double* vals[3] = {p, p + stride, p + 2 * stride};
@@ -359,9 +369,11 @@ int mim_findings_all(const mim_findings_in* in, mim_finding** out) {
         for (int i = 0; i < s->nsubsets; i++) {
             int first = 1;   // each size once
             for (int k = 0; k < i; k++) first &= s->subsets[k].size != s->subsets[i].size;
-            if (!first || popcount3(design_strats(s, s->subsets[i].size)) < 2) continue;
+            if (!first || popcount3(design_strats(s, s->subsets[i].size, -1)) < 2) continue;
             for (int m = 0; m < s->nmodels; m++)
-                for (int t = 0; t < s->ntargets; t++) mim_finding_strategy(in, m, s->targets[t], s->subsets[i].size, &f[n++]);
+                for (int t = 0; t < s->ntargets; t++)   // only the targets run with several strategies at this size
+                    if (popcount3(design_strats(s, s->subsets[i].size, (int)s->targets[t])) > 1)
+                        mim_finding_strategy(in, m, s->targets[t], s->subsets[i].size, &f[n++]);
         }
     CHECK((size_t)n <= cap);
     return n;

@@ -681,7 +681,9 @@ static int run_one_at(const mim_study* s, const mim_study_opts* o, const mim_stu
     mim_study_paths p;
     mim_study_data_paths(s, o->out, &p);
     char subset[4400], run_dir[4200], lpath[4400], rlpath[4400], rpath[4200], cpath[4200];
-    mim_study_subset_path(s, &p, r, subset, sizeof subset);
+    // a feature baseline on the probe set reads the probe subset (its size is the probe's, not a subset's)
+    if (r->kind == MIM_RUN_BASELINE && s->probe_size > 0) mim_study_probe_path(s, &p, subset, sizeof subset);
+    else mim_study_subset_path(s, &p, r, subset, sizeof subset);
     if (!exists(subset))
         return mim_err(MIM_ENOTFOUND, "%s not found: the study's data is not prepared (`mimscale study run` prepares it before it starts workers)", subset);
     unsigned allow = STEP_ALL;
