@@ -11,6 +11,9 @@
 //   checkpoint in the requeued job, and the run gets one row, not two;
 // - a pre-training as 2 MPI ranks through srun (slurm.pretrain.ntasks 2)
 //   gives the 1-process run's losses within the tolerance of test_dist;
+//   srun's 2 tasks without a PMI plugin, or of a build without MPI (where
+//   the study's ntasks 2 is refused before anything is submitted), refuse
+//   to start instead of training twice into one folder;
 // - rejected submissions (unknown partition, a time limit over the
 //   partition's, no sbatch on PATH) fail naming the cause, with sbatch's own
 //   words, and record nothing.
@@ -416,6 +419,34 @@ int main(void) {
     fclose(f);
     snprintf(sout4, sizeof sout4, "%s/mpi-local", tmpdir);
     snprintf(sout5, sizeof sout5, "%s/mpi-slurm", tmpdir);
+#ifndef MIM_MPI
+    // Built without MPI (the sanitizer build): the study's 2 ranks are
+    // refused before anything is submitted, and srun's 2 tasks of a
+    // pre-training refuse to start rather than train twice into one folder.
+    {
+        char* so = NULL, *po = NULL;
+        snprintf(cmd, sizeof cmd, "cd %s && %s study run %s --out %s --launcher slurm --quiet", tmpdir, bin, sj3, sout5);
+        int rs = sh(cmd, &so);
+        snprintf(cmd, sizeof cmd, "ls %s/runs/*/slurm.json 2>/dev/null | wc -l", sout5);
+        char* cnt = NULL;
+        sh(cmd, &cnt);
+        TU_CHECK(rs != 0 && so && strstr(so, "built without MPI") && cnt && atoi(cnt) == 0,
+                 "without MPI: slurm.pretrain.ntasks 2 refused (exit %d, \"%.160s\"), %d run(s) recorded as submitted (want 0)",
+                 rs, so ? so : "", cnt ? atoi(cnt) : -1);
+        snprintf(cmd, sizeof cmd, "srun --ntasks=2 --cpus-per-task=1 %s pretrain --data=%s --steps=2 --out=%s/srun2",
+                 bin, data, tmpdir);
+        int rp = sh(cmd, &po);
+        snprintf(p1, sizeof p1, "%s/srun2", tmpdir);
+        struct stat st2;
+        TU_CHECK(rp != 0 && po && strstr(po, "built without MPI") && stat(p1, &st2) != 0,
+                 "without MPI: srun --ntasks=2 mimscale pretrain refused (exit %d, \"%.200s\"), no output folder",
+                 rp, po ? po : "");
+        free(so); free(po); free(cnt);
+        printf("note: the 2-rank srun equivalence needs an MPI build (this one has none)\n");
+        printf("test_slurm: %.1f s\n", now_s() - t0);
+        return finish(0, NULL);
+    }
+#endif
     snprintf(cmd, sizeof cmd, "cd %s && %s study run %s --out %s --quiet", tmpdir, bin, sj3, sout4);
     int rl = sh(cmd, NULL);
     snprintf(cmd, sizeof cmd, "cd %s && %s study run %s --out %s --launcher slurm --quiet", tmpdir, bin, sj3, sout5);
@@ -444,6 +475,18 @@ int main(void) {
     free(ml);
     mim_results_free(&ra);
     mim_results_free(&rb);
+    // srun without a PMI plugin starts 2 singletons: refused, not trained twice.
+    {
+        char* po = NULL;
+        snprintf(cmd, sizeof cmd, "srun --ntasks=2 --cpus-per-task=1 --mpi=none %s pretrain --data=%s --steps=2 --out=%s/srun2",
+                 bin, data, tmpdir);
+        int rp = sh(cmd, &po);
+        snprintf(p1, sizeof p1, "%s/srun2", tmpdir);
+        struct stat st2;
+        TU_CHECK(rp != 0 && po && strstr(po, "no MPI launcher in the environment") && stat(p1, &st2) != 0,
+                 "srun --mpi=none --ntasks=2 mimscale pretrain refused (exit %d, \"%.200s\"), no output folder", rp, po ? po : "");
+        free(po);
+    }
     printf("test_slurm: %.1f s\n", now_s() - t0);
     return finish(0, NULL);
 }

@@ -1,5 +1,6 @@
 // main.c: `mimscale <command> ...`, dispatching to one file per subcommand.
 #include "cli/cli.h"
+#include "core/check.h"
 #include "train/dist.h"
 #include "train/pretrain.h"
 #include "train/signals.h"
@@ -35,7 +36,11 @@ int main(int argc, char** argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) {
-            mim_dist_init(&argc, &argv);   // MPI, when started by mpirun / srun
+            if (mim_dist_init(&argc, &argv)) {   // MPI, when started by mpirun / srun
+                fprintf(stderr, "error: %s\n", mim_err_msg());
+                mim_dist_finalize();
+                return 2;
+            }
             int rc = commands[i].fn(argc - 1, argv + 1);
             // a rank that fails alone would leave the others in a collective
             // (and itself in MPI_Finalize): end the whole job with its status.

@@ -30,6 +30,7 @@
 // folder, the study file and the mimscale binary at the same paths).
 #include "study/launch.h"
 #include "core/check.h"
+#include "train/dist.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -131,6 +132,10 @@ static int slurm_submit(mim_launcher* l, const mim_study_run* r) {
                        "(Debian: apt install slurm-client)", getenv("PATH") ? getenv("PATH") : "");
     if (!quotable(o->bin) || !quotable(L->self) || !quotable(L->w.study_path) || !quotable(o->out) || !quotable(L->cwd))
         return mim_err(MIM_EARG, "--launcher slurm: a path with a single quote is not supported (%s, %s, %s)", o->bin, L->w.study_path, o->out);
+    int nt = L->w.s->slurm[MIM_SLURM_PRETRAIN].ntasks;
+    if (nt > 1 && !mim_dist_built())
+        return mim_err(MIM_EARG, "slurm.pretrain.ntasks %d asks for MPI ranks, but this mimscale (%s) was built without MPI "
+                       "(install libopenmpi-dev and rebuild, or set ntasks 1)", nt, L->self);
     if (L->nq == L->capq) {
         int nc = L->capq ? 2 * L->capq : 16;
         mim_study_run* nq = realloc(L->q, sizeof *nq * (size_t)nc);

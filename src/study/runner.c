@@ -35,6 +35,7 @@
 #include "core/check.h"
 #include "core/fault.h"
 #include "model/teacher.h"
+#include "train/dist.h"
 #include "train/signals.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -722,6 +723,10 @@ static int run_one_at(const mim_study* s, const mim_study_opts* o, const mim_stu
     if (o->threads > 0) {
         if (sc.threads == 0 || sc.threads > o->threads) sc.threads = o->threads;
         if (sc.eval_threads == 0 || sc.eval_threads > o->threads) sc.eval_threads = o->threads;
+    }
+    if (o->ranks > 1 && !mim_dist_built()) {
+        close(lock);
+        return mim_err(MIM_EARG, "--ranks %d: this mimscale was built without MPI (install libopenmpi-dev and rebuild)", o->ranks);
     }
     if (o->ranks > 1 && s->batch % o->ranks) {
         close(lock);

@@ -23,9 +23,36 @@ void mim_dist_context(const char* phase, int64_t step) { g_phase = phase ? phase
 void mim_dist_stats_get(mim_dist_stats* s) { *s = g_stats; }
 void mim_dist_stats_reset(void) { memset(&g_stats, 0, sizeof g_stats); }
 
-void mim_dist_init(int* argc, char*** argv) {
+int mim_dist_built(void) {
 #ifdef MIM_MPI
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK")) return;
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+// The number of tasks the launcher started, as its environment says (1:
+// none says more). srun sets SLURM_STEP_NUM_TASKS in a step's tasks, not in
+// a batch script's shell (SLURM_NTASKS is the allocation's, set there too).
+static int launched_tasks(const char** var) {
+    static const char* const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"};
+    for (int i = 0; i < 3; i++) {
+        const char* v = getenv(vars[i]);
+        if (v && atoi(v) > 1) { *var = vars[i]; return atoi(v); }
+    }
+    return 1;
+}
+
+int mim_dist_init(int* argc, char*** argv) {
+    const char* var = "";
+    int tasks = launched_tasks(&var);
+#ifdef MIM_MPI
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK")) {
+        if (tasks > 1)
+            return mim_err(MIM_EARG, "started as one of %d tasks (%s=%d) with no MPI launcher in the environment "
+                           "(no OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK): use mpirun, or srun --mpi=pmix", tasks, var, tasks);
+        return 0;
+    }
     int provided;
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_dist.rank);
@@ -33,9 +60,17 @@ void mim_dist_init(int* argc, char*** argv) {
     // a failing rank ends the job instead of hanging the others
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
     g_dist.mpi = 1;
+    if (tasks > 1 && g_dist.world != tasks)
+        return mim_err(MIM_EARG, "started as one of %d tasks (%s=%d) but MPI sees a world of %d: srun needs a PMI plugin "
+                       "(srun --mpi=pmix)", tasks, var, tasks, g_dist.world);
 #else
     (void)argc; (void)argv;
+    if (tasks > 1)
+        return mim_err(MIM_EARG, "started as one of %d tasks (%s=%d), but this mimscale was built without MPI: "
+                       "%d independent copies would train into one folder (install libopenmpi-dev and rebuild, or start one task)",
+                       tasks, var, tasks, tasks);
 #endif
+    return 0;
 }
 
 void mim_dist_finalize(void) {

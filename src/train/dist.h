@@ -35,7 +35,14 @@ typedef struct {
 
 // Initialises MPI when built with it and started by an MPI launcher
 // (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK in the environment).
-void mim_dist_init(int* argc, char*** argv);
+// MIM_EARG (message set) when the launcher started N > 1 tasks
+// (OMPI_COMM_WORLD_SIZE, PMI_SIZE, or srun's SLURM_STEP_NUM_TASKS) but this
+// process is not one of N MPI ranks: a build without MPI, or srun without
+// a PMI plugin. N independent copies would train the same model N times
+// into one folder.
+int mim_dist_init(int* argc, char*** argv);
+// 1 when built with MPI (-DMIM_MPI), else 0.
+int mim_dist_built(void);
 void mim_dist_finalize(void);
 const mim_dist* mim_dist_get(void);
 // Ends every rank with `code` (a rank that failed must not leave the others
