@@ -36,52 +36,6 @@ static double now_s(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-// ---------------------------------------------------------------- pos embed
-
-// PyTorch's cubic convolution weights (A = -0.75) for fractional offset t.
-static void cubic_weights(double t, double w[4]) {
-    const double A = -0.75;
-    double x;
-    x = t + 1; w[0] = ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
-    x = t;     w[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
-    x = 1 - t; w[2] = ((A + 2) * x - (A + 3)) * x * x + 1;
-    x = 2 - t; w[3] = ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
-}
-
-// One axis: in (n_in rows of `stride` floats, row step `step`) -> n_out.
-static void resize_axis(double* out, const double* in, int n_in, int n_out, int inner, int outer) {
-    // in: (outer, n_in, inner) -> out: (outer, n_out, inner)
-    double scale = (double)n_in / n_out;
-    for (int o = 0; o < n_out; o++) {
-        double src = (o + 0.5) * scale - 0.5;
-        int i0 = (int)floor(src);
-        double w[4];
-        cubic_weights(src - i0, w);
-        for (int a = 0; a < outer; a++)
-            for (int k = 0; k < inner; k++) {
-                double s = 0;
-                for (int j = 0; j < 4; j++) {
-                    int idx = i0 - 1 + j;
-                    idx = idx < 0 ? 0 : (idx >= n_in ? n_in - 1 : idx);
-                    s += w[j] * in[((size_t)a * n_in + idx) * inner + k];
-                }
-                out[((size_t)a * n_out + o) * inner + k] = s;
-            }
-    }
-}
-
-void mim_pos_embed_resize(float* out, const float* in, int D, int gh, int gw, int nh, int nw) {
-    double* a = malloc(sizeof(double) * (size_t)gh * gw * D);
-    double* b = malloc(sizeof(double) * (size_t)gh * nw * D);
-    double* c = malloc(sizeof(double) * (size_t)nh * nw * D);
-    CHECK(a && b && c);
-    for (size_t i = 0; i < (size_t)gh * gw * D; i++) a[i] = in[i];
-    resize_axis(b, a, gw, nw, D, gh);        // along w: (gh, gw, D) -> (gh, nw, D)
-    resize_axis(c, b, gh, nh, nw * D, 1);    // along h: (gh, nw*D) -> (nh, nw*D)
-    for (size_t i = 0; i < (size_t)nh * nw * D; i++) out[i] = (float)c[i];
-    free(a); free(b); free(c);
-}
-
 // Loads the encoder tensors of CKPT into m (decoder tensors in the file are
 // ignored); pos_embed is interpolated when the grids differ.
 static int load_encoder(mim_mae* m, const char* path, int ck_gh, int ck_gw) {

@@ -71,12 +71,6 @@ typedef struct {
 #define MIM_FINETUNE_STOPPED 4
 int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res);
 
-// Bicubic resize of a position-embedding grid, as torch.nn.functional.
-// interpolate(mode='bicubic', align_corners=False) (MAE interpolate_pos_embed):
-// in (gh*gw, D) patch rows -> out (nh*nw, D). Used when the fine-tuning
-// resolution differs from pre-training.
-void mim_pos_embed_resize(float* out, const float* in, int D, int gh, int gw, int nh, int nw);
-
 // Layer id for layer-wise lr decay (MAE util/lr_decay.py get_layer_id_for_vit):
 // cls_token, pos_embed, patch_embed.* -> 0; blocks.i.* -> i + 1; everything
 // else (norm, fc_norm, head) -> depth + 1. A tensor's lr scale is

@@ -10,8 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-#define LN_EPS 1e-6f
-
 // ---------------------------------------------------------------- table
 
 static void add_param(mim_mae* m, const char* name, int ndim, const int64_t* shape, int trainable) {
@@ -73,7 +71,7 @@ static void bind_weights(const mim_mae* m, mim_weights* w, float* buf) {
 #define NEXT (buf + t[k++].offset)
     w->cls_token = NEXT; w->pos_embed = NEXT; w->pe_w = NEXT; w->pe_b = NEXT;
     for (int i = 0; i < m->cfg.depth; i++) {
-        mim_block_w* b = &w->blocks[i];
+        mim_vit_block_w* b = &w->blocks[i];
         b->ln1w = NEXT; b->ln1b = NEXT; b->qkvw = NEXT; b->qkvb = NEXT; b->projw = NEXT; b->projb = NEXT;
         b->ln2w = NEXT; b->ln2b = NEXT; b->fc1w = NEXT; b->fc1b = NEXT; b->fc2w = NEXT; b->fc2b = NEXT;
     }
@@ -81,7 +79,7 @@ static void bind_weights(const mim_mae* m, mim_weights* w, float* buf) {
     if (!m->cfg.dec_dim) { CHECK(k == m->nparams); return; }
     w->mask_token = NEXT; w->dec_pos_embed = NEXT; w->de_w = NEXT; w->de_b = NEXT;
     for (int i = 0; i < m->cfg.dec_depth; i++) {
-        mim_block_w* b = &w->dblocks[i];
+        mim_vit_block_w* b = &w->dblocks[i];
         b->ln1w = NEXT; b->ln1b = NEXT; b->qkvw = NEXT; b->qkvb = NEXT; b->projw = NEXT; b->projb = NEXT;
         b->ln2w = NEXT; b->ln2b = NEXT; b->fc1w = NEXT; b->fc1b = NEXT; b->fc2w = NEXT; b->fc2b = NEXT;
     }
@@ -98,56 +96,39 @@ const mim_param* mim_mae_find(const mim_mae* m, const char* name) {
 
 // ---------------------------------------------------------------- memory
 
-// Bump allocation of named activation pointers from one block of floats:
-// the first pass (mem == NULL) only counts.
-typedef struct { float* mem; size_t used; } carver;
-static float* carve(carver* c, size_t n) {
-    float* p = c->mem ? c->mem + c->used : NULL;
-    c->used += (n + 15) & ~(size_t)15;   // 64-byte aligned pieces
-    return p;
-}
-
-static void carve_block(carver* c, mim_block_acts* a, size_t B, size_t T, size_t D, size_t NH, size_t r) {
-    a->ln1 = carve(c, B * T * D); a->ln1_mean = carve(c, B * T); a->ln1_rstd = carve(c, B * T);
-    a->qkv = carve(c, B * T * 3 * D); a->att = carve(c, B * NH * T * T); a->atty = carve(c, B * T * D);
-    a->res1 = carve(c, B * T * D);
-    a->ln2 = carve(c, B * T * D); a->ln2_mean = carve(c, B * T); a->ln2_rstd = carve(c, B * T);
-    a->fc1 = carve(c, B * T * r * D); a->gelu = carve(c, B * T * r * D); a->out = carve(c, B * T * D);
-}
-
-static void carve_acts(mim_mae* m, carver* c) {
+static void carve_acts(mim_mae* m, mim_carver* c) {
     const mim_config* k = &m->cfg;
     size_t B = m->max_batch, L = m->L, T = m->T, Td = m->Td, D = k->dim, Dd = k->dec_dim, r = k->mlp_ratio;
-    m->imgs_col = carve(c, B * L * m->K);
-    m->pe_out = carve(c, B * L * D);
-    m->x0 = carve(c, B * T * D);
-    for (int i = 0; i < k->depth; i++) carve_block(c, &m->enc[i], B, T, D, k->heads, r);
-    m->latent = carve(c, B * T * D); m->lat_mean = carve(c, B * T); m->lat_rstd = carve(c, B * T);
-    m->dp_scale = carve(c, (size_t)k->depth * B * 2);
-    m->mask = carve(c, B * L);
-    m->ids_shuffle = (int32_t*)carve(c, B * L);
-    m->ids_restore = (int32_t*)carve(c, B * L);
+    m->imgs_col = mim_carve(c, B * L * m->K);
+    m->pe_out = mim_carve(c, B * L * D);
+    m->x0 = mim_carve(c, B * T * D);
+    for (int i = 0; i < k->depth; i++) mim_vit_block_carve(c, &m->enc[i], B, T, D, k->heads, r * D);
+    m->latent = mim_carve(c, B * T * D); m->lat_mean = mim_carve(c, B * T); m->lat_rstd = mim_carve(c, B * T);
+    m->dp_scale = mim_carve(c, (size_t)k->depth * B * 2);
+    m->mask = mim_carve(c, B * L);
+    m->ids_shuffle = (int32_t*)mim_carve(c, B * L);
+    m->ids_restore = (int32_t*)mim_carve(c, B * L);
     if (!Dd) return;   // encoder only
-    m->demb = carve(c, B * T * Dd);
-    m->dx0 = carve(c, B * Td * Dd);
-    for (int i = 0; i < k->dec_depth; i++) carve_block(c, &m->dec[i], B, Td, Dd, k->dec_heads, r);
-    m->dnorm = carve(c, B * Td * Dd); m->dn_mean = carve(c, B * Td); m->dn_rstd = carve(c, B * Td);
-    m->pred_full = carve(c, B * Td * m->Pt);
-    m->pred = carve(c, B * L * m->Pt);
-    m->target = carve(c, B * L * m->Pt);
+    m->demb = mim_carve(c, B * T * Dd);
+    m->dx0 = mim_carve(c, B * Td * Dd);
+    for (int i = 0; i < k->dec_depth; i++) mim_vit_block_carve(c, &m->dec[i], B, Td, Dd, k->dec_heads, r * Dd);
+    m->dnorm = mim_carve(c, B * Td * Dd); m->dn_mean = mim_carve(c, B * Td); m->dn_rstd = mim_carve(c, B * Td);
+    m->pred_full = mim_carve(c, B * Td * m->Pt);
+    m->pred = mim_carve(c, B * L * m->Pt);
+    m->target = mim_carve(c, B * L * m->Pt);
 }
 
 static size_t max3(size_t a, size_t b, size_t c) { size_t x = a > b ? a : b; return x > c ? x : c; }
 
-static void carve_scratch(mim_mae* m, carver* c) {
+static void carve_scratch(mim_mae* m, mim_carver* c) {
     const mim_config* k = &m->cfg;
     size_t B = m->max_batch, TD = max3((size_t)m->T * k->dim, (size_t)m->Td * k->dec_dim, (size_t)m->L * k->dim);
     size_t att = max3((size_t)k->heads * m->T * m->T, (size_t)k->dec_heads * m->Td * m->Td, 1);
-    m->s_dres = carve(c, B * TD); m->s_dnext = carve(c, B * TD); m->s_dln = carve(c, B * TD);
-    m->s_datty = carve(c, B * TD); m->s_dqkv = carve(c, B * TD * 3); m->s_datt = carve(c, B * att);
-    m->s_dfc1 = carve(c, B * TD * k->mlp_ratio); m->s_dgelu = carve(c, B * TD * k->mlp_ratio);
-    m->s_dscaled = carve(c, B * TD);
-    if (k->dec_dim) m->s_dpred = carve(c, B * m->Td * m->Pt);
+    m->scr.dres = mim_carve(c, B * TD); m->s_dnext = mim_carve(c, B * TD); m->scr.dln = mim_carve(c, B * TD);
+    m->scr.datty = mim_carve(c, B * TD); m->scr.dqkv = mim_carve(c, B * TD * 3); m->scr.datt = mim_carve(c, B * att);
+    m->scr.dfc1 = mim_carve(c, B * TD * k->mlp_ratio); m->scr.dgelu = mim_carve(c, B * TD * k->mlp_ratio);
+    m->scr.dscaled = mim_carve(c, B * TD);
+    if (k->dec_dim) m->s_dpred = mim_carve(c, B * m->Td * m->Pt);
 }
 
 // Geometry, parameter table, the small per-block arrays, and the float
@@ -166,20 +147,20 @@ static int mae_plan(mim_mae* m, const mim_config* cfg, int max_batch, size_t* na
     m->P = m->K = mim_config_patch_dim(cfg);
     m->Pt = mim_config_target_dim(cfg);
     build_table(m);
-    m->w.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_block_w));
-    m->w.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_w));
-    m->g.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_block_w));
-    m->g.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_w));
-    m->enc = mim_calloc(cfg->depth + 1, sizeof(mim_block_acts));
-    m->dec = mim_calloc(cfg->dec_depth + 1, sizeof(mim_block_acts));
+    m->w.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_vit_block_w));
+    m->w.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_vit_block_w));
+    m->g.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_vit_block_w));
+    m->g.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_vit_block_w));
+    m->enc = mim_calloc(cfg->depth + 1, sizeof(mim_vit_block_acts));
+    m->dec = mim_calloc(cfg->dec_depth + 1, sizeof(mim_vit_block_acts));
     if (!m->w.blocks || !m->w.dblocks || !m->g.blocks || !m->g.dblocks || !m->enc || !m->dec) {
         mim_mae_free(m);
         return MIM_ENOMEM;
     }
-    carver c = {0};
+    mim_carver c = {0};
     carve_acts(m, &c);
     *nact = c.used;
-    c = (carver){0};
+    c = (mim_carver){0};
     carve_scratch(m, &c);
     *nscr = c.used;
     return 0;
@@ -205,9 +186,9 @@ int mim_mae_init(mim_mae* m, const mim_config* cfg, int max_batch) {
         mim_mae_free(m);
         return MIM_ENOMEM;
     }
-    carver c = {m->act_mem, 0};
+    mim_carver c = {m->act_mem, 0};
     carve_acts(m, &c);
-    c = (carver){m->scratch_mem, 0};
+    c = (mim_carver){m->scratch_mem, 0};
     carve_scratch(m, &c);
     return 0;
 }
@@ -222,7 +203,7 @@ size_t mim_mae_bytes(const mim_config* cfg, int max_batch, mim_mae_mem* parts) {
     p.acts = nact * sizeof(float);
     p.scratch = nscr * sizeof(float);
     size_t nblk = (size_t)(cfg->depth + 1) + (size_t)(cfg->dec_depth + 1);
-    p.other = nblk * (2 * sizeof(mim_block_w) + sizeof(mim_block_acts));
+    p.other = nblk * (2 * sizeof(mim_vit_block_w) + sizeof(mim_vit_block_acts));
     p.total = p.params + p.grads + p.acts + p.scratch + p.other;
     p.num_floats = m->num_floats;
     mim_mae_free(m);
@@ -306,27 +287,21 @@ void mim_mae_init_weights(mim_mae* m, uint64_t seed) {
 
 // ---------------------------------------------------------------- precision
 
-// The model's linear layers, in its precision: fp32 sgemm (matmul_forward,
-// exactly as before bf16 existed) or bf16 with the weight's shadow.
-static const mim_bf16* shadow(const mim_mae* m, const float* weight) {
-    CHECK(weight >= m->params && weight < m->params + m->num_floats);
-    return m->params_bf16 + (weight - m->params);
+// The block ops' view of the model's linear-layer precision (model/vit.h).
+static mim_vit_linear lin_of(const mim_mae* m) {
+    return (mim_vit_linear){m->precision, m->params, m->params_bf16, m->num_floats, m->mm};
 }
 
 static void linear_forward(const mim_mae* m, float* out, const float* inp, const float* weight,
                            const float* bias, int N, int C, int OC) {
-    if (m->precision == MIM_PREC_BF16)
-        matmul_forward_bf16(m->mm, out, inp, shadow(m, weight), bias, N, C, OC);
-    else
-        matmul_forward(out, inp, weight, bias, N, C, OC);
+    mim_vit_linear l = lin_of(m);
+    mim_vit_linear_forward(&l, out, inp, weight, bias, N, C, OC);
 }
 
 static void linear_backward(const mim_mae* m, float* dinp, float* dweight, float* dbias,
                             const float* dout, const float* inp, const float* weight, int N, int C, int OC) {
-    if (m->precision == MIM_PREC_BF16)
-        matmul_backward_bf16(m->mm, dinp, dweight, dbias, dout, inp, shadow(m, weight), N, C, OC);
-    else
-        matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    mim_vit_linear l = lin_of(m);
+    mim_vit_linear_backward(&l, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
@@ -374,80 +349,21 @@ void mim_mae_refresh_bf16(mim_mae* m) {
 
 // ---------------------------------------------------------------- blocks
 
-// Multiplies each sample's rows of y (B, T, D) by scale[2b + which]
-// (drop path: 0 or 1/keep_prob per sample and branch).
-static void scale_rows(float* y, const float* scale, int which, int B, int T, int D) {
-    #pragma omp parallel for if ((size_t)B * T * D >= 65536)
-    for (int b = 0; b < B; b++) {
-        float s = scale[2 * b + which];
-        float* p = y + (size_t)b * T * D;
-        for (size_t i = 0; i < (size_t)T * D; i++) p[i] *= s;
-    }
-}
-
-// x (B,T,D) -> a->out (B,T,D): x + attn(ln1(x)), then + mlp(ln2(.)).
-// dp (B, 2) or NULL: per-sample drop-path scales of the two branches.
-static void block_forward(const mim_mae* m, mim_block_acts* a, const mim_block_w* w, const float* x,
+static void block_forward(const mim_mae* m, mim_vit_block_acts* a, const mim_vit_block_w* w, const float* x,
                           int B, int T, int D, int NH, int r, const float* dp) {
-    int N = B * T;
-    size_t nd = (size_t)N * D;
-    PROF(PROF_NORM, layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, N, D, LN_EPS));
-    PROF(PROF_MATMUL, linear_forward(m, a->qkv, a->ln1, w->qkvw, w->qkvb, N, D, 3 * D));
-    PROF(PROF_ATTENTION, attention_forward(a->atty, a->att, a->qkv, B, T, D, NH));
-    PROF(PROF_MATMUL, linear_forward(m, a->res1, a->atty, w->projw, w->projb, N, D, D));
-    if (dp) scale_rows(a->res1, dp, 0, B, T, D);
-    PROF(PROF_NORM, residual_layernorm_forward(a->res1, a->ln2, a->ln2_mean, a->ln2_rstd, x, w->ln2w, w->ln2b,
-                                               N, D, LN_EPS));   // res1 += x; ln2 = LN(res1)
-    PROF(PROF_MATMUL, linear_forward(m, a->fc1, a->ln2, w->fc1w, NULL, N, D, r * D));
-    PROF(PROF_ELEMWISE, bias_gelu_forward(a->fc1, a->gelu, w->fc1b, N, r * D));   // fc1 += b; gelu(fc1)
-    PROF(PROF_MATMUL, linear_forward(m, a->out, a->gelu, w->fc2w, w->fc2b, N, r * D, D));
-    if (dp) scale_rows(a->out, dp, 1, B, T, D);
-    add_inplace(a->out, a->res1, nd);
+    mim_vit_linear l = lin_of(m);
+    mim_vit_block_forward(&l, a, w, x, B, T, D, NH, r * D, dp);
 }
 
-// d/d of block_forward(a->out, x). dout (B,T,D) is the gradient of the block
-// output; dx (B,T,D) is OVERWRITTEN with the gradient of its input.
-static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_block_acts* a,
-                           const mim_block_w* w, mim_block_w* g, const float* x,
+static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_vit_block_acts* a,
+                           const mim_vit_block_w* w, mim_vit_block_w* g, const float* x,
                            int B, int T, int D, int NH, int r, const float* dp) {
-    int N = B * T;
-    size_t nd = (size_t)N * D, nh = (size_t)N * r * D;
-    float *dres = m->s_dres, *dln = m->s_dln, *datty = m->s_datty, *dqkv = m->s_dqkv;
-    float *dgelu = m->s_dgelu, *dfc1 = m->s_dfc1;
-    // MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1))))
-    memcpy(dres, dout, nd * sizeof(float));
-    const float* dbranch = dout;
-    if (dp) {   // the branch saw its output scaled per sample
-        memcpy(m->s_dscaled, dout, nd * sizeof(float));
-        scale_rows(m->s_dscaled, dp, 1, B, T, D);
-        dbranch = m->s_dscaled;
-    }
-    memset(dgelu, 0, nh * sizeof(float));
-    PROF(PROF_MATMUL, linear_backward(m, dgelu, g->fc2w, g->fc2b, dbranch, a->gelu, w->fc2w, N, r * D, D));
-    memset(dfc1, 0, nh * sizeof(float));
-    PROF(PROF_ELEMWISE, gelu_backward(dfc1, a->fc1, dgelu, nh));
-    memset(dln, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, linear_backward(m, dln, g->fc1w, g->fc1b, dfc1, a->ln2, w->fc1w, N, D, r * D));
-    PROF(PROF_NORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res1, w->ln2w, a->ln2_mean, a->ln2_rstd, N, D));
-    // attention branch: res1 = x + proj(attn(qkv(ln1(x))))
-    memcpy(dx, dres, nd * sizeof(float));
-    dbranch = dres;
-    if (dp) {
-        memcpy(m->s_dscaled, dres, nd * sizeof(float));
-        scale_rows(m->s_dscaled, dp, 0, B, T, D);
-        dbranch = m->s_dscaled;
-    }
-    memset(datty, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, linear_backward(m, datty, g->projw, g->projb, dbranch, a->atty, w->projw, N, D, D));
-    memset(dqkv, 0, nd * 3 * sizeof(float));
-    PROF(PROF_ATTENTION, attention_backward(dqkv, m->s_datt, datty, a->qkv, a->att, B, T, D, NH));
-    memset(dln, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, linear_backward(m, dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D));
-    PROF(PROF_NORM, layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D));
+    mim_vit_linear l = lin_of(m);
+    mim_vit_block_backward(&l, &m->scr, dx, dout, a, w, g, x, B, T, D, NH, r * D, dp);
 }
 
 // Announces block b's gradient range (its 12 tensors are contiguous).
-static void block_grads_ready(const mim_mae* m, const mim_block_w* g, int D) {
+static void block_grads_ready(const mim_mae* m, const mim_vit_block_w* g, int D) {
     if (!m->grad_ready) return;
     size_t off = (size_t)(g->ln1w - m->grads), end = (size_t)(g->fc2b + D - m->grads);
     m->grad_ready(off, end - off);
@@ -499,7 +415,7 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
                       m->dp_active ? m->dp_scale + (size_t)i * 2 * m->max_batch : NULL);
         x = m->enc[i].out;
     }
-    PROF(PROF_NORM, layernorm_forward(m->latent, m->lat_mean, m->lat_rstd, x, w->norm_w, w->norm_b, B * T, D, LN_EPS));
+    PROF(PROF_NORM, layernorm_forward(m->latent, m->lat_mean, m->lat_rstd, x, w->norm_w, w->norm_b, B * T, D, MIM_VIT_LN_EPS));
 }
 
 void mim_mae_drop_path(mim_mae* m, float rate, int B, mim_rng* rng) {
@@ -586,7 +502,7 @@ static float forward_mae(mim_mae* m, const float* imgs, const float* noise, int 
         block_forward(m, &m->dec[i], &w->dblocks[i], x, B, Td, Dd, c->dec_heads, r, NULL);
         x = m->dec[i].out;
     }
-    PROF(PROF_NORM, layernorm_forward(m->dnorm, m->dn_mean, m->dn_rstd, x, w->dnorm_w, w->dnorm_b, B * Td, Dd, LN_EPS));
+    PROF(PROF_NORM, layernorm_forward(m->dnorm, m->dn_mean, m->dn_rstd, x, w->dnorm_w, w->dnorm_b, B * Td, Dd, MIM_VIT_LN_EPS));
     PROF(PROF_MATMUL, linear_forward(m, m->pred_full, m->dnorm, w->pred_w, w->pred_b, B * Td, Dd, P));
     #pragma omp parallel for if ((size_t)B * L * P >= 65536)
     for (int b = 0; b < B; b++)
@@ -618,7 +534,7 @@ float mim_mae_forward_target(mim_mae* m, const float* imgs, const float* noise, 
 // d/d of forward_encoder: dlatent (B, T, D) is the gradient of the final-norm
 // output, dlast (B, T, D) that of the last block's output (before the norm);
 // either may be NULL. Accumulates into the encoder's parameter gradients.
-// Uses s_dnext and the block scratch; dlatent may live in s_dln.
+// Uses s_dnext and the block scratch; dlatent may live in scr.dln.
 static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlast) {
     const mim_config* c = &m->cfg;
     int B = m->B, L = m->L, T = m->T, D = c->dim, K = m->K;
@@ -641,7 +557,7 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
 
     // x0 -> cls token and the kept patch embeddings -> patch_embed weights
     for (int b = 0; b < B; b++) add_inplace(g->cls_token, dcur + (size_t)b * T * D, D);
-    float* dpe = m->s_dqkv;   // (B, L, D); s_dqkv holds >= 3 * B * L * D floats
+    float* dpe = m->scr.dqkv;   // (B, L, D); scr.dqkv holds >= 3 * B * L * D floats
     memset(dpe, 0, (size_t)B * L * D * sizeof(float));
     #pragma omp parallel for if ((size_t)B * T * D >= 65536)
     for (int b = 0; b < B; b++)
@@ -683,7 +599,7 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     }
 
     // decoder_pred, decoder_norm, decoder blocks
-    float* dln = m->s_dln;
+    float* dln = m->scr.dln;
     memset(dln, 0, (size_t)B * Td * Dd * sizeof(float));
     PROF(PROF_MATMUL, linear_backward(m, dln, g->pred_w, g->pred_b, dpred, m->dnorm, w->pred_w, B * Td, Dd, P));
     const float* xin = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->dx0;
@@ -696,7 +612,7 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     }
 
     // un-unshuffle: dcur (B, Td, Dd) -> ddemb (B, T, Dd) and the mask token
-    float* ddemb = m->s_datty;
+    float* ddemb = m->scr.datty;
     memset(ddemb, 0, (size_t)B * T * Dd * sizeof(float));
     #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
     for (int b = 0; b < B; b++) {

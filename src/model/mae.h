@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include "core/rng.h"
 #include "model/config.h"
+#include "model/vit.h"
 
 #define MIM_MAX_PARAMS 1024
 
@@ -32,39 +33,19 @@ typedef struct {
     int decay;             // AdamW weight decay applies (ndim >= 2, not bias)
 } mim_param;
 
-typedef struct {           // one pre-norm transformer block's weights
-    float *ln1w, *ln1b;    // (D)
-    float *qkvw, *qkvb;    // (3D, D), (3D)
-    float *projw, *projb;  // (D, D), (D)
-    float *ln2w, *ln2b;    // (D)
-    float *fc1w, *fc1b;    // (rD, D), (rD)
-    float *fc2w, *fc2b;    // (D, rD), (D)
-} mim_block_w;
-
 typedef struct {           // every weight of the MAE, as pointers into a buffer
     float* cls_token;      // (1, 1, D)
     float* pos_embed;      // (1, 1+L, D) fixed
     float *pe_w, *pe_b;    // patch_embed.proj: (D, C, p, p), (D)
-    mim_block_w* blocks;   // [depth]
+    mim_vit_block_w* blocks;   // [depth]
     float *norm_w, *norm_b;            // (D)
     float* mask_token;     // (1, 1, Dd)
     float* dec_pos_embed;  // (1, 1+L, Dd) fixed
     float *de_w, *de_b;    // decoder_embed: (Dd, D), (Dd)
-    mim_block_w* dblocks;  // [dec_depth]
+    mim_vit_block_w* dblocks;  // [dec_depth]
     float *dnorm_w, *dnorm_b;          // (Dd)
     float *pred_w, *pred_b;            // decoder_pred: (Pt, Dd), (Pt)
 } mim_weights;
-
-typedef struct {           // saved activations of one block over (B, T, width)
-    float *ln1, *ln1_mean, *ln1_rstd;  // (B,T,D), (B,T), (B,T)
-    float *qkv;                        // (B,T,3D)
-    float *att;                        // (B,NH,T,T)
-    float *atty;                       // (B,T,D) attention output before proj
-    float *res1;                       // (B,T,D) x + proj(atty)
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fc1, *gelu;                 // (B,T,rD)
-    float *out;                        // (B,T,D) res1 + fc2(gelu)
-} mim_block_acts;
 
 typedef struct {
     mim_config cfg;
@@ -84,11 +65,11 @@ typedef struct {
     float *imgs_col;       // (B, L, K) conv-order patches
     float *pe_out;         // (B, L, D) patch embedding + pos
     float *x0;             // (B, T, D) cls + kept tokens
-    mim_block_acts* enc;   // [depth]
+    mim_vit_block_acts* enc;   // [depth]
     float *latent, *lat_mean, *lat_rstd;   // (B,T,D), (B,T)
     float *demb;           // (B, T, Dd)
     float *dx0;            // (B, Td, Dd) unshuffled + mask tokens + pos
-    mim_block_acts* dec;   // [dec_depth]
+    mim_vit_block_acts* dec;   // [dec_depth]
     float* dp_scale;       // (depth, max_batch, 2) drop-path scales per block, sample, branch
     int dp_active;         // 1: forward/backward apply dp_scale (set by mim_mae_drop_path)
     float *dnorm, *dn_mean, *dn_rstd;      // (B,Td,Dd), (B,Td)
@@ -101,12 +82,12 @@ typedef struct {
 
     // backward scratch (capacity max_batch, sized for the wider of enc/dec)
     float* scratch_mem;
-    float *s_dres, *s_dnext, *s_dln, *s_datty, *s_dqkv, *s_datt, *s_dfc1, *s_dgelu;
+    mim_vit_scratch scr;   // the blocks' backward scratch (model/vit.h)
+    float* s_dnext;        // (B, max(T, Td, L), width) gradient of the residual stream
     // Called during backward when a block's gradients are final (offset and
     // count in floats of m->grads), so data-parallel training can start
     // reducing them while the backward goes on. NULL: not called.
     void (*grad_ready)(size_t offset, size_t count);
-    float *s_dscaled;      // drop path: a branch's scaled output gradient
     float *s_dpred;        // (B, Td, Pt)
 
     // matmul precision (mim_mae_set_precision); fp32 unless set

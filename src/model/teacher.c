@@ -123,7 +123,7 @@ static void build_specs(mim_teacher* t, spec_list* l, float** pos0, const char* 
     snprintf(pre, sizeof pre, "%s", P);
     spec_ln(l, pre, nm->pre, &t->pre_w, &t->pre_b, D, t->scheme == MIM_TEACHER_TIMM);
     for (int i = 0; i < t->depth; i++) {
-        mim_teacher_block* b = &t->blocks[i];
+        mim_vit_block_w* b = &t->blocks[i];
         int k = snprintf(pre, sizeof pre, "%s", P);
         snprintf(pre + k, sizeof pre - k, nm->blk, i);
         spec_ln(l, pre, nm->ln1, &b->ln1w, &b->ln1b, D, 0);
@@ -370,85 +370,39 @@ static int check_specs(mim_teacher* t, const mim_st* st, spec_list* l, const cha
 
 // ---------------------------------------------------------------- memory
 
-typedef struct { float* mem; size_t used; } carver;
-static float* carve(carver* c, size_t n) {
-    float* p = c->mem ? c->mem + c->used : NULL;
-    c->used += (n + 15) & ~(size_t)15;
-    return p;
-}
-
-static void carve_params(mim_teacher* t, carver* c, float** pos0) {
+static void carve_params(mim_teacher* t, mim_carver* c, float** pos0) {
     size_t D = t->D, K = (size_t)t->C * t->p * t->p, Hm = t->hidden;
-    t->pe_w = carve(c, D * K); t->pe_b = carve(c, D); t->cls = carve(c, D);
-    *pos0 = carve(c, (1 + (size_t)t->gh0 * t->gw0) * D);
-    t->pos = carve(c, (size_t)t->T * D);
-    t->pre_w = carve(c, D); t->pre_b = carve(c, D);
+    t->pe_w = mim_carve(c, D * K); t->pe_b = mim_carve(c, D); t->cls = mim_carve(c, D);
+    *pos0 = mim_carve(c, (1 + (size_t)t->gh0 * t->gw0) * D);
+    t->pos = mim_carve(c, (size_t)t->T * D);
+    t->pre_w = mim_carve(c, D); t->pre_b = mim_carve(c, D);
     for (int i = 0; i < t->depth; i++) {
-        mim_teacher_block* b = &t->blocks[i];
-        b->ln1w = carve(c, D); b->ln1b = carve(c, D);
-        b->qkvw = carve(c, 3 * D * D); b->qkvb = carve(c, 3 * D);
-        b->projw = carve(c, D * D); b->projb = carve(c, D);
-        b->ln2w = carve(c, D); b->ln2b = carve(c, D);
-        b->fc1w = carve(c, Hm * D); b->fc1b = carve(c, Hm);
-        b->fc2w = carve(c, D * Hm); b->fc2b = carve(c, D);
+        mim_vit_block_w* b = &t->blocks[i];
+        b->ln1w = mim_carve(c, D); b->ln1b = mim_carve(c, D);
+        b->qkvw = mim_carve(c, 3 * D * D); b->qkvb = mim_carve(c, 3 * D);
+        b->projw = mim_carve(c, D * D); b->projb = mim_carve(c, D);
+        b->ln2w = mim_carve(c, D); b->ln2b = mim_carve(c, D);
+        b->fc1w = mim_carve(c, Hm * D); b->fc1b = mim_carve(c, Hm);
+        b->fc2w = mim_carve(c, D * Hm); b->fc2b = mim_carve(c, D);
     }
-    t->norm_w = carve(c, D); t->norm_b = carve(c, D);
+    t->norm_w = mim_carve(c, D); t->norm_b = mim_carve(c, D);
 }
 
-static void carve_acts(mim_teacher* t, carver* c) {
+static void carve_acts(mim_teacher* t, mim_carver* c) {
     size_t B = t->max_batch, T = t->T, D = t->D, L = t->L, K = (size_t)t->C * t->p * t->p;
-    t->img = carve(c, B * t->C * t->H * t->W);
-    t->col = carve(c, B * L * K);
-    t->x = carve(c, B * T * D);
-    t->ln = carve(c, B * T * D);
-    t->qkv = carve(c, B * T * 3 * D);
-    t->atty = carve(c, B * T * D);
-    t->hid = carve(c, B * T * t->hidden);
-    t->mean_s = carve(c, B * T);
-    t->rstd_s = carve(c, B * T);
-    t->att = carve(c, (size_t)t->att_chunk * t->heads * T * T);
+    t->img = mim_carve(c, B * t->C * t->H * t->W);
+    t->col = mim_carve(c, B * L * K);
+    t->x = mim_carve(c, B * T * D);
+    t->ln = mim_carve(c, B * T * D);
+    t->qkv = mim_carve(c, B * T * 3 * D);
+    t->atty = mim_carve(c, B * T * D);
+    t->hid = mim_carve(c, B * T * t->hidden);
+    t->mean_s = mim_carve(c, B * T);
+    t->rstd_s = mim_carve(c, B * T);
+    t->att = mim_carve(c, (size_t)t->att_chunk * t->heads * T * T);
 }
 
 // ---------------------------------------------------------------- resampling
-
-// torch bicubic convolution weights (A = -0.75) for fractional offset f.
-static void cubic_weights(double w[4], double f) {
-    const double A = -0.75;
-    double x;
-    x = f + 1; w[0] = ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
-    x = f;     w[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
-    x = 1 - f; w[2] = ((A + 2) * x - (A + 3)) * x * x + 1;
-    x = 2 - f; w[3] = ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
-}
-
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-// out (gh*gw, D) = F.interpolate(in (gh0, gw0, D) as (D, gh0, gw0),
-// size=(gh, gw), mode='bicubic', align_corners=False); taps clamped.
-static void resize_bicubic(float* out, const float* in, int gh0, int gw0, int gh, int gw, int D) {
-    double sy = (double)gh0 / gh, sx = (double)gw0 / gw;
-    for (int oy = 0; oy < gh; oy++) {
-        double ry = sy * (oy + 0.5) - 0.5, wy[4];
-        int iy = (int)floor(ry);
-        cubic_weights(wy, ry - iy);
-        for (int ox = 0; ox < gw; ox++) {
-            double rx = sx * (ox + 0.5) - 0.5, wx[4];
-            int ix = (int)floor(rx);
-            cubic_weights(wx, rx - ix);
-            float* o = out + ((size_t)oy * gw + ox) * D;
-            for (int d = 0; d < D; d++) {
-                double acc = 0;
-                for (int a = 0; a < 4; a++) {
-                    const float* row = in + (size_t)clampi(iy - 1 + a, 0, gh0 - 1) * gw0 * D;
-                    double r = 0;
-                    for (int b = 0; b < 4; b++) r += wx[b] * row[(size_t)clampi(ix - 1 + b, 0, gw0 - 1) * D + d];
-                    acc += wy[a] * r;
-                }
-                o[d] = (float)acc;
-            }
-        }
-    }
-}
 
 // torch bilinear source index (align_corners=False, clamped at 0): i0, i1, weight of i1.
 static void bilinear_src(int o, double scale, int in, int* i0, int* i1, float* l1) {
@@ -488,7 +442,7 @@ static int load_impl(mim_teacher* t, const mim_st* st, const char* path, int gri
     t->gh = grid_h; t->gw = grid_w; t->L = grid_h * grid_w; t->T = 1 + t->L;
     t->H = grid_h * t->p; t->W = grid_w * t->p;
     t->max_batch = max_batch;
-    t->blocks = mim_calloc((size_t)t->depth, sizeof(mim_teacher_block));
+    t->blocks = mim_calloc((size_t)t->depth, sizeof(mim_vit_block_w));
     if (!t->blocks) return MIM_ENOMEM;
 
     // names and shapes before any large allocation
@@ -519,7 +473,7 @@ static int load_impl(mim_teacher* t, const mim_st* st, const char* path, int gri
     // activations scale with max_batch (ops count rows with int)
     if ((int64_t)max_batch * t->T > INT32_MAX)
         { free(l.s); return mim_err(MIM_EARG, "teacher batch %d x %d tokens is too large", max_batch, t->T); }
-    carver c = {0};
+    mim_carver c = {0};
     carve_params(t, &c, &pos0);
     t->num_params = c.used;
     size_t per = (size_t)t->heads * t->T * t->T;   // attention floats per sample
@@ -527,7 +481,7 @@ static int load_impl(mim_teacher* t, const mim_st* st, const char* path, int gri
     t->att_chunk = chunk < (size_t)max_batch ? (int)chunk : max_batch;
     t->params = mim_calloc(t->num_params, sizeof(float));
     if (!t->params) { free(l.s); return mim_err(MIM_ENOMEM, "%s: out of memory for %.1f MB of weights", path, t->num_params * 4e-6); }
-    c = (carver){t->params, 0};
+    c = (mim_carver){t->params, 0};
     carve_params(t, &c, &pos0);
     if (!t->has_pre_norm) t->pre_w = t->pre_b = NULL;
 
@@ -545,13 +499,13 @@ static int load_impl(mim_teacher* t, const mim_st* st, const char* path, int gri
     size_t D = t->D;
     memcpy(t->pos, pos0, D * sizeof(float));
     if (t->gh == t->gh0 && t->gw == t->gw0) memcpy(t->pos + D, pos0 + D, (size_t)t->L * D * sizeof(float));
-    else resize_bicubic(t->pos + D, pos0 + D, t->gh0, t->gw0, t->gh, t->gw, t->D);
+    else mim_pos_embed_resize(t->pos + D, pos0 + D, t->D, t->gh0, t->gw0, t->gh, t->gw);
 
-    c = (carver){0};
+    c = (mim_carver){0};
     carve_acts(t, &c);
     t->acts = mim_calloc(c.used, sizeof(float));
     if (!t->acts) return mim_err(MIM_ENOMEM, "out of memory: teacher activations need %.1f MB for batch %d", c.used * 4e-6, max_batch);
-    c = (carver){t->acts, 0};
+    c = (mim_carver){t->acts, 0};
     carve_acts(t, &c);
     return 0;
 }
@@ -636,23 +590,9 @@ void mim_teacher_forward(mim_teacher* t, float* out, const float* imgs, int B, i
         memcpy(t->x, t->ln, nd * sizeof(float));
     }
 
-    for (int i = 0; i <= last; i++) {
-        const mim_teacher_block* w = &t->blocks[i];
-        layernorm_forward(t->ln, t->mean_s, t->rstd_s, t->x, w->ln1w, w->ln1b, N, D, t->ln_eps);
-        matmul_forward(t->qkv, t->ln, w->qkvw, w->qkvb, N, D, 3 * D);
-        for (int b0 = 0; b0 < B; b0 += t->att_chunk) {
-            int nb = B - b0 < t->att_chunk ? B - b0 : t->att_chunk;
-            attention_forward(t->atty + (size_t)b0 * T * D, t->att, t->qkv + (size_t)b0 * T * 3 * D, nb, T, D, t->heads);
-        }
-        matmul_forward(t->ln, t->atty, w->projw, w->projb, N, D, D);
-        add_inplace(t->x, t->ln, nd);
-        layernorm_forward(t->ln, t->mean_s, t->rstd_s, t->x, w->ln2w, w->ln2b, N, D, t->ln_eps);
-        matmul_forward(t->hid, t->ln, w->fc1w, w->fc1b, N, D, Hm);
-        if (t->act == MIM_ACT_GELU) gelu_forward(t->hid, t->hid, (size_t)N * Hm);
-        else quick_gelu_forward(t->hid, t->hid, (size_t)N * Hm);
-        matmul_forward(t->atty, t->hid, w->fc2w, w->fc2b, N, Hm, D);
-        add_inplace(t->x, t->atty, nd);
-    }
+    mim_vit_infer s = {t->ln, t->atty, t->qkv, t->hid, t->mean_s, t->rstd_s, t->att, t->att_chunk, t->ln_eps,
+                       t->act == MIM_ACT_QUICK_GELU};
+    for (int i = 0; i <= last; i++) mim_vit_block_infer(&t->blocks[i], t->x, &s, B, T, D, t->heads, Hm);
 
     const float* src = t->x;
     if (final) {

@@ -73,18 +73,10 @@
 #pragma once
 #include <stddef.h>
 #include <stdio.h>
+#include "model/vit.h"
 
 typedef enum { MIM_TEACHER_TIMM = 1, MIM_TEACHER_CLIP = 2, MIM_TEACHER_HF = 3 } mim_teacher_scheme;
 typedef enum { MIM_ACT_GELU = 0, MIM_ACT_QUICK_GELU = 1 } mim_teacher_act;
-
-typedef struct {           // one pre-norm block; qkv in timm's (3, heads, hd) row order
-    float *ln1w, *ln1b;    // (D)
-    float *qkvw, *qkvb;    // (3D, D), (3D)
-    float *projw, *projb;  // (D, D), (D)
-    float *ln2w, *ln2b;    // (D)
-    float *fc1w, *fc1b;    // (Hm, D), (Hm)
-    float *fc2w, *fc2b;    // (D, Hm), (D)
-} mim_teacher_block;
 
 typedef struct {
     // architecture (read from the file)
@@ -114,7 +106,7 @@ typedef struct {
     float* cls;            // (D) class token (no position added)
     float* pos;            // (T, D) position embedding at the run grid
     float *pre_w, *pre_b;  // (D) pre-norm, when has_pre_norm
-    mim_teacher_block* blocks;    // [depth]
+    mim_vit_block_w* blocks;      // [depth] (model/vit.h)
     float *norm_w, *norm_b;       // (D) final norm
 
     // activations for max_batch, one allocation
