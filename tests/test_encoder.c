@@ -147,7 +147,7 @@ int main(void) {
     int zeros = 0, scaled = 0;
     for (int i = 0; i < c.depth; i++)
         for (int j = 0; j < 2 * B; j++) {
-            float s = m.dp_scale[(size_t)i * 2 * B + j];
+            float s = m.drop_scale[(size_t)i * 2 * B + j];
             if (i == 0) TU_CHECK(s == 1.0f, "block 0 has drop rate 0 (scale %g)", s);
             zeros += s == 0.0f;
             scaled += s > 1.0f;
@@ -155,13 +155,13 @@ int main(void) {
     TU_CHECK(zeros > 0 && scaled > 0, "drop path drops (%d) and rescales (%d) branches", zeros, scaled);
     fd_check(&m, imgs, B, G, H, "drop path 0.5");
     // a fully dropped block is the identity on its input
-    for (int j = 0; j < 2 * B; j++) m.dp_scale[(size_t)2 * 2 * B + j] = 0.0f;
+    for (int j = 0; j < 2 * B; j++) m.drop_scale[(size_t)2 * 2 * B + j] = 0.0f;
     mim_mae_encode(&m, imgs, B);
     double d = 0;
     for (size_t i = 0; i < nt; i++) d = fmax(d, fabs(m.enc[2].out[i] - m.enc[1].out[i]));
     TU_CHECK(d == 0.0, "a block with both branches dropped passes its input through (max diff %g)", d);
     mim_mae_drop_path(&m, 0.0f, B, NULL);
-    TU_CHECK(!m.dp_active, "rate 0 turns drop path off");
+    TU_CHECK(!m.drop_active, "rate 0 turns drop path off");
 
     mim_mae_free(&m);
     tu_free_all();

@@ -128,7 +128,7 @@ static void check_local(mim_mae* m, const float* imgs, const float* noise, int B
                     for (int ch = 0; ch < C; ch++)
                         o[(pr * p + pc) * C + ch] =
                             imgs[(((size_t)b * C + ch) * c->img_h + (l / gw) * p + pr) * c->img_w + (l % gw) * p + pc];
-            if (c->norm_pix) {
+            if (c->target == MIM_TARGET_PIXEL_NORM) {
                 double mean = 0, var = 0;
                 for (int i = 0; i < P; i++) mean += o[i];
                 mean /= P;
@@ -138,7 +138,7 @@ static void check_local(mim_mae* m, const float* imgs, const float* noise, int B
             }
         }
     char label[160];
-    snprintf(label, sizeof label, "[%s] target (%s), recomputed", tag, c->norm_pix ? "norm-pix" : "pixels");
+    snprintf(label, sizeof label, "[%s] target (%s), recomputed", tag, c->target == MIM_TARGET_PIXEL_NORM ? "norm-pix" : "pixels");
     tu_close(label, m->target, want, nt, 1e-5);
 
     // the loss: mean over masked patches of the mean squared error per patch
@@ -215,7 +215,7 @@ static void check_local(mim_mae* m, const float* imgs, const float* noise, int B
         float l2 = mim_mae_forward(&m2, imgs, noise, B);
         int same = m2.num_floats == m->num_floats &&
                    memcmp(m2.params, m->params, m->num_floats * sizeof(float)) == 0;
-        TU_CHECK(same && l2 == loss && rcfg.norm_pix == c->norm_pix && rcfg.mask_ratio == c->mask_ratio,
+        TU_CHECK(same && l2 == loss && rcfg.target == c->target && rcfg.mask_ratio == c->mask_ratio,
                  "[%s] checkpoint round trip: parameters %s, loss %.7f (was %.7f)", tag,
                  same ? "identical" : "DIFFER", l2, loss);
     }
@@ -434,12 +434,12 @@ int main(void) {
     // grayscale, non-square, norm-pix
     mim_config a = {.name = "test_a", .img_h = 16, .img_w = 12, .in_chans = 1, .patch = 4, .dim = 32, .depth = 2,
                     .heads = 2, .dec_dim = 16, .dec_depth = 2, .dec_heads = 2, .mlp_ratio = 4, .mask_ratio = 0.75f,
-                    .norm_pix = 1};
+                    .target = MIM_TARGET_PIXEL_NORM};
     run_case("gray16x12_normpix", &a, 3, 11, 1, torch);
     // RGB, square, plain pixels, another ratio
     mim_config b = {.name = "test_b", .img_h = 8, .img_w = 8, .in_chans = 3, .patch = 2, .dim = 24, .depth = 1,
                     .heads = 3, .dec_dim = 12, .dec_depth = 1, .dec_heads = 2, .mlp_ratio = 4, .mask_ratio = 0.6f,
-                    .norm_pix = 0};
+                    .target = MIM_TARGET_PIXEL};
     run_case("rgb8x8", &b, 4, 21, 0, torch);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

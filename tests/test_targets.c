@@ -131,7 +131,7 @@ static void write_model_input(const char* path, const mim_mae* m, const float* i
     for (int i = 0; i < 11; i++) snprintf(v[i], 32, "%d", iv[i]);
     snprintf(v[11], 32, "%.9g", c->mask_ratio);
     snprintf(v[12], 32, "%d", c->target_dim);
-    snprintf(v[13], 32, "%d", c->norm_pix);
+    snprintf(v[13], 32, "%d", c->target == MIM_TARGET_PIXEL_NORM);
     const char* kv[] = {"img_h", v[0], "img_w", v[1], "in_chans", v[2], "patch", v[3], "embed_dim", v[4], "depth", v[5],
                         "num_heads", v[6], "decoder_embed_dim", v[7], "decoder_depth", v[8], "decoder_num_heads", v[9],
                         "mlp_ratio", v[10], "mask_ratio", v[11], "target_dim", v[12], "norm_pix_loss", v[13],
@@ -204,7 +204,7 @@ static void test_model_loss(mim_loss loss, int torch) {
 // (normalised) pixels, bit for bit, loss and gradients.
 static void test_pixel_equivalence(void) {
     mim_config c = {.name = "t", .img_h = 8, .img_w = 12, .in_chans = 1, .patch = 4, .dim = 16, .depth = 1, .heads = 2,
-                    .dec_dim = 12, .dec_depth = 1, .dec_heads = 2, .mlp_ratio = 2, .mask_ratio = 0.5f, .norm_pix = 1,
+                    .dec_dim = 12, .dec_depth = 1, .dec_heads = 2, .mlp_ratio = 2, .mask_ratio = 0.5f,
                     .target = MIM_TARGET_PIXEL_NORM};
     enum { B = 2 };
     mim_mae m;
@@ -376,7 +376,7 @@ static void test_teacher_cache(const mim_pretrain_args* base, const char* ck, co
     mim_pretrain_args t = *base;
     t.hog_cell = 0; t.steps = 30; t.augment = 0;   // 320 images, batch 16: 20 steps per epoch
     t.teacher = ck; t.teacher_layer = -1; t.teacher_norm = 1;
-    mim_config_set_target(&t.model, MIM_TARGET_TEACHER);
+    t.model.target = MIM_TARGET_TEACHER;
     t.model.loss = MIM_LOSS_COS;
     t.out = r0;
     int rc = mim_pretrain_run(&t);
@@ -444,7 +444,7 @@ static void test_pretrain_hog(void) {
     a.model.patch = 4; a.model.dec_dim = 16; a.model.dec_depth = 1; a.model.dec_heads = 2;
     a.model.mask_ratio = 0.75f;
     a.model.img_h = a.model.img_w = 0; a.model.in_chans = 0;
-    mim_config_set_target(&a.model, MIM_TARGET_HOG);
+    a.model.target = MIM_TARGET_HOG;
     a.hog_cell = 2;   // 2 x 2 cells per 4-pixel patch, Gaussian window 4
     a.data = data; a.out = run;
     a.batch = 16; a.accum = 1; a.steps = 20; a.lr = 2e-3f; a.warmup_epochs = 0.1f;
@@ -471,7 +471,7 @@ static void test_pretrain_hog(void) {
     b.resume = 1;
     rc = mim_pretrain_run(&b);
     TU_CHECK(rc == 0, "resume of the finished hog run with its own settings: %s", rc ? mim_err_msg() : "ok");
-    mim_config_set_target(&b.model, MIM_TARGET_PIXEL);
+    b.model.target = MIM_TARGET_PIXEL;
     rc = mim_pretrain_run(&b);
     TU_CHECK(rc == MIM_ESHAPE && strstr(mim_err_msg(), "does not fit this command's model") && strstr(mim_err_msg(), "decoder_pred"),
              "resume of the hog run as target pixel refused: \"%s\"", mim_err_msg());
@@ -507,7 +507,7 @@ static void test_pretrain_hog(void) {
         mim_pretrain_args t = a;
         t.out = trun; t.hog_cell = 0; t.steps = 25;
         t.teacher = ck; t.teacher_layer = -1; t.teacher_norm = 1;
-        mim_config_set_target(&t.model, MIM_TARGET_TEACHER);
+        t.model.target = MIM_TARGET_TEACHER;
         t.model.loss = MIM_LOSS_COS;
         rc = mim_pretrain_run(&t);
         TU_CHECK(rc == 0, "pretrain --target teacher --teacher-norm (cos loss), 25 steps: %s", rc ? mim_err_msg() : "ok");

@@ -1,6 +1,7 @@
 // cli.h: the subcommands of the mimscale CLI; each takes argv with argv[0]
 // = its name and returns the process exit status.
 #pragma once
+#include "ops/ops.h"
 int cmd_pretrain(int argc, char** argv);
 int cmd_models(int argc, char** argv);
 int cmd_index(int argc, char** argv);
@@ -14,10 +15,10 @@ int cmd_reconstruct(int argc, char** argv);
 int cmd_teacher_check(int argc, char** argv);
 
 // --precision of the training commands (cmd_pretrain.c): resolves auto /
-// fp32 / bf16 (ops.h mim_precision_resolve), prints the choice on stderr
+// fp32 / bf16 (model/precision.h mim_precision_resolve), prints the choice on stderr
 // (rank 0, unless quiet) and a warning when bf16 has to be emulated.
 // Returns 0, or 2 after printing an error for a bad value.
-int cli_precision(const char* request, int quiet, int* precision, int* backend);
+int cli_precision(const char* request, int quiet, mim_precision* precision, mim_bf16_backend* backend);
 
 // Start-up notices about the data (input.c), on stderr from rank 0 unless
 // quiet. cli_data_default_note: when --data was not given (given = 0), one

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int cli_precision(const char* request, int quiet, int* precision, int* backend) {
+int cli_precision(const char* request, int quiet, mim_precision* precision, mim_bf16_backend* backend) {
     mim_precision_choice pc;
     if (mim_precision_resolve(request, &pc)) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 2; }
     *precision = pc.precision;
@@ -117,7 +117,7 @@ int cmd_pretrain(int argc, char** argv) {
             return 2;
         }
     }
-    mim_config_set_target(&a.model, tgt);
+    a.model.target = tgt;
     mim_loss lk = tgt == MIM_TARGET_TEACHER ? MIM_LOSS_COS : MIM_LOSS_MSE;   // MILAN/EVA: cosine on features
     if (loss && loss[0] && mim_loss_parse(loss, &lk)) { fprintf(stderr, "error: --loss: %s\n", mim_err_msg()); return 2; }
     a.model.loss = lk;

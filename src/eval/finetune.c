@@ -199,7 +199,7 @@ static int evaluate(mim_mae* m, head* h, const mim_source_config* base, int glob
     imgs = mim_malloc(sizeof(float) * (size_t)sc.batch * C * H * W);
     labels = mim_malloc(sizeof(int32_t) * (size_t)sc.batch);
     if (!imgs || !labels) { rc = MIM_ENOMEM; goto out; }
-    m->dp_active = 0;
+    m->drop_active = 0;
     int64_t nb = n / sc.batch, b0 = nb * d->rank / d->world, b1 = nb * (d->rank + 1) / d->world;
     if ((rc = mim_source_set_position(s, (mim_source_pos){0, b0 * sc.batch}))) goto out;
     for (int64_t i = b0; i < b1; i++) {

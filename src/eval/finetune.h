@@ -10,6 +10,7 @@
 #pragma once
 #include <stdint.h>
 #include "model/config.h"
+#include "ops/ops.h"
 
 typedef struct {
     const char* ckpt;          // model.safetensors (MAE / mimscale names); NULL with init_random
@@ -40,7 +41,8 @@ typedef struct {
     uint64_t max_ram;          // bytes the run may hold (0: only the machine's RAM), checked before allocating
     double max_skip_frac;      // data loss allowed (data/loader.h); 0: no unreadable shard, <= 1% failed reads
     int quiet;
-    int precision, bf16_backend;   // encoder linears (mim_mae_set_precision); the head stays fp32
+    mim_precision precision;       // encoder linears (mim_mae_set_precision); the head stays fp32
+    mim_bf16_backend bf16_backend;
 } mim_finetune_args;
 
 typedef struct {

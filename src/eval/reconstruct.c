@@ -26,7 +26,7 @@ int mim_reconstruct_run(const mim_reconstruct_args* a, float* loss_out) {
     if (c.target != MIM_TARGET_PIXEL && c.target != MIM_TARGET_PIXEL_NORM)
         return mim_err(MIM_EARG, "%s was pre-trained with --target %s: its decoder predicts %s, not pixels, so there is "
                        "no picture to reconstruct (reconstruct needs a pixel or pixel-norm target)", a->ckpt,
-                       mim_target_name((mim_target)c.target),
+                       mim_target_name(c.target),
                        c.target == MIM_TARGET_HOG ? "HOG histograms" : "teacher features");
     if (a->mask_ratio >= 0) c.mask_ratio = a->mask_ratio;
     if ((rc = mim_config_validate(&c))) return rc;
@@ -81,7 +81,7 @@ int mim_reconstruct_run(const mim_reconstruct_args* a, float* loss_out) {
         const float* mask = m.mask + (size_t)b * L;
         patchify_forward(orig, x, 1, C, H, W, c.patch);
         memcpy(pred, m.pred + (size_t)b * L * P, sizeof(float) * L * P);
-        if (c.norm_pix)   // predictions are per-patch normalised: use each patch's own statistics
+        if (c.target == MIM_TARGET_PIXEL_NORM)   // predictions are per-patch normalised: use each patch's own statistics
             for (int l = 0; l < L; l++) {
                 double mu = 0, var = 0;
                 for (int k = 0; k < P; k++) mu += orig[(size_t)l * P + k];

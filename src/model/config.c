@@ -33,16 +33,6 @@ int mim_loss_parse(const char* name, mim_loss* out) {
     return mim_err(MIM_EARG, "unknown loss '%s' (known: mse, cos, smooth-l1)", name ? name : "");
 }
 
-mim_target mim_config_target(const mim_config* c) {
-    if (c->target == MIM_TARGET_PIXEL && c->norm_pix) return MIM_TARGET_PIXEL_NORM;
-    return (mim_target)c->target;
-}
-
-void mim_config_set_target(mim_config* c, mim_target t) {
-    c->target = t;
-    c->norm_pix = t == MIM_TARGET_PIXEL_NORM;
-}
-
 int mim_config_num_presets(void) { return NPRESETS; }
 const char* mim_config_preset_name(int i) { return i >= 0 && i < NPRESETS ? presets[i].name : NULL; }
 
@@ -58,7 +48,6 @@ int mim_config_preset(mim_config* c, const char* name) {
         c->dec_dim = 512; c->dec_depth = 8; c->dec_heads = 16;
         c->mlp_ratio = 4;
         c->mask_ratio = 0.75f;
-        c->norm_pix = 0;
         return 0;
     }
     return mim_err(MIM_ENOTFOUND, "unknown model '%s' (known: vit_nano, vit_tiny, vit_small, vit_base, vit_large, vit_huge)", name);
@@ -81,15 +70,13 @@ int mim_config_validate(const mim_config* c) {
     if ((size_t)(c->img_h / c->patch) * (c->img_w / c->patch) > 1 << 20)
         return mim_err(MIM_EARG, "too many patches (%d x %d)", c->img_h / c->patch, c->img_w / c->patch);
     if (mim_config_len_keep(c) < 1) return mim_err(MIM_EARG, "mask ratio %g leaves no visible patch", c->mask_ratio);
-    if (c->target < 0 || c->target >= MIM_TARGET_COUNT) return mim_err(MIM_EARG, "unknown target kind %d", c->target);
-    if (c->loss < 0 || c->loss >= MIM_LOSS_COUNT) return mim_err(MIM_EARG, "unknown loss kind %d", c->loss);
+    if ((int)c->target < 0 || c->target >= MIM_TARGET_COUNT) return mim_err(MIM_EARG, "unknown target kind %d", c->target);
+    if ((int)c->loss < 0 || c->loss >= MIM_LOSS_COUNT) return mim_err(MIM_EARG, "unknown loss kind %d", c->loss);
     int pixels = c->target == MIM_TARGET_PIXEL || c->target == MIM_TARGET_PIXEL_NORM;
     if (pixels && c->target_dim != 0)
         return mim_err(MIM_EARG, "pixel targets have width p*p*C; target_dim must be 0 (got %d)", c->target_dim);
     if (!pixels && (c->target_dim < 1 || c->target_dim > 1 << 20))
-        return mim_err(MIM_EARG, "target %s needs a target width in 1..2^20 (got %d)", mim_target_name((mim_target)c->target), c->target_dim);
-    if (!pixels && c->norm_pix) return mim_err(MIM_EARG, "norm-pix applies to pixel targets only (target %s)", mim_target_name((mim_target)c->target));
-    if (c->target == MIM_TARGET_PIXEL_NORM && !c->norm_pix) return mim_err(MIM_EARG, "target pixel-norm needs norm_pix set");
+        return mim_err(MIM_EARG, "target %s needs a target width in 1..2^20 (got %d)", mim_target_name(c->target), c->target_dim);
     return 0;
 }
 

@@ -45,24 +45,18 @@ typedef struct {
     int dec_dim, dec_depth, dec_heads;   // dec_dim 0: encoder only (no decoder)
     int mlp_ratio;          // hidden = mlp_ratio * width (4)
     float mask_ratio;       // fraction of patches removed (0.75)
-    int norm_pix;           // 1: per-patch normalised pixel targets (target pixel-norm)
-    int target;             // mim_target; pixel and pixel-norm follow norm_pix
+    mim_target target;      // what decoder_pred regresses (pixel-norm: MAE --norm_pix_loss)
     int target_dim;         // decoder_pred width Pt: 0 = p*p*C pixels (pixel targets);
                             // >= 1 for hog / teacher
-    int loss;               // mim_loss
+    mim_loss loss;
 } mim_config;
-
-// The target kind of c: pixel-norm when a pixel target has norm_pix set.
-mim_target mim_config_target(const mim_config* c);
-// Sets c->target and keeps norm_pix coherent (1 exactly for pixel-norm).
-void mim_config_set_target(mim_config* c, mim_target t);
 
 // Fills *c with preset NAME at 224x224x3 and MAE's decoder defaults.
 // Returns 0, or MIM_ENOTFOUND with a message listing the known names.
 int mim_config_preset(mim_config* c, const char* name);
 // Validates dims (divisibility by patch and heads, positivity, mask ratio in
 // [0, 1) leaving at least one visible patch) and the target (pixel targets:
-// target_dim 0; hog / teacher: target_dim >= 1, no norm_pix; a known loss).
+// target_dim 0; hog / teacher: target_dim >= 1; a known loss).
 // 0 or MIM_EARG with a reason.
 int mim_config_validate(const mim_config* c);
 

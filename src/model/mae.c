@@ -77,13 +77,13 @@ static void bind_weights(const mim_mae* m, mim_weights* w, float* buf) {
     }
     w->norm_w = NEXT; w->norm_b = NEXT;
     if (!m->cfg.dec_dim) { CHECK(k == m->nparams); return; }
-    w->mask_token = NEXT; w->dec_pos_embed = NEXT; w->de_w = NEXT; w->de_b = NEXT;
+    w->mask_token = NEXT; w->dec_pos_embed = NEXT; w->dec_embed_w = NEXT; w->dec_embed_b = NEXT;
     for (int i = 0; i < m->cfg.dec_depth; i++) {
-        mim_vit_block_w* b = &w->dblocks[i];
+        mim_vit_block_w* b = &w->dec_blocks[i];
         b->ln1w = NEXT; b->ln1b = NEXT; b->qkvw = NEXT; b->qkvb = NEXT; b->projw = NEXT; b->projb = NEXT;
         b->ln2w = NEXT; b->ln2b = NEXT; b->fc1w = NEXT; b->fc1b = NEXT; b->fc2w = NEXT; b->fc2b = NEXT;
     }
-    w->dnorm_w = NEXT; w->dnorm_b = NEXT; w->pred_w = NEXT; w->pred_b = NEXT;
+    w->dec_norm_w = NEXT; w->dec_norm_b = NEXT; w->pred_w = NEXT; w->pred_b = NEXT;
 #undef NEXT
     CHECK(k == m->nparams);
 }
@@ -104,15 +104,15 @@ static void carve_acts(mim_mae* m, mim_carver* c) {
     m->x0 = mim_carve(c, B * T * D);
     for (int i = 0; i < k->depth; i++) mim_vit_block_carve(c, &m->enc[i], B, T, D, k->heads, r * D);
     m->latent = mim_carve(c, B * T * D); m->lat_mean = mim_carve(c, B * T); m->lat_rstd = mim_carve(c, B * T);
-    m->dp_scale = mim_carve(c, (size_t)k->depth * B * 2);
+    m->drop_scale = mim_carve(c, (size_t)k->depth * B * 2);
     m->mask = mim_carve(c, B * L);
     m->ids_shuffle = (int32_t*)mim_carve(c, B * L);
     m->ids_restore = (int32_t*)mim_carve(c, B * L);
     if (!Dd) return;   // encoder only
-    m->demb = mim_carve(c, B * T * Dd);
-    m->dx0 = mim_carve(c, B * Td * Dd);
+    m->dec_emb = mim_carve(c, B * T * Dd);
+    m->dec_x0 = mim_carve(c, B * Td * Dd);
     for (int i = 0; i < k->dec_depth; i++) mim_vit_block_carve(c, &m->dec[i], B, Td, Dd, k->dec_heads, r * Dd);
-    m->dnorm = mim_carve(c, B * Td * Dd); m->dn_mean = mim_carve(c, B * Td); m->dn_rstd = mim_carve(c, B * Td);
+    m->dec_norm = mim_carve(c, B * Td * Dd); m->dec_norm_mean = mim_carve(c, B * Td); m->dec_norm_rstd = mim_carve(c, B * Td);
     m->pred_full = mim_carve(c, B * Td * m->Pt);
     m->pred = mim_carve(c, B * L * m->Pt);
     m->target = mim_carve(c, B * L * m->Pt);
@@ -148,12 +148,12 @@ static int mae_plan(mim_mae* m, const mim_config* cfg, int max_batch, size_t* na
     m->Pt = mim_config_target_dim(cfg);
     build_table(m);
     m->w.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_vit_block_w));
-    m->w.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_vit_block_w));
+    m->w.dec_blocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_vit_block_w));
     m->g.blocks = mim_calloc(cfg->depth + 1, sizeof(mim_vit_block_w));
-    m->g.dblocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_vit_block_w));
+    m->g.dec_blocks = mim_calloc(cfg->dec_depth + 1, sizeof(mim_vit_block_w));
     m->enc = mim_calloc(cfg->depth + 1, sizeof(mim_vit_block_acts));
     m->dec = mim_calloc(cfg->dec_depth + 1, sizeof(mim_vit_block_acts));
-    if (!m->w.blocks || !m->w.dblocks || !m->g.blocks || !m->g.dblocks || !m->enc || !m->dec) {
+    if (!m->w.blocks || !m->w.dec_blocks || !m->g.blocks || !m->g.dec_blocks || !m->enc || !m->dec) {
         mim_mae_free(m);
         return MIM_ENOMEM;
     }
@@ -214,7 +214,7 @@ size_t mim_mae_bytes(const mim_config* cfg, int max_batch, mim_mae_mem* parts) {
 
 void mim_mae_free(mim_mae* m) {
     free(m->params); free(m->grads);
-    free(m->w.blocks); free(m->w.dblocks); free(m->g.blocks); free(m->g.dblocks);
+    free(m->w.blocks); free(m->w.dec_blocks); free(m->g.blocks); free(m->g.dec_blocks);
     free(m->enc); free(m->dec);
     free(m->act_mem); free(m->scratch_mem);
     free(m->params_bf16); mim_bf16_ctx_free(m->mm);
@@ -306,7 +306,7 @@ static void linear_backward(const mim_mae* m, float* dinp, float* dweight, float
 
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
-int mim_mae_set_precision(mim_mae* m, int precision, int backend) {
+int mim_mae_set_precision(mim_mae* m, mim_precision precision, mim_bf16_backend backend) {
     free(m->params_bf16); m->params_bf16 = NULL;
     mim_bf16_ctx_free(m->mm); m->mm = NULL;
     m->precision = MIM_PREC_FP32;
@@ -325,7 +325,7 @@ int mim_mae_set_precision(mim_mae* m, int precision, int backend) {
         dout = zmax(dout, zmax(NE * Dd, zmax(ND * 3 * Dd, zmax(ND * r * Dd, ND * m->P))));
         wmax = zmax(wmax, zmax(Dd * D, zmax(3 * Dd * Dd, zmax(r * Dd * Dd, (size_t)m->P * Dd))));
     }
-    int rc = mim_bf16_ctx_init(&m->mm, (mim_bf16_backend)backend, inp, dout, wmax);
+    int rc = mim_bf16_ctx_init(&m->mm, backend, inp, dout, wmax);
     if (rc) return rc;
     m->params_bf16 = mim_malloc(sizeof(mim_bf16) * m->num_floats);
     if (!m->params_bf16) { mim_bf16_ctx_free(m->mm); m->mm = NULL; return MIM_ENOMEM; }
@@ -350,16 +350,16 @@ void mim_mae_refresh_bf16(mim_mae* m) {
 // ---------------------------------------------------------------- blocks
 
 static void block_forward(const mim_mae* m, mim_vit_block_acts* a, const mim_vit_block_w* w, const float* x,
-                          int B, int T, int D, int NH, int r, const float* dp) {
+                          int B, int T, int D, int NH, int r, const float* drop) {
     mim_vit_linear l = lin_of(m);
-    mim_vit_block_forward(&l, a, w, x, B, T, D, NH, r * D, dp);
+    mim_vit_block_forward(&l, a, w, x, B, T, D, NH, r * D, drop);
 }
 
 static void block_backward(mim_mae* m, float* dx, const float* dout, const mim_vit_block_acts* a,
                            const mim_vit_block_w* w, mim_vit_block_w* g, const float* x,
-                           int B, int T, int D, int NH, int r, const float* dp) {
+                           int B, int T, int D, int NH, int r, const float* drop) {
     mim_vit_linear l = lin_of(m);
-    mim_vit_block_backward(&l, &m->scr, dx, dout, a, w, g, x, B, T, D, NH, r * D, dp);
+    mim_vit_block_backward(&l, &m->scr, dx, dout, a, w, g, x, B, T, D, NH, r * D, drop);
 }
 
 // Announces block b's gradient range (its 12 tensors are contiguous).
@@ -412,7 +412,7 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
     const float* x = m->x0;
     for (int i = 0; i < c->depth; i++) {
         block_forward(m, &m->enc[i], &w->blocks[i], x, B, T, D, c->heads, r,
-                      m->dp_active ? m->dp_scale + (size_t)i * 2 * m->max_batch : NULL);
+                      m->drop_active ? m->drop_scale + (size_t)i * 2 * m->max_batch : NULL);
         x = m->enc[i].out;
     }
     PROF(PROF_NORM, layernorm_forward(m->latent, m->lat_mean, m->lat_rstd, x, w->norm_w, w->norm_b, B * T, D, MIM_VIT_LN_EPS));
@@ -420,28 +420,28 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
 
 void mim_mae_drop_path(mim_mae* m, float rate, int B, mim_rng* rng) {
     int depth = m->cfg.depth;
-    m->dp_active = rate > 0 && rng && depth > 0;
-    if (!m->dp_active) return;
+    m->drop_active = rate > 0 && rng && depth > 0;
+    if (!m->drop_active) return;
     CHECK(B <= m->max_batch);
     for (int i = 0; i < depth; i++) {
         float p = depth > 1 ? rate * i / (depth - 1) : rate;   // timm: linspace(0, rate, depth)
         float keep = 1.0f - p;
-        float* s = m->dp_scale + (size_t)i * 2 * m->max_batch;
+        float* s = m->drop_scale + (size_t)i * 2 * m->max_batch;
         for (int j = 0; j < 2 * B; j++) s[j] = (p > 0 && mim_rng_uniform(rng) >= keep) ? 0.0f : (p > 0 ? 1.0f / keep : 1.0f);
     }
 }
 
 void mim_mae_drop_path_seeded(mim_mae* m, float rate, int B, const uint64_t* seeds) {
     int depth = m->cfg.depth;
-    m->dp_active = rate > 0 && seeds && depth > 0;
-    if (!m->dp_active) return;
+    m->drop_active = rate > 0 && seeds && depth > 0;
+    if (!m->drop_active) return;
     CHECK(B <= m->max_batch);
     for (int b = 0; b < B; b++) {
         mim_rng r;
         mim_rng_seed(&r, seeds[b]);
         for (int i = 0; i < depth; i++) {
             float p = depth > 1 ? rate * i / (depth - 1) : rate, keep = 1.0f - p;
-            float* s = m->dp_scale + (size_t)i * 2 * m->max_batch;
+            float* s = m->drop_scale + (size_t)i * 2 * m->max_batch;
             for (int j = 0; j < 2; j++)
                 s[2 * b + j] = (p > 0 && mim_rng_uniform(&r) >= keep) ? 0.0f : (p > 0 ? 1.0f / keep : 1.0f);
         }
@@ -483,11 +483,11 @@ static float forward_mae(mim_mae* m, const float* imgs, const float* noise, int 
     const float* x;
 
     // decoder: embed, append mask tokens, unshuffle, + decoder_pos_embed
-    PROF(PROF_MATMUL, linear_forward(m, m->demb, m->latent, w->de_w, w->de_b, B * T, D, Dd));
+    PROF(PROF_MATMUL, linear_forward(m, m->dec_emb, m->latent, w->dec_embed_w, w->dec_embed_b, B * T, D, Dd));
     #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
     for (int b = 0; b < B; b++) {
-        float* y = m->dx0 + (size_t)b * Td * Dd;
-        const float* e = m->demb + (size_t)b * T * Dd;
+        float* y = m->dec_x0 + (size_t)b * Td * Dd;
+        const float* e = m->dec_emb + (size_t)b * T * Dd;
         for (int d = 0; d < Dd; d++) y[d] = e[d] + w->dec_pos_embed[d];
         for (int l = 0; l < L; l++) {
             int j = m->ids_restore[(size_t)b * L + l];   // position in [kept..., masked...]
@@ -497,13 +497,13 @@ static float forward_mae(mim_mae* m, const float* imgs, const float* noise, int 
             for (int d = 0; d < Dd; d++) dst[d] = src[d] + pos[d];
         }
     }
-    x = m->dx0;
+    x = m->dec_x0;
     for (int i = 0; i < c->dec_depth; i++) {
-        block_forward(m, &m->dec[i], &w->dblocks[i], x, B, Td, Dd, c->dec_heads, r, NULL);
+        block_forward(m, &m->dec[i], &w->dec_blocks[i], x, B, Td, Dd, c->dec_heads, r, NULL);
         x = m->dec[i].out;
     }
-    PROF(PROF_NORM, layernorm_forward(m->dnorm, m->dn_mean, m->dn_rstd, x, w->dnorm_w, w->dnorm_b, B * Td, Dd, MIM_VIT_LN_EPS));
-    PROF(PROF_MATMUL, linear_forward(m, m->pred_full, m->dnorm, w->pred_w, w->pred_b, B * Td, Dd, P));
+    PROF(PROF_NORM, layernorm_forward(m->dec_norm, m->dec_norm_mean, m->dec_norm_rstd, x, w->dec_norm_w, w->dec_norm_b, B * Td, Dd, MIM_VIT_LN_EPS));
+    PROF(PROF_MATMUL, linear_forward(m, m->pred_full, m->dec_norm, w->pred_w, w->pred_b, B * Td, Dd, P));
     #pragma omp parallel for if ((size_t)B * L * P >= 65536)
     for (int b = 0; b < B; b++)
         memcpy(m->pred + (size_t)b * L * P, m->pred_full + ((size_t)b * Td + 1) * P, (size_t)L * P * sizeof(float));
@@ -519,7 +519,7 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
     // pixel targets only: the others come through mim_mae_forward_target
     CHECK(c->target == MIM_TARGET_PIXEL || c->target == MIM_TARGET_PIXEL_NORM);
     PROF(PROF_ELEMWISE, patchify_forward(m->target, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch));
-    if (c->norm_pix) norm_pix_rows(m->target, B * m->L, m->P);
+    if (c->target == MIM_TARGET_PIXEL_NORM) norm_pix_rows(m->target, B * m->L, m->P);
     return forward_mae(m, imgs, noise, B);
 }
 
@@ -551,7 +551,7 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
     for (int i = c->depth - 1; i >= 0; i--) {
         block_backward(m, dcur, dcur, &m->enc[i], &w->blocks[i], &g->blocks[i],
                        i ? m->enc[i - 1].out : m->x0, B, T, D, c->heads, r,
-                       m->dp_active ? m->dp_scale + (size_t)i * 2 * m->max_batch : NULL);
+                       m->drop_active ? m->drop_scale + (size_t)i * 2 * m->max_batch : NULL);
         block_grads_ready(m, &g->blocks[i], D);
     }
 
@@ -601,23 +601,23 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     // decoder_pred, decoder_norm, decoder blocks
     float* dln = m->scr.dln;
     memset(dln, 0, (size_t)B * Td * Dd * sizeof(float));
-    PROF(PROF_MATMUL, linear_backward(m, dln, g->pred_w, g->pred_b, dpred, m->dnorm, w->pred_w, B * Td, Dd, P));
-    const float* xin = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->dx0;
+    PROF(PROF_MATMUL, linear_backward(m, dln, g->pred_w, g->pred_b, dpred, m->dec_norm, w->pred_w, B * Td, Dd, P));
+    const float* xin = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->dec_x0;
     memset(dcur, 0, (size_t)B * Td * Dd * sizeof(float));
-    PROF(PROF_NORM, layernorm_backward(dcur, g->dnorm_w, g->dnorm_b, dln, xin, w->dnorm_w, m->dn_mean, m->dn_rstd, B * Td, Dd));
+    PROF(PROF_NORM, layernorm_backward(dcur, g->dec_norm_w, g->dec_norm_b, dln, xin, w->dec_norm_w, m->dec_norm_mean, m->dec_norm_rstd, B * Td, Dd));
     for (int i = c->dec_depth - 1; i >= 0; i--) {
-        block_backward(m, dcur, dcur, &m->dec[i], &w->dblocks[i], &g->dblocks[i],
-                       i ? m->dec[i - 1].out : m->dx0, B, Td, Dd, c->dec_heads, r, NULL);
-        block_grads_ready(m, &g->dblocks[i], Dd);
+        block_backward(m, dcur, dcur, &m->dec[i], &w->dec_blocks[i], &g->dec_blocks[i],
+                       i ? m->dec[i - 1].out : m->dec_x0, B, Td, Dd, c->dec_heads, r, NULL);
+        block_grads_ready(m, &g->dec_blocks[i], Dd);
     }
 
-    // un-unshuffle: dcur (B, Td, Dd) -> ddemb (B, T, Dd) and the mask token
-    float* ddemb = m->scr.datty;
-    memset(ddemb, 0, (size_t)B * T * Dd * sizeof(float));
+    // un-unshuffle: dcur (B, Td, Dd) -> ddec_emb (B, T, Dd) and the mask token
+    float* ddec_emb = m->scr.datty;
+    memset(ddec_emb, 0, (size_t)B * T * Dd * sizeof(float));
     #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
     for (int b = 0; b < B; b++) {
         const float* gy = dcur + (size_t)b * Td * Dd;
-        float* ge = ddemb + (size_t)b * T * Dd;
+        float* ge = ddec_emb + (size_t)b * T * Dd;
         for (int d = 0; d < Dd; d++) ge[d] += gy[d];
         for (int l = 0; l < L; l++) {
             int j = m->ids_restore[(size_t)b * L + l];
@@ -631,7 +631,7 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
 
     // decoder_embed -> gradient of the encoder output
     memset(dln, 0, (size_t)B * T * D * sizeof(float));
-    PROF(PROF_MATMUL, linear_backward(m, dln, g->de_w, g->de_b, ddemb, m->latent, w->de_w, B * T, D, Dd));
+    PROF(PROF_MATMUL, linear_backward(m, dln, g->dec_embed_w, g->dec_embed_b, ddec_emb, m->latent, w->dec_embed_w, B * T, D, Dd));
     backward_encoder(m, dln, NULL);
 }
 

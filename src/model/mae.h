@@ -41,9 +41,9 @@ typedef struct {           // every weight of the MAE, as pointers into a buffer
     float *norm_w, *norm_b;            // (D)
     float* mask_token;     // (1, 1, Dd)
     float* dec_pos_embed;  // (1, 1+L, Dd) fixed
-    float *de_w, *de_b;    // decoder_embed: (Dd, D), (Dd)
-    mim_vit_block_w* dblocks;  // [dec_depth]
-    float *dnorm_w, *dnorm_b;          // (Dd)
+    float *dec_embed_w, *dec_embed_b;  // decoder_embed: (Dd, D), (Dd)
+    mim_vit_block_w* dec_blocks;       // [dec_depth]
+    float *dec_norm_w, *dec_norm_b;    // (Dd)
     float *pred_w, *pred_b;            // decoder_pred: (Pt, Dd), (Pt)
 } mim_weights;
 
@@ -67,12 +67,12 @@ typedef struct {
     float *x0;             // (B, T, D) cls + kept tokens
     mim_vit_block_acts* enc;   // [depth]
     float *latent, *lat_mean, *lat_rstd;   // (B,T,D), (B,T)
-    float *demb;           // (B, T, Dd)
-    float *dx0;            // (B, Td, Dd) unshuffled + mask tokens + pos
+    float *dec_emb;        // (B, T, Dd) decoder_embed(latent)
+    float *dec_x0;         // (B, Td, Dd) unshuffled + mask tokens + pos
     mim_vit_block_acts* dec;   // [dec_depth]
-    float* dp_scale;       // (depth, max_batch, 2) drop-path scales per block, sample, branch
-    int dp_active;         // 1: forward/backward apply dp_scale (set by mim_mae_drop_path)
-    float *dnorm, *dn_mean, *dn_rstd;      // (B,Td,Dd), (B,Td)
+    float* drop_scale;     // (depth, max_batch, 2) drop-path scales per block, sample, branch
+    int drop_active;       // 1: forward/backward apply drop_scale (set by mim_mae_drop_path)
+    float *dec_norm, *dec_norm_mean, *dec_norm_rstd;   // (B,Td,Dd), (B,Td)
     float *pred_full;      // (B, Td, Pt)
     float *pred;           // (B, L, Pt) without the cls row
     float *target;         // (B, L, Pt) patchified (and normalised) images, or the external target
@@ -91,7 +91,7 @@ typedef struct {
     float *s_dpred;        // (B, Td, Pt)
 
     // matmul precision (mim_mae_set_precision); fp32 unless set
-    int precision;         // MIM_PREC_FP32 (0) or MIM_PREC_BF16 (ops.h)
+    mim_precision precision;   // ops.h
     uint16_t* params_bf16; // (num_floats) bf16 shadow of params, same offsets
     struct mim_bf16_ctx* mm;   // bf16 matmul backend and its scratch
 } mim_mae;
@@ -156,7 +156,7 @@ void mim_mae_encode_backward(mim_mae* m, const float* dlatent, const float* dlas
 // of the parameters (2 bytes per parameter) and the backend's scratch,
 // sized for max_batch here, so the step still allocates nothing.
 // Returns 0, MIM_ENOMEM or MIM_EARG (backend unavailable).
-int mim_mae_set_precision(mim_mae* m, int precision, int backend);
+int mim_mae_set_precision(mim_mae* m, mim_precision precision, mim_bf16_backend backend);
 // "fp32", "bf16 (oneDNN)" or "bf16 (emulated)" (or the tests' "bf16 (oneDNN
 // fp32 check)"), for start-up lines.
 const char* mim_mae_precision_name(const mim_mae* m);

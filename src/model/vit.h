@@ -51,7 +51,7 @@ void mim_vit_block_carve(mim_carver* c, mim_vit_block_acts* a, size_t B, size_t 
 // points into params (num_floats floats) and params_bf16 is its shadow at
 // the same offsets.
 typedef struct {
-    int precision;                 // MIM_PREC_FP32 or MIM_PREC_BF16
+    mim_precision precision;
     const float* params;
     const mim_bf16* params_bf16;
     size_t num_floats;

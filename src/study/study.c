@@ -682,7 +682,7 @@ static void run_config(const mim_study* s, mim_study_run* r, const mim_study_tea
     mim_config_preset(&r->cfg, m->preset);
     r->cfg.patch = m->patch; r->cfg.dec_dim = m->dec_dim; r->cfg.dec_depth = m->dec_depth; r->cfg.dec_heads = m->dec_heads;
     r->cfg.img_h = r->cfg.img_w = s->img; r->cfg.in_chans = s->in_chans;
-    mim_config_set_target(&r->cfg, r->target);
+    r->cfg.target = r->target;
     // decoder_pred's width for the FLOP estimate; a teacher's is unknown
     // here, so it counts at pixel width (a small share of a step either way)
     mim_hog_params hp = {.cell = s->hog_cell ? s->hog_cell : 8, .nbins = 9, .window = m->patch};

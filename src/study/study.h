@@ -130,7 +130,7 @@ typedef struct {
     int64_t size, steps, images_seen;
     double epochs;              // pre-training epochs over the subset (steps / batches per epoch)
     double warmup_epochs;
-    mim_config cfg;             // full architecture (img, chans, mask, norm_pix)
+    mim_config cfg;             // full architecture (img, chans, mask, target)
     double flops_per_image;     // mim_config_train_flops
     double flops;               // pre-training FLOPs (scratch: fine-tuning estimate)
     double est_flops;           // everything the run does, evaluations included (estimate)

@@ -25,11 +25,11 @@ static int config_meta(const mim_config* c, const char** kv, char buf[NMETA][64]
                     c->dec_dim, c->dec_depth, c->dec_heads, c->mlp_ratio, 0};
     for (int i = 0; i < 11; i++) snprintf(buf[i], 64, "%d", vals[i]);
     snprintf(buf[11], 64, "%.9g", c->mask_ratio);
-    snprintf(buf[12], 64, "%d", c->norm_pix);
+    snprintf(buf[12], 64, "%d", c->target == MIM_TARGET_PIXEL_NORM);   // MAE's key
     snprintf(buf[13], 64, "%s", c->name);
-    snprintf(buf[14], 64, "%s", mim_target_name(mim_config_target(c)));
+    snprintf(buf[14], 64, "%s", mim_target_name(c->target));
     snprintf(buf[15], 64, "%d", c->target_dim);
-    snprintf(buf[16], 64, "%s", mim_loss_name((mim_loss)c->loss));
+    snprintf(buf[16], 64, "%s", mim_loss_name(c->loss));
     for (int i = 0; i < NMETA; i++) { kv[2 * i] = keys[i]; kv[2 * i + 1] = buf[i]; }
     return NMETA;
 }
@@ -67,11 +67,12 @@ int mim_ckpt_read_config(const char* path, mim_config* c) {
     int rc = mim_st_open(&st, path);
     if (rc) return rc;
     memset(c, 0, sizeof *c);
+    int norm_pix = 0;
     struct { const char* k; int* v; } f[] = {
         {"img_h", &c->img_h}, {"img_w", &c->img_w}, {"in_chans", &c->in_chans}, {"patch", &c->patch},
         {"embed_dim", &c->dim}, {"depth", &c->depth}, {"num_heads", &c->heads},
         {"decoder_embed_dim", &c->dec_dim}, {"decoder_depth", &c->dec_depth},
-        {"decoder_num_heads", &c->dec_heads}, {"mlp_ratio", &c->mlp_ratio}, {"norm_pix_loss", &c->norm_pix}};
+        {"decoder_num_heads", &c->dec_heads}, {"mlp_ratio", &c->mlp_ratio}, {"norm_pix_loss", &norm_pix}};
     for (size_t i = 0; i < sizeof f / sizeof f[0] && !rc; i++) rc = meta_int(st, path, f[i].k, f[i].v);
     if (!rc) {
         const char* mr = mim_st_meta(st, "mask_ratio");
@@ -82,13 +83,16 @@ int mim_ckpt_read_config(const char* path, mim_config* c) {
         // targets (pixel targets, mse)
         const char* tg = mim_st_meta(st, "target");
         const char* ls = mim_st_meta(st, "loss");
-        mim_target t = c->norm_pix ? MIM_TARGET_PIXEL_NORM : MIM_TARGET_PIXEL;
+        mim_target t = norm_pix ? MIM_TARGET_PIXEL_NORM : MIM_TARGET_PIXEL;
         mim_loss l = MIM_LOSS_MSE;
         if (tg && mim_target_parse(tg, &t)) rc = mim_err(MIM_EFORMAT, "%s: metadata 'target': %s", path, mim_err_msg());
         if (!rc && ls && mim_loss_parse(ls, &l)) rc = mim_err(MIM_EFORMAT, "%s: metadata 'loss': %s", path, mim_err_msg());
         if (!rc && mim_st_meta(st, "target_dim")) rc = meta_int(st, path, "target_dim", &c->target_dim);
         // pixel kinds: norm_pix_loss decides (the key MAE's own files carry)
-        if (t == MIM_TARGET_PIXEL || t == MIM_TARGET_PIXEL_NORM) t = c->norm_pix ? MIM_TARGET_PIXEL_NORM : MIM_TARGET_PIXEL;
+        if (t == MIM_TARGET_PIXEL || t == MIM_TARGET_PIXEL_NORM) t = norm_pix ? MIM_TARGET_PIXEL_NORM : MIM_TARGET_PIXEL;
+        else if (!rc && norm_pix)
+            rc = mim_err(MIM_EFORMAT, "%s: stored config is invalid: norm_pix_loss applies to pixel targets only (target %s)",
+                         path, mim_target_name(t));
         c->target = t; c->loss = l;
     }
     if (!rc) {

@@ -54,7 +54,7 @@ typedef struct {
 // teacher). 0 or an MIM_E* code with a message.
 static int target_open(target_gen* tg, const mim_pretrain_args* a, mim_config* c, const mim_source* src) {
     memset(tg, 0, sizeof *tg);
-    tg->kind = mim_config_target(c);
+    tg->kind = c->target;
     int rc;
     if (tg->kind == MIM_TARGET_HOG) {
         tg->hog = (mim_hog_params){.cell = a->hog_cell > 0 ? a->hog_cell : 8, .nbins = 9, .window = c->patch};
@@ -145,13 +145,13 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON_AddNumberToObject(j, "dim", c->dim); cJSON_AddNumberToObject(j, "depth", c->depth);
     cJSON_AddNumberToObject(j, "heads", c->heads); cJSON_AddNumberToObject(j, "dec_dim", c->dec_dim);
     cJSON_AddNumberToObject(j, "dec_depth", c->dec_depth); cJSON_AddNumberToObject(j, "dec_heads", c->dec_heads);
-    cJSON_AddNumberToObject(j, "mask_ratio", c->mask_ratio); cJSON_AddNumberToObject(j, "norm_pix", c->norm_pix);
+    cJSON_AddNumberToObject(j, "mask_ratio", c->mask_ratio); cJSON_AddNumberToObject(j, "norm_pix", c->target == MIM_TARGET_PIXEL_NORM);
     // Only for feature targets or another loss, so runs from before they
     // existed (pixel, mse) keep their settings string and still resume.
-    mim_target t = mim_config_target(c);
+    mim_target t = c->target;
     if (t == MIM_TARGET_HOG || t == MIM_TARGET_TEACHER || c->loss != MIM_LOSS_MSE) {
         cJSON_AddStringToObject(j, "target", mim_target_name(t));
-        cJSON_AddStringToObject(j, "loss", mim_loss_name((mim_loss)c->loss));
+        cJSON_AddStringToObject(j, "loss", mim_loss_name(c->loss));
         cJSON_AddNumberToObject(j, "target_dim", c->target_dim);
         if (t == MIM_TARGET_HOG) cJSON_AddNumberToObject(j, "hog_cell", a->hog_cell > 0 ? a->hog_cell : 8);
         if (t == MIM_TARGET_TEACHER) {
@@ -423,7 +423,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                 c.name, c.img_h, c.img_w, c.in_chans, c.patch, mim_config_params_total(&c) / 1e6,
                 (long long)mim_source_size(src) * d->world, (long long)total, (long long)steps_per_epoch, a->batch,
                 a->accum, d->world, lr, omp_get_max_threads(), mim_mae_precision_name(&m),
-                mim_target_name(mim_config_target(&c)), mim_config_target_dim(&c), mim_loss_name((mim_loss)c.loss));
+                mim_target_name(c.target), mim_config_target_dim(&c), mim_loss_name(c.loss));
 
     mim_adamw_hparams hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay};
     int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;

@@ -6,6 +6,7 @@
 #pragma once
 #include <stdint.h>
 #include "model/config.h"
+#include "ops/ops.h"
 
 typedef struct {
     mim_config model;      // image geometry: 0 = the data's own (IDX sources);
@@ -50,8 +51,8 @@ typedef struct {
     int resume;
     int64_t stop_at;       // stop (with a checkpoint) after this step; 0: never
     int quiet;
-    int precision;         // linear layers: MIM_PREC_FP32 (0) or MIM_PREC_BF16 (ops.h; mim_mae_set_precision)
-    int bf16_backend;      // MIM_BF16_AUTO (0), _EMULATED or _ONEDNN
+    mim_precision precision;   // linear layers (ops.h; mim_mae_set_precision)
+    mim_bf16_backend bf16_backend;
 } mim_pretrain_args;
 
 // Targets are computed per micro-batch from the same augmented images the
