@@ -17,3 +17,6 @@ static inline void mim_prof_end(mim_prof_class c, double t0) {
 
 const char* mim_prof_name(mim_prof_class c);
 void mim_prof_reset(void);
+
+// Seconds on the monotonic clock (durations: steps, runs, ETAs).
+double mim_now_s(void);

@@ -1,6 +1,7 @@
 // index.c: build, write, map and read the sample index (see index.h).
 #include "data/index.h"
 #include "core/check.h"
+#include "core/prof.h"
 #include "data/tar.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -22,12 +23,6 @@ _Static_assert(sizeof(mim_index_json) == 8, "json entry is 8 bytes");
 _Static_assert(offsetof(mim_index_header, stats) == 56 && offsetof(mim_index_header, stats.n_labels) == 120 &&
                offsetof(mim_index_header, stats.bytes) == 128 && offsetof(mim_index_header, stats.seconds) == 136 &&
                offsetof(mim_index_header, json_table_off) >= 144, "format 1 field positions kept");
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t align32(uint64_t x) { return (x + 31) & ~(uint64_t)31; }
 
@@ -363,7 +358,7 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
     mim_index_build_opts o = { .n_threads = 0, .progress = -1 };
     if (opts) o = *opts;
     int show = o.progress > 0 || (o.progress < 0 && isatty(2));
-    double t0 = now_s(), last = t0;
+    double t0 = mim_now_s(), last = t0;
     mim_index_writer* w;
     char* classes = NULL;
     size_t classes_len = 0;
@@ -394,7 +389,7 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
             free(sc[k].r); free(sc[k].j);
             sc[k].r = NULL; sc[k].j = NULL;
         }
-        double t = now_s();
+        double t = mim_now_s();
         if (show && (t - last > 0.5 || base + m == n_shards)) {
             last = t;
             fprintf(stderr, "\rindex: %zu/%zu shards, %llu samples, %.0f MB, %.1f MB/s   ", base + m, n_shards,
@@ -403,7 +398,7 @@ int mim_index_build(const char* out_path, char* const* shards, size_t n_shards,
     }
     if (show) fprintf(stderr, "\n");
     free(sc);
-    tot.seconds = now_s() - t0;
+    tot.seconds = mim_now_s() - t0;
     if (stats) *stats = tot;
     if (rc < 0) { mim_index_writer_abort(w); return rc; }
     if (tot.n_samples == 0) {

@@ -2,6 +2,7 @@
 // streamed to files (see subset.h).
 #include "data/subset.h"
 #include "core/check.h"
+#include "core/prof.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <omp.h>
@@ -117,12 +118,6 @@ static void quotas(const uint64_t* cnt, size_t G, uint64_t k, uint64_t* q) {
 
 #define EXCLUDED 0xFF
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // mg[i] = bucket of sample i (0 without buckets) or EXCLUDED; counts in *st.
 static int meta_pass(const mim_index* ix, const mim_meta_spec* m, const mim_subset_opts* o, uint8_t* mg, mim_subset_stats* st) {
     uint64_t N = mim_index_count(ix);
@@ -130,7 +125,7 @@ static int meta_pass(const mim_index* ix, const mim_meta_spec* m, const mim_subs
     uint64_t n_chunks = (N + CH - 1) / CH, done = 0;
     int nt = o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
     int show = o->progress > 0 || (o->progress < 0 && isatty(2));
-    double t0 = now_s(), last = t0;
+    double t0 = mim_now_s(), last = t0;
     int oom = 0;
     #pragma omp parallel num_threads(nt)
     {
@@ -163,7 +158,7 @@ static int meta_pass(const mim_index* ix, const mim_meta_spec* m, const mim_subs
             #pragma omp atomic capture
             d = done += e - c * CH;
             if (show && omp_get_thread_num() == 0) {
-                double t = now_s();
+                double t = mim_now_s();
                 if (t - last > 0.5) {
                     last = t;
                     fprintf(stderr, "\rsubset: key.json of %llu/%llu samples, %.0f/s   ", (unsigned long long)d,
@@ -178,8 +173,8 @@ static int meta_pass(const mim_index* ix, const mim_meta_spec* m, const mim_subs
         mim_sample_reader_free(&rd);
         free(buf);
     }
-    if (show) fprintf(stderr, "\rsubset: key.json of %llu samples read in %.1f s          \n", (unsigned long long)N, now_s() - t0);
-    st->meta_seconds = now_s() - t0;
+    if (show) fprintf(stderr, "\rsubset: key.json of %llu samples read in %.1f s          \n", (unsigned long long)N, mim_now_s() - t0);
+    st->meta_seconds = mim_now_s() - t0;
     return oom ? mim_err(MIM_ENOMEM, "out of memory reading key.json members") : MIM_OK;
 }
 

@@ -30,12 +30,6 @@
 
 void openblas_set_num_threads(int);
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 // Loads the encoder tensors of CKPT into m (decoder tensors in the file are
 // ignored); pos_embed is interpolated when the grids differ.
 static int load_encoder(mim_mae* m, const char* path, int ck_gh, int ck_gw) {
@@ -381,7 +375,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
     const mim_dist* d = mim_dist_get();
     int loud = !a->quiet && d->rank == 0;   // one progress line per job
     if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
-    double t_start = now_s();
+    double t_start = mim_now_s();
     mim_config c;
     int ck_gh = 0, ck_gw = 0, rc;
     if (a->init_random) {
@@ -537,7 +531,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                 c.name, a->init_random ? " (from scratch)" : "", c.img_h, c.img_w, c.in_chans, K, (long long)total,
                 (long long)spe, a->batch, a->accum, d->world, lr, a->layer_decay, a->drop_path, a->mixup, a->cutmix,
                 use_ra ? a->aa : "no RandAugment", omp_get_max_threads(), mim_mae_precision_name(&m));
-    double t0 = now_s();
+    double t0 = mim_now_s();
     double t_before = st.elapsed_s;   // training seconds of the earlier parts of a resumed run
     const int tty = isatty(2);        // else each progress update is a line (log files)
     const char* nl = tty ? "\n" : "";
@@ -641,7 +635,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             fflush(mf);
         }
         if (loud && ((step + 1) % 10 == 0 || end_of_epoch)) {
-            double t = now_s();
+            double t = mim_now_s();
             fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.3g | %.1f img/s%s", tty ? "\r" : "", (long long)(step + 1),
                     (long long)total, loss_acc / (nloss ? nloss : 1), hp.lr,
                     (double)(step + 1 - step0) * per_step / (t - t0), tty ? "   " : "\n");
@@ -663,7 +657,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
             if (mf) fprintf(mf, "{\"epoch\": %.3f, \"step\": %lld, \"train_loss\": %.5f, \"lr\": %.4g, \"top1\": %.4f, "
                         "\"top5\": %.4f, \"best_top1\": %.4f, \"time_s\": %.1f}\n",
                     (double)(step + 1) / spe, (long long)(step + 1), loss_acc / (nloss ? nloss : 1), hp.lr, t1, t5,
-                    res->best_top1, t_before + (now_s() - t0));
+                    res->best_top1, t_before + (mim_now_s() - t0));
             if (mf) fflush(mf);
             if (loud)
                 fprintf(stderr, "%sepoch %.2f: top-1 %.2f%% top-5 %.2f%% (best %.2f%%)\n", nl, (double)(step + 1) / spe,
@@ -681,7 +675,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
         int due = a->save_every > 0 ? (step + 1) % a->save_every == 0 : end_of_epoch;
         if (due || step + 1 == total || stop || want) {
             mim_source_pos pos = mim_source_get_position(src);
-            st.elapsed_s = t_before + (now_s() - t0);
+            st.elapsed_s = t_before + (mim_now_s() - t0);
             st.step = step + 1; st.data_epoch = pos.epoch; st.data_index = pos.index * d->world;   // global samples into the epoch
             engine_format(st.engine_json, sizeof st.engine_json, res, loss_acc, nloss);
             if (d->rank == 0)
@@ -719,7 +713,7 @@ int mim_finetune_run(const mim_finetune_args* a, mim_finetune_result* res) {
                 ds.bytes / n / 1e6, ds.calls / n, 1e3 * ds.wait_s / n, 1e3 * ds.span_s / n, (long long)ds.steps);
     }
 done:
-    res->seconds = now_s() - t_start;
+    res->seconds = mim_now_s() - t_start;
     if (mf) fclose(mf);
     free(aj);
     free(imgs); free(labels); free(dp_seeds); free(u8); free(lr_scale); free(decay);

@@ -33,6 +33,7 @@
 #include "study/results.h"
 #include "study/launch.h"
 #include "core/check.h"
+#include "core/prof.h"
 #include "core/fault.h"
 #include "model/teacher.h"
 #include "train/dist.h"
@@ -61,12 +62,6 @@ static void pathf(char* buf, size_t cap, const char* fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, cap, fmt, ap);
     va_end(ap);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static int exists(const char* p) { struct stat st; return stat(p, &st) == 0; }
@@ -448,7 +443,7 @@ static char** mpi_wrap(char** argv, const mim_study_opts* o) {
 static cJSON* do_run(const mim_study* s, const mim_study_opts* o, const mim_study_paths* p, const mim_study_run* r,
                      const char* progress, unsigned allow, int* incomplete) {
     *incomplete = 0;
-    double t0 = now_s();
+    double t0 = mim_now_s();
     char run_dir[4200], buf[4400], log[4400], subset[4400], ckpt[4600], reason[2048] = "";
     pathf(run_dir, sizeof run_dir, "%s/runs/%s", o->out, r->id);
     mim_study_subset_path(s, p, r, subset, sizeof subset);
@@ -541,7 +536,7 @@ finish:
         cJSON_ReplaceItemInObjectCaseSensitive(row, "status", cJSON_CreateString("failed"));
         cJSON_AddStringToObject(row, "reason", reason);
     }
-    cJSON_AddNumberToObject(row, "wall_s", now_s() - t0);
+    cJSON_AddNumberToObject(row, "wall_s", mim_now_s() - t0);
     time_t t = time(NULL);
     char ts[64];
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", localtime(&t));
@@ -817,7 +812,7 @@ static int run_launched(const mim_study* s, const mim_study_opts* o, const mim_s
     pathf(cpath, sizeof cpath, "%s/results.csv", o->out);
     int max_active = !strcmp(l->name, "local") ? (o->jobs > 1 ? o->jobs : 1) : 1 << 30;
     int next = 0, active = 0, submitted = 0, queued = 0, attempted = 0, rc = 0, stopsig = 0;
-    double t_start = now_s();
+    double t_start = mim_now_s();
     for (;;) {
         int sig = mim_signals_stop_requested();
         if (sig && !stopsig) { stopsig = sig; l->signal(l, sig); }   // SIGTERM reaches every worker
@@ -883,7 +878,7 @@ static int run_launched(const mim_study* s, const mim_study_opts* o, const mim_s
     }
     if (!o->quiet) {
         char t[32];
-        fmt_time(now_s() - t_start, t, sizeof t);
+        fmt_time(mim_now_s() - t_start, t, sizeof t);
         fprintf(stderr, "study %s: %d/%d runs done, %d failed, this session %s; results %s\n", s->name, done, n, failed, t, rpath);
     }
     if (rc >= 0) rc = done == n ? 0 : 1;
@@ -966,7 +961,7 @@ static int run_all(const mim_study* s, const mim_study_opts* oin, mim_launcher* 
         if (own) own->free(own);
         goto out;
     }
-    double t_start = now_s(), flops_done = 0;
+    double t_start = mim_now_s(), flops_done = 0;
     for (int i = 0; i < n; i++) {
         const mim_study_run* r = &runs[i];
         cJSON* old = mim_results_find(&res, r->id);
@@ -977,7 +972,7 @@ static int run_all(const mim_study* s, const mim_study_opts* oin, mim_launcher* 
         if (o.max_runs && attempted >= o.max_runs) break;
         if (mim_signals_stop_requested()) break;
         attempted++;
-        double el = now_s() - t_start;
+        double el = mim_now_s() - t_start;
         double speed = flops_done > 0 && el > 1 ? flops_done / el : gflops * 1e9;
         char eta[32], prog[128];
         fmt_time(left / speed, eta, sizeof eta);
@@ -1012,7 +1007,7 @@ static int run_all(const mim_study* s, const mim_study_opts* oin, mim_launcher* 
     }
     if (!o.quiet) {
         char t[32];
-        fmt_time(now_s() - t_start, t, sizeof t);
+        fmt_time(mim_now_s() - t_start, t, sizeof t);
         fprintf(stderr, "study %s: %d/%d runs done, %d failed, this session %s; results %s\n", s->name, done, n, failed, t, rpath);
     }
     rc = mim_signals_stop_requested() ? MIM_STUDY_STOPPED : done == n ? 0 : 1;

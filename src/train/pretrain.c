@@ -13,6 +13,7 @@
 #include "train/optim.h"
 #include "train/signals.h"
 #include "train/dist.h"
+#include "train/run.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -24,13 +25,6 @@
 #include "model/teacher.h"
 #include "train/tcache.h"
 
-void openblas_set_num_threads(int);
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 // Seeds for independent streams: data order per epoch, noise per step.
 static uint64_t stream_seed(uint64_t seed, uint64_t kind, uint64_t i) {
@@ -125,18 +119,6 @@ static float forward_with_target(mim_mae* m, target_gen* tg, const float* imgs, 
     return mim_mae_forward_target(m, imgs, noise, tg->buf, B);
 }
 
-// Flushes metrics.jsonl; a failed write (full disk, EIO) warns once and
-// training goes on: the checkpoint writes, which stop the run cleanly, are
-// where a full disk is acted on.
-static void metrics_flush(FILE* mf, const char* path, int* warned) {
-    if ((fflush(mf) != 0 || ferror(mf)) && !*warned) {
-        fprintf(stderr, "\nwarning: cannot write %s (%s); training goes on, the metrics log has a gap\n", path,
-                strerror(errno));
-        *warned = 1;
-    }
-    clearerr(mf);
-}
-
 static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     cJSON* j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", c->name);
@@ -214,17 +196,6 @@ static void fmt_eta(char* buf, size_t n, double s) {
     if (h) snprintf(buf, n, "%dh%02dm", h, m); else snprintf(buf, n, "%dm%02ds", m, sec);
 }
 
-// The source's skip counters summed over all ranks into *c, as one log line
-// ("" for in-memory sources); returns 1 for an index source. Collective:
-// every rank calls it.
-static int counters_all_ranks(const mim_source* s, mim_loader_counters* c, char* out, size_t cap) {
-    int has = mim_source_get_counters(s, c);   // the same on every rank: one source kind
-    mim_dist_allreduce_sum_u64((uint64_t*)c, MIM_LOADER_NCOUNTERS);
-    if (has) mim_loader_counters_format(c, out, cap);
-    else if (cap) out[0] = 0;
-    return has;
-}
-
 // Fills noise (B, L) for the local micro-batch k of a step: each sample's
 // masking noise comes from (seed, step, its position in the global batch),
 // micro-batch k of rank r being the step's micro-batch k * world + r
@@ -296,12 +267,136 @@ int mim_check_input_geometry(const mim_config* c, const char* size_from, int pat
     return 0;
 }
 
-// 1 when progress lines may overwrite each other ("\r") on stderr; else
-// each update is a line of its own, so a log file holds lines.
-static int progress_tty(void) { return isatty(2); }
+// The loop's state: what every step reads and the run's counters.
+typedef struct {
+    const mim_pretrain_args* a;
+    const mim_dist* d;
+    mim_mae* m;
+    mim_adamw* opt;
+    mim_grad_accum* ga;
+    target_gen* tg;
+    mim_source *src, *vsrc;
+    int val_batches;
+    float *imgs, *noise;
+    int64_t* ids;
+    mim_adamw_hparams hp;
+    int64_t total, warmup, end, steps_per_epoch, per_step;
+    float lr;
+    double loss_sum, gnorm;    // of the last step (loss summed over its micro-batches)
+    int64_t last_logged, nan_skipped;
+    double tlast;
+} pt_loop;
+
+// One optimizer step: accum micro-batches forward and backward, the
+// all-reduce, the non-finite check, clipping and AdamW.
+static int pt_step(void* ctx, mim_run* r, int64_t step) {
+    pt_loop* x = ctx;
+    const mim_pretrain_args* a = x->a;
+    const mim_dist* d = x->d;
+    mim_mae* m = x->m;
+    int rc;
+    x->hp.lr = mim_lr_at(step, x->total, x->warmup, x->lr, a->min_lr);
+    mim_mae_zero_grad(m);
+    double loss_sum = 0;
+    const char* bad = NULL;   // what went non-finite this step
+    for (int k = 0; k < a->accum; k++) {
+        PROF(PROF_DATA, rc = mim_source_next_ids(x->src, x->imgs, NULL, x->ids));
+        if (rc && d->world > 1) {   // the other ranks wait in a collective: end the job
+            fprintf(stderr, "rank %d: error: %s\n", d->rank, mim_err_msg());
+            mim_dist_abort(1);
+        }
+        if (rc) return rc;
+        if (a->debug_nan_at == step + 1) { x->imgs[0] = NAN; x->ids[0] = -1; }   // nothing to cache from it
+        step_noise(x->noise, a->batch, m->L, k, a->seed, step, d);
+        float loss = forward_with_target(m, x->tg, x->imgs, x->ids, x->noise, a->batch);
+        loss_sum += loss;
+        // without accumulation the backward hands finished blocks to MPI
+        // (with it, a block is final only after the fold)
+        int overlap = a->accum == 1 && d->world > 1;
+        if (overlap) mim_dist_grads_begin(m->grads, m->num_floats);
+        m->grad_ready = overlap ? mim_dist_grads_ready : NULL;
+        mim_mae_backward(m, 1.0f / ((float)a->accum * d->world));   // the mean over the global batch
+        m->grad_ready = NULL;
+        if (k < a->accum - 1) PROF(PROF_OPTIM, mim_grad_accum_push(x->ga, m->grads, k));
+    }
+    PROF(PROF_OPTIM, mim_grad_accum_finish(x->ga, m->grads));
+    if (d->world > 1) {
+        if (a->accum > 1) mim_dist_grads_begin(m->grads, m->num_floats);
+        mim_dist_grads_finish(1.0f);   // sums in rank order (train/dist.h)
+        loss_sum = mim_dist_allreduce_sum_d(loss_sum) / d->world;
+    }
+    if (!isfinite(loss_sum)) bad = "loss";
+    double gnorm = bad ? NAN : mim_clip_grad_norm(m->table, m->nparams, m->grads, a->clip_grad);
+    if (!bad && !isfinite(gnorm)) bad = "gradient";
+    x->loss_sum = loss_sum;
+    x->gnorm = gnorm;
+    if (bad) {
+        const char* t = first_nonfinite(m, m->params);
+        const char* g = t ? NULL : first_nonfinite(m, m->grads);
+        char what[160];
+        if (t) snprintf(what, sizeof what, "parameter %s is not finite", t);
+        else if (g) snprintf(what, sizeof what, "first non-finite gradient: %s", g);
+        else snprintf(what, sizeof what, "parameters finite (non-finite input data or activations)");
+        if (!a->on_nan)
+            return mim_err(MIM_PRETRAIN_NAN, "non-finite %s at step %lld (%s); stopping, last checkpoint kept "
+                           "(--on-nan skip to skip such steps)", bad, (long long)step + 1, what);
+        x->nan_skipped++;
+        mim_run_metric(r, "{\"step\": %lld, \"skipped_nonfinite\": \"%s\", \"detail\": \"%s\"}", (long long)step + 1,
+                       bad, what);
+        if (r->loud) fprintf(stderr, "%sstep %lld: non-finite %s (%s), step skipped\n", r->nl, (long long)step + 1, bad, what);
+    } else {
+        PROF(PROF_OPTIM, mim_adamw_step(x->opt, m->table, m->nparams, m->params, m->grads, &x->hp));
+    }
+    return 0;
+}
+
+// After `done` steps: the first step's data check, the replica check, the
+// metrics row and progress line, the validation loss.
+static int pt_after(void* ctx, mim_run* r, int64_t done) {
+    pt_loop* x = ctx;
+    const mim_pretrain_args* a = x->a;
+    const mim_dist* d = x->d;
+    int rc;
+    if (done == r->step0 + 1) {   // nothing usable in the first step: stop before training on zeros
+        x->tlast = r->t0;
+        mim_loader_counters lc1;
+        char c1[512];
+        if (mim_run_counters(x->src, &lc1, c1, sizeof c1) && lc1.samples == 0)
+            return mim_loader_counters_check(&lc1, a->max_skip_frac, "pretrain");
+    }
+    double loss = x->loss_sum / a->accum, t = mim_now_s();
+    if (a->dist_check_every > 0 && done % a->dist_check_every == 0 && !mim_dist_same_everywhere(x->m->params, x->m->num_floats))
+        return mim_err(MIM_EARG, "parameters differ between ranks after step %lld", (long long)done);
+    if (done % a->log_every == 0 || done == x->end) {
+        double ips = (double)(done - x->last_logged) * x->per_step / (t - x->tlast);
+        mim_run_metric(r, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                          "\"img_per_s\": %.2f, \"time_s\": %.3f}",
+                       (long long)done, (double)done / x->steps_per_epoch, loss, x->hp.lr, x->gnorm, ips,
+                       r->t_before + (t - r->t0));
+        char eta[32];
+        fmt_eta(eta, sizeof eta, (t - r->t0) / (done - r->step0) * (x->end - done));
+        mim_run_progress(r, "step %lld/%lld | loss %.4f | lr %.3g | gnorm %.3f | %.1f img/s | ETA %s", (long long)done,
+                         (long long)x->total, loss, x->hp.lr, x->gnorm, ips, eta);
+        x->tlast = t; x->last_logged = done;
+    }
+    if (x->vsrc && ((a->val_every > 0 && done % a->val_every == 0) || done == x->end)) {
+        double vl;
+        if ((rc = validation_loss(x->m, x->tg, x->vsrc, x->val_batches, a->seed, x->imgs, x->noise, &vl))) return rc;
+        mim_run_metric(r, "{\"step\": %lld, \"val_loss\": %.6f, \"val_images\": %d}", (long long)done, vl,
+                       x->val_batches * a->batch * d->world);
+        if (r->loud) fprintf(stderr, "%sstep %lld: validation loss %.4f on %d images\n", r->nl, (long long)done, vl,
+                             x->val_batches * a->batch * d->world);
+    }
+    return 0;
+}
+
+static int pt_save_due(void* ctx, int64_t done) {
+    const pt_loop* x = ctx;
+    return x->a->save_every > 0 && done % x->a->save_every == 0;
+}
 
 int mim_pretrain_run(const mim_pretrain_args* a) {
-    if (a->threads > 0) { omp_set_num_threads(a->threads); openblas_set_num_threads(a->threads); }
+    mim_run_threads(a->threads);
     const mim_dist* d = mim_dist_get();
     int loud = !a->quiet && d->rank == 0;   // one progress line per job
     mim_config c = a->model;
@@ -346,10 +441,10 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     mim_adamw opt = {0};
     mim_grad_accum ga = {0};
     target_gen tg = {0};
+    mim_run run = {0};
     float *imgs = NULL, *noise = NULL;
     int64_t* ids = NULL;
     char* aj = NULL;
-    FILE* mf = NULL;
     if (steps_per_epoch < 1) {
         rc = mim_err(MIM_EARG, "batch %d x accum %d is larger than the data set (%lld images)",
                      a->batch, a->accum, (long long)mim_source_size(src));
@@ -369,54 +464,12 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     noise = mim_malloc(sizeof(float) * (size_t)a->batch * m.L);
     ids = mim_malloc(sizeof(int64_t) * (size_t)a->batch);
     if (!imgs || !noise || !ids) { rc = MIM_ENOMEM; goto done; }
-    if ((rc = mim_ckpt_mkdirs(a->out))) {   // with its parents: --out runs/x works on a fresh checkout
-        char why[900];
-        snprintf(why, sizeof why, "%s", mim_err_msg());
-        rc = mim_err(rc, "--out %s: cannot create the run folder (%s)", a->out, why);
-        goto done;
-    }
+    mim_mae_init_weights(&m, a->seed);   // a resume overwrites them
     aj = args_json(a, &c);
-    mim_train_state st = {0};
-    int64_t step = 0;
-    char mpath[4096];
-    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", a->out);
-    if (a->resume) {
-        int stale = mim_ckpt_clean_stale(a->out);
-        if (stale && loud) fprintf(stderr, "resume: removed %d temp file(s) of an interrupted checkpoint write\n", stale);
-        rc = mim_ckpt_load_run(a->out, &m, &opt, &st);
-        if (rc == MIM_ENOTFOUND) {
-            if (loud) fprintf(stderr, "resume: %s has no checkpoint yet, starting fresh\n", a->out);
-            mim_mae_init_weights(&m, a->seed);
-            rc = 0;
-        } else if (rc) {
-            if (rc == MIM_ESHAPE) {   // e.g. another --target: decoder_pred has another width
-                char why[1024];
-                snprintf(why, sizeof why, "%s", mim_err_msg());
-                rc = mim_err(rc, "cannot resume %s: its checkpoint does not fit this command's model (other --model, "
-                             "--patch, --target?): %s", a->out, why);
-            }
-            goto done;
-        } else {
-            if (strcmp(st.args_json, aj) != 0) {
-                rc = mim_err(MIM_EARG, "cannot resume %s: its settings differ from this command's\n  saved: %s\n  now:   %s",
-                             a->out, st.args_json, aj);
-                goto done;
-            }
-            step = st.step;
-            // the checkpoint holds the global position; this rank's share of it
-            if ((rc = mim_source_set_position(src, (mim_source_pos){st.data_epoch, st.data_index / d->world}))) goto done;
-            mim_ckpt_metrics_truncate(mpath, step);
-            if (loud) fprintf(stderr, "resumed %s at step %lld\n", a->out, (long long)step);
-        }
-    } else {
-        mim_mae_init_weights(&m, a->seed);
-    }
-    snprintf(st.args_json, sizeof st.args_json, "%s", aj);
+    mim_run_config rcfg = {.what = "pretrain", .out = a->out, .quiet = a->quiet, .resume = a->resume, .keep = a->keep,
+                           .io_retries = a->io_retries, .stopped_code = MIM_PRETRAIN_STOPPED};
+    if ((rc = mim_run_begin(&run, &rcfg, src, &m, &opt, NULL, aj))) goto done;
     mim_dist_bcast(m.params, m.num_floats, 0);   // identical start on every rank, whatever happened
-    if (d->rank == 0) {
-        mf = fopen(mpath, a->resume ? "a" : "w");
-        if (!mf) { rc = mim_err(MIM_EIO, "cannot write %s: %s", mpath, strerror(errno)); goto done; }
-    }
     if (loud)
         fprintf(stderr, "pretrain %s: %dx%dx%d patch %d, %.2fM params, %lld images, %lld steps (%lld/epoch), "
                 "batch %d x %d x %d ranks, lr %.3g, %d threads, %s, target %s (%d per patch), loss %s\n",
@@ -425,178 +478,38 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
                 a->accum, d->world, lr, omp_get_max_threads(), mim_mae_precision_name(&m),
                 mim_target_name(c.target), mim_config_target_dim(&c), mim_loss_name(c.loss));
 
-    mim_adamw_hparams hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay};
-    int64_t end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total;
-    double t0 = now_s(), tlast = t0;
-    double t_before = st.elapsed_s;   // training seconds of the earlier parts of a resumed run
-    const int tty = progress_tty();
-    const char* nl = tty ? "\n" : "";   // ends a pending "\r" progress line
-    int64_t step0 = step, last_logged = step, nan_skipped = 0;
-    int mf_warned = 0;
+    pt_loop x = {.a = a, .d = d, .m = &m, .opt = &opt, .ga = &ga, .tg = &tg, .src = src, .vsrc = vsrc,
+                 .val_batches = val_batches, .imgs = imgs, .noise = noise, .ids = ids,
+                 .hp = {.beta1 = a->beta1, .beta2 = a->beta2, .eps = 1e-8f, .weight_decay = a->weight_decay},
+                 .total = total, .warmup = warmup, .end = a->stop_at > 0 && a->stop_at < total ? a->stop_at : total,
+                 .steps_per_epoch = steps_per_epoch, .per_step = per_step, .lr = lr, .last_logged = run.step0};
+    mim_run_hooks hooks = {.step = pt_step, .after = pt_after, .save_due = pt_save_due};
     mim_prof_on = a->profile;
     mim_prof_reset();
-    mim_dist_stats_reset();
-    while (step < end) {
-        mim_dist_context("pretrain", step + 1);
-        hp.lr = mim_lr_at(step, total, warmup, lr, a->min_lr);
-        mim_mae_zero_grad(&m);
-        double loss_sum = 0;
-        const char* bad = NULL;   // what went non-finite this step
-        for (int k = 0; k < a->accum; k++) {
-            PROF(PROF_DATA, rc = mim_source_next_ids(src, imgs, NULL, ids));
-            if (rc && d->world > 1) {   // the other ranks wait in a collective: end the job
-                fprintf(stderr, "rank %d: error: %s\n", d->rank, mim_err_msg());
-                mim_dist_abort(1);
-            }
-            if (rc) goto done;
-            if (a->debug_nan_at == step + 1) { imgs[0] = NAN; ids[0] = -1; }   // nothing to cache from it
-            step_noise(noise, a->batch, m.L, k, a->seed, step, d);
-            float loss = forward_with_target(&m, &tg, imgs, ids, noise, a->batch);
-            loss_sum += loss;
-            // without accumulation the backward hands finished blocks to MPI
-            // (with it, a block is final only after the fold)
-            int overlap = a->accum == 1 && d->world > 1;
-            if (overlap) mim_dist_grads_begin(m.grads, m.num_floats);
-            m.grad_ready = overlap ? mim_dist_grads_ready : NULL;
-            mim_mae_backward(&m, 1.0f / ((float)a->accum * d->world));   // the mean over the global batch
-            m.grad_ready = NULL;
-            if (k < a->accum - 1) PROF(PROF_OPTIM, mim_grad_accum_push(&ga, m.grads, k));
-        }
-        PROF(PROF_OPTIM, mim_grad_accum_finish(&ga, m.grads));
-        if (d->world > 1) {
-            if (a->accum > 1) mim_dist_grads_begin(m.grads, m.num_floats);
-            mim_dist_grads_finish(1.0f);   // sums in rank order (train/dist.h)
-            loss_sum = mim_dist_allreduce_sum_d(loss_sum) / d->world;
-        }
-        if (!isfinite(loss_sum)) bad = "loss";
-        double gnorm = bad ? NAN : mim_clip_grad_norm(m.table, m.nparams, m.grads, a->clip_grad);
-        if (!bad && !isfinite(gnorm)) bad = "gradient";
-        if (bad) {
-            const char* t = first_nonfinite(&m, m.params);
-            const char* g = t ? NULL : first_nonfinite(&m, m.grads);
-            char what[160];
-            if (t) snprintf(what, sizeof what, "parameter %s is not finite", t);
-            else if (g) snprintf(what, sizeof what, "first non-finite gradient: %s", g);
-            else snprintf(what, sizeof what, "parameters finite (non-finite input data or activations)");
-            if (!a->on_nan) {
-                rc = mim_err(MIM_PRETRAIN_NAN, "non-finite %s at step %lld (%s); stopping, last checkpoint kept "
-                             "(--on-nan skip to skip such steps)", bad, (long long)step + 1, what);
-                goto done;
-            }
-            nan_skipped++;
-            if (mf) fprintf(mf, "{\"step\": %lld, \"skipped_nonfinite\": \"%s\", \"detail\": \"%s\"}\n",
-                    (long long)step + 1, bad, what);
-            if (mf) metrics_flush(mf, mpath, &mf_warned);
-            if (loud) fprintf(stderr, "%sstep %lld: non-finite %s (%s), step skipped\n", nl, (long long)step + 1, bad, what);
-        } else {
-            PROF(PROF_OPTIM, mim_adamw_step(&opt, m.table, m.nparams, m.params, m.grads, &hp));
-        }
-        step++;
-        if (step == step0 + 1) {   // nothing usable in the first step: stop before training on zeros
-            mim_loader_counters lc1;
-            char c1[512];
-            if (counters_all_ranks(src, &lc1, c1, sizeof c1) && lc1.samples == 0) {
-                rc = mim_loader_counters_check(&lc1, a->max_skip_frac, "pretrain");
-                goto done;
-            }
-        }
-        double loss = loss_sum / a->accum, t = now_s();
-        if (a->dist_check_every > 0 && step % a->dist_check_every == 0 && !mim_dist_same_everywhere(m.params, m.num_floats)) {
-            rc = mim_err(MIM_EARG, "parameters differ between ranks after step %lld", (long long)step);
-            goto done;
-        }
-        if (mf && (step % a->log_every == 0 || step == end)) {
-            double ips = (double)(step - last_logged) * per_step / (t - tlast);
-            fprintf(mf, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                        "\"img_per_s\": %.2f, \"time_s\": %.3f}\n",
-                    (long long)step, (double)step / steps_per_epoch, loss, hp.lr, gnorm, ips, t_before + (t - t0));
-            metrics_flush(mf, mpath, &mf_warned);
-            if (loud) {
-                char eta[32];
-                fmt_eta(eta, sizeof eta, (t - t0) / (step - step0) * (end - step));
-                fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.3g | gnorm %.3f | %.1f img/s | ETA %s%s",
-                        tty ? "\r" : "", (long long)step, (long long)total, loss, hp.lr, gnorm, ips, eta, tty ? "   " : "\n");
-            }
-            tlast = t; last_logged = step;
-        }
-        if (vsrc && ((a->val_every > 0 && step % a->val_every == 0) || step == end)) {
-            double vl;
-            if ((rc = validation_loss(&m, &tg, vsrc, val_batches, a->seed, imgs, noise, &vl))) goto done;
-            if (mf) {
-                fprintf(mf, "{\"step\": %lld, \"val_loss\": %.6f, \"val_images\": %d}\n", (long long)step, vl,
-                        val_batches * a->batch * d->world);
-                metrics_flush(mf, mpath, &mf_warned);
-            }
-            if (loud) fprintf(stderr, "%sstep %lld: validation loss %.4f on %d images\n", nl, (long long)step, vl,
-                              val_batches * a->batch * d->world);
-        }
-        // signals may reach ranks at different steps: decide together
-        int stop = (int)mim_dist_allreduce_max_i64(mim_signals_stop_requested());
-        int want_ckpt = (int)mim_dist_allreduce_max_i64(mim_signals_take_checkpoint());
-        if ((a->save_every > 0 && step % a->save_every == 0) || step == end || stop || want_ckpt) {
-            mim_source_pos pos = mim_source_get_position(src);
-            st.step = step;
-            st.elapsed_s = t_before + (now_s() - t0);
-            st.data_epoch = pos.epoch;
-            st.data_index = pos.index * d->world;   // global samples into the epoch
-            if (d->rank == 0) {
-                for (int t = 0; (rc = mim_ckpt_save_run(a->out, &m, &opt, &st, a->keep)) == MIM_EIO &&
-                                mim_retry_wait(t, a->io_retries, "checkpoint write", mim_err_msg()); t++) {}
-                if (rc) {
-                    char why[700];
-                    snprintf(why, sizeof why, "%s", mim_err_msg());
-                    rc = mim_err(rc, "checkpoint of step %lld not written: %s; the previous checkpoint is intact "
-                                 "(continue with --resume)", (long long)step, why);
-                }
-            }
-            if (d->world > 1 && mim_dist_allreduce_max_i64(rc != 0)) {   // rank 0's write failed: all stop
-                if (!rc) rc = mim_err(MIM_EIO, "rank 0 could not write the checkpoint");
-            }
-            if (rc) goto done;
-        }
-        if (stop) {
-            rc = mim_err(MIM_PRETRAIN_STOPPED, "stopped by signal %d after step %lld; checkpoint written, "
-                         "continue with --resume", mim_signals_stop_requested(), (long long)step);
-            goto done;
-        }
-    }
-    char cnt[512];
-    mim_loader_counters lc;
-    int counted = counters_all_ranks(src, &lc, cnt, sizeof cnt);   // skips of every rank
-    if (loud)
-        fprintf(stderr, "%sdone: %lld steps (%lld skipped as non-finite), metrics in %s%s%s\n", nl, (long long)step,
-                (long long)nan_skipped, mpath, cnt[0] ? "\n" : "", cnt);
-    // the data verdict (the checkpoints are written: nothing is lost, but the
-    // run did not train on what it was asked to)
-    if (counted && step > step0 && (rc = mim_loader_counters_check(&lc, a->max_skip_frac, "pretrain"))) goto done;
+    if ((rc = mim_run_loop(&run, total, x.end, &hooks, &x))) goto done;
+    int64_t step = x.end > run.step0 ? x.end : run.step0;
+    char summary[96];
+    snprintf(summary, sizeof summary, "%lld steps (%lld skipped as non-finite)", (long long)step, (long long)x.nan_skipped);
+    if ((rc = mim_run_end(&run, step, a->max_skip_frac, "pretrain", summary))) goto done;
     if (tg.cached) mim_tcache_sum_ranks(&tg.cache);   // every rank
     if (tg.cached && d->rank == 0 && !a->quiet) {
         char tc[4608];
         mim_tcache_format(&tg.cache, tc, sizeof tc);
         fprintf(stderr, "%s\n", tc);
     }
-    if (loud && d->world > 1) {
-        mim_dist_stats ds;
-        mim_dist_stats_get(&ds);
-        double n = ds.steps > 0 ? (double)ds.steps : 1;
-        // rank 0's view; "dist:" lines are parsed by bench/bench_mpi.sh
-        fprintf(stderr, "dist: %d ranks, all-reduce %.2f MB/step in %.1f calls/step, waited %.2f ms/step after the "
-                "backward, first start to last completion %.2f ms/step (rank 0, %lld steps)\n", d->world,
-                ds.bytes / n / 1e6, ds.calls / n, 1e3 * ds.wait_s / n, 1e3 * ds.span_s / n, (long long)ds.steps);
-    }
-    if (a->profile && step > step0 && d->rank == 0) {
-        double tot = now_s() - t0, acc = 0;
-        fprintf(stderr, "profile (ms per step over %lld steps%s):", (long long)(step - step0),
+    if (a->profile && step > run.step0 && d->rank == 0) {
+        double tot = mim_now_s() - run.t0, acc = 0;
+        fprintf(stderr, "profile (ms per step over %lld steps%s):", (long long)(step - run.step0),
                 d->world > 1 ? ", rank 0" : "");
         for (int k = 0; k < PROF_NCLASS; k++) {
-            fprintf(stderr, " %s %.1f |", mim_prof_name(k), 1e3 * mim_prof_secs[k] / (step - step0));
+            fprintf(stderr, " %s %.1f |", mim_prof_name(k), 1e3 * mim_prof_secs[k] / (step - run.step0));
             acc += mim_prof_secs[k];
         }
-        fprintf(stderr, " other %.1f\n", 1e3 * (tot - acc) / (step - step0));
+        fprintf(stderr, " other %.1f\n", 1e3 * (tot - acc) / (step - run.step0));
     }
 done:
     mim_prof_on = 0;
-    if (mf) fclose(mf);
+    mim_run_close(&run);
     free(aj); free(imgs); free(noise); free(ids);
     target_close(&tg);
     mim_adamw_free(&opt);
