@@ -6,7 +6,7 @@
 #include "core/jsonfile.h"
 #include "core/mem.h"
 #include "data/idx.h"
-#include "eval/finetune.h"
+#include "train/finetune.h"
 #include "train/dist.h"
 #include "train/checkpoint.h"
 #include "train/signals.h"

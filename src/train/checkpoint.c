@@ -466,3 +466,70 @@ void mim_ckpt_metrics_truncate(const char* path, int64_t step) {
     fclose(f);
     if (fclose(o) == 0) rename(tmp, path);
 }
+
+// ---------------------------------------------------------------- fine-tuning
+
+// Loads the encoder tensors of CKPT into m (decoder tensors in the file are
+// ignored); pos_embed is interpolated when the grids differ.
+int mim_ckpt_load_encoder(mim_mae* m, const char* path, int ck_gh, int ck_gw) {
+    mim_st* st;
+    int rc = mim_st_open(&st, path);
+    if (rc) return rc;
+    const mim_config* c = &m->cfg;
+    int gh = c->img_h / c->patch, gw = c->img_w / c->patch, D = c->dim;
+    for (int i = 0; i < m->nparams && !rc; i++) {
+        const mim_param* p = &m->table[i];
+        float* dst = m->params + p->offset;
+        if (!strcmp(p->name, "pos_embed") && (ck_gh != gh || ck_gw != gw)) {
+            float* tmp = mim_malloc(sizeof(float) * (size_t)(1 + ck_gh * ck_gw) * D);
+            if (!tmp) { rc = MIM_ENOMEM; break; }
+            rc = mim_st_read_f32(st, p->name, tmp, 3, (int64_t[]){1, 1 + ck_gh * ck_gw, D});
+            if (!rc) {
+                memcpy(dst, tmp, sizeof(float) * D);   // cls row
+                mim_pos_embed_resize(dst + D, tmp + D, D, ck_gh, ck_gw, gh, gw);
+            }
+            free(tmp);
+        } else {
+            rc = mim_st_read_f32(st, p->name, dst, p->ndim, p->shape);
+        }
+        if (rc) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", mim_err_msg());
+            rc = mim_err(rc, "%s: %s", path, why);
+        }
+    }
+    mim_st_close(st);
+    return rc;
+}
+
+int mim_ckpt_save_classifier(const char* path, const mim_mae* m, const mim_cls_head* h, int global_pool) {
+    mim_st_entry e[MIM_MAX_PARAMS + MIM_HEAD_N];
+    int n = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const mim_param* p = &m->table[i];
+        if (global_pool && !strncmp(p->name, "norm.", 5)) continue;   // MAE drops it with global_pool
+        e[n] = (mim_st_entry){.name = p->name, .dtype = MIM_F32, .ndim = p->ndim, .data = m->params + p->offset};
+        for (int d = 0; d < p->ndim; d++) e[n].shape[d] = p->shape[d];
+        n++;
+    }
+    for (int i = 0; i < MIM_HEAD_N; i++) {
+        const mim_param* p = &h->table[i];
+        if (!global_pool && i <= MIM_HEAD_NORM_B) continue;
+        e[n] = (mim_st_entry){.name = p->name, .dtype = MIM_F32, .ndim = p->ndim, .data = h->params + p->offset};
+        for (int d = 0; d < p->ndim; d++) e[n].shape[d] = p->shape[d];
+        n++;
+    }
+    char kb[16], gp[4];
+    snprintf(kb, sizeof kb, "%d", h->K);
+    snprintf(gp, sizeof gp, "%d", global_pool);
+    const mim_config* c = &m->cfg;
+    char v[8][32];
+    snprintf(v[0], 32, "%d", c->img_h); snprintf(v[1], 32, "%d", c->img_w); snprintf(v[2], 32, "%d", c->in_chans);
+    snprintf(v[3], 32, "%d", c->patch); snprintf(v[4], 32, "%d", c->dim); snprintf(v[5], 32, "%d", c->depth);
+    snprintf(v[6], 32, "%d", c->heads); snprintf(v[7], 32, "%d", c->mlp_ratio);
+    const char* meta[] = {"img_h", v[0], "img_w", v[1], "in_chans", v[2], "patch", v[3], "embed_dim", v[4],
+                          "depth", v[5], "num_heads", v[6], "mlp_ratio", v[7], "decoder_embed_dim", "0",
+                          "decoder_depth", "0", "decoder_num_heads", "1", "mask_ratio", "0", "norm_pix_loss", "0",
+                          "model", c->name, "num_classes", kb, "global_pool", gp};
+    return mim_st_write(path, e, n, meta, 16);
+}

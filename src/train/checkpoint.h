@@ -23,6 +23,7 @@
 // previous checkpoint loadable.
 #pragma once
 #include <stdint.h>
+#include "model/head.h"
 #include "model/mae.h"
 #include "train/optim.h"
 
@@ -86,3 +87,14 @@ int mim_ckpt_load_run_ex(const char* run_dir, mim_mae* m, mim_adamw* opt, const 
 // of an MPI job touches the file (other ranks return at once), so every rank
 // may call it.
 void mim_ckpt_metrics_truncate(const char* path, int64_t step);
+
+// Fine-tuning: loads the encoder tensors of a pre-training checkpoint at
+// path into m, built without a decoder (decoder tensors in the file are
+// ignored); pos_embed is resized bicubically (model/vit.h) when m's patch
+// grid differs from the checkpoint's ck_gh x ck_gw. 0 or MIM_E* with the path.
+int mim_ckpt_load_encoder(mim_mae* m, const char* path, int ck_gh, int ck_gw);
+// Writes the fine-tuned classifier as one safetensors file: the encoder
+// (without norm.* under global_pool, as MAE drops it), the head (fc_norm
+// only under global_pool) and the architecture metadata, num_classes and
+// global_pool. 0 or MIM_E*.
+int mim_ckpt_save_classifier(const char* path, const mim_mae* m, const mim_cls_head* h, int global_pool);
