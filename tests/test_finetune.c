@@ -19,7 +19,7 @@
 //    names (fc_norm, head).
 #include "testutil.h"
 #include "eval/features.h"
-#include "eval/finetune.h"
+#include "train/finetune.h"
 #include "eval/reconstruct.h"
 #include <png.h>
 #include "train/pretrain.h"

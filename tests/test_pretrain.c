@@ -38,6 +38,23 @@ int main(void) {
     mkdir(data, 0755);
     tu_write_squares_idx(data, 640, 16, 12);
 
+    // the library's argument rules (mim_pretrain_check_args), as any caller gets them
+    {
+        mim_pretrain_args x = base_args(data, "/nonexistent/never-created");
+        TU_CHECK(mim_pretrain_check_args(&x) == 0, "zeroed teacher / hog fields with a pixel target are valid");
+        x.model.target = MIM_TARGET_TEACHER;
+        int rc = mim_pretrain_run(&x);
+        TU_CHECK(rc == MIM_EARG && strstr(mim_err_msg(), "needs --teacher"), "target teacher without a teacher file: \"%s\"", mim_err_msg());
+        x.model.target = MIM_TARGET_PIXEL; x.teacher_norm = 1;
+        rc = mim_pretrain_run(&x);
+        TU_CHECK(rc == MIM_EARG && strstr(mim_err_msg(), "apply to --target teacher only"), "teacher_norm with a pixel target: \"%s\"", mim_err_msg());
+        x.teacher_norm = 0; x.hog_cell = 4;
+        rc = mim_pretrain_check_args(&x);
+        TU_CHECK(rc == MIM_EARG && strstr(mim_err_msg(), "--hog-cell"), "hog_cell with a pixel target: \"%s\"", mim_err_msg());
+        struct stat sb;
+        TU_CHECK(stat("/nonexistent/never-created", &sb) != 0, "refused before anything was created");
+    }
+
     // uninterrupted: 2 epochs of 20 steps
     snprintf(ra, sizeof ra, "%s/a", tmpdir);
     mim_pretrain_args a = base_args(data, ra);

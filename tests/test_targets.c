@@ -472,6 +472,7 @@ static void test_pretrain_hog(void) {
     rc = mim_pretrain_run(&b);
     TU_CHECK(rc == 0, "resume of the finished hog run with its own settings: %s", rc ? mim_err_msg() : "ok");
     b.model.target = MIM_TARGET_PIXEL;
+    b.hog_cell = 0;   // (mim_pretrain_check_args: hog_cell goes with target hog only)
     rc = mim_pretrain_run(&b);
     TU_CHECK(rc == MIM_ESHAPE && strstr(mim_err_msg(), "does not fit this command's model") && strstr(mim_err_msg(), "decoder_pred"),
              "resume of the hog run as target pixel refused: \"%s\"", mim_err_msg());

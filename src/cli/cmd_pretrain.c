@@ -118,23 +118,12 @@ int cmd_pretrain(int argc, char** argv) {
         }
     }
     a.model.target = tgt;
-    mim_loss lk = tgt == MIM_TARGET_TEACHER ? MIM_LOSS_COS : MIM_LOSS_MSE;   // MILAN/EVA: cosine on features
+    mim_loss lk = mim_target_default_loss(tgt);
     if (loss && loss[0] && mim_loss_parse(loss, &lk)) { fprintf(stderr, "error: --loss: %s\n", mim_err_msg()); return 2; }
     a.model.loss = lk;
     if (a.teacher && !a.teacher[0]) a.teacher = NULL;
-    if (tgt == MIM_TARGET_TEACHER && !a.teacher) {
-        fprintf(stderr, "error: --target teacher needs --teacher FILE (the teacher checkpoint)\n");
-        return 2;
-    }
     if (a.teacher_cache && !a.teacher_cache[0]) a.teacher_cache = NULL;
-    if (tgt != MIM_TARGET_TEACHER && (a.teacher || a.teacher_cache || given(f, nf, "teacher-layer") || given(f, nf, "teacher-norm"))) {
-        fprintf(stderr, "error: --teacher, --teacher-layer, --teacher-norm and --teacher-cache apply to --target teacher only\n");
-        return 2;
-    }
-    if (tgt != MIM_TARGET_HOG && given(f, nf, "hog-cell")) {
-        fprintf(stderr, "error: --hog-cell applies to --target hog only\n");
-        return 2;
-    }
+    if (!given(f, nf, "hog-cell")) a.hog_cell = 0;   // the library's default (8) unless asked for
     a.model.img_h = a.model.img_w = img;   // 0: from the data
     a.model.in_chans = chans;
     if (a.subset && !a.subset[0]) a.subset = NULL;
@@ -146,6 +135,8 @@ int cmd_pretrain(int argc, char** argv) {
     else if (strcmp(on_nan, "stop") != 0) { fprintf(stderr, "error: --on-nan must be stop or skip, got '%s'\n", on_nan); return 2; }
     if ((rc = cli_precision(precision, a.quiet, &a.precision, &a.bf16_backend))) return rc;
     a.max_skip_frac = max_skip;
+    // the library's rules on the flag combinations, as a usage error
+    if (mim_pretrain_check_args(&a)) { fprintf(stderr, "error: %s\n", mim_err_msg()); return 2; }
     cli_data_default_note(given(f, nf, "data"), a.data, a.quiet);
     char why[32];
     snprintf(why, sizeof why, "--img %d", img);

@@ -33,6 +33,8 @@ int mim_loss_parse(const char* name, mim_loss* out) {
     return mim_err(MIM_EARG, "unknown loss '%s' (known: mse, cos, smooth-l1)", name ? name : "");
 }
 
+mim_loss mim_target_default_loss(mim_target t) { return t == MIM_TARGET_TEACHER ? MIM_LOSS_COS : MIM_LOSS_MSE; }
+
 int mim_config_num_presets(void) { return NPRESETS; }
 const char* mim_config_preset_name(int i) { return i >= 0 && i < NPRESETS ? presets[i].name : NULL; }
 

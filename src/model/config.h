@@ -35,6 +35,9 @@ const char* mim_loss_name(mim_loss l);       // "mse", "cos", "smooth-l1"
 // Name -> value; 0, or MIM_EARG with a message listing the known names.
 int mim_target_parse(const char* name, mim_target* out);
 int mim_loss_parse(const char* name, mim_loss* out);
+// The loss a target trains with unless another is asked for: cosine for
+// teacher features (MILAN / EVA), mse otherwise (MAE, MaskFeat).
+mim_loss mim_target_default_loss(mim_target t);
 
 typedef struct {
     char name[32];          // preset the encoder came from, e.g. "vit_tiny"

@@ -395,7 +395,21 @@ static int pt_save_due(void* ctx, int64_t done) {
     return x->a->save_every > 0 && done % x->a->save_every == 0;
 }
 
+int mim_pretrain_check_args(const mim_pretrain_args* a) {
+    mim_target t = a->model.target;
+    if (t == MIM_TARGET_TEACHER && !(a->teacher && a->teacher[0]))
+        return mim_err(MIM_EARG, "--target teacher needs --teacher FILE (the teacher checkpoint)");
+    if (t != MIM_TARGET_TEACHER && ((a->teacher && a->teacher[0]) || (a->teacher_cache && a->teacher_cache[0]) ||
+                                    a->teacher_layer > 0 || a->teacher_norm))
+        return mim_err(MIM_EARG, "--teacher, --teacher-layer, --teacher-norm and --teacher-cache apply to --target teacher only");
+    if (t != MIM_TARGET_HOG && a->hog_cell != 0) return mim_err(MIM_EARG, "--hog-cell applies to --target hog only");
+    if (a->on_nan != 0 && a->on_nan != 1) return mim_err(MIM_EARG, "on_nan must be 0 (stop) or 1 (skip), got %d", a->on_nan);
+    return 0;
+}
+
 int mim_pretrain_run(const mim_pretrain_args* a) {
+    int rc = mim_pretrain_check_args(a);
+    if (rc) return rc;
     mim_run_threads(a->threads);
     const mim_dist* d = mim_dist_get();
     int loud = !a->quiet && d->rank == 0;   // one progress line per job
@@ -408,7 +422,7 @@ int mim_pretrain_run(const mim_pretrain_args* a) {
     mim_source* src = NULL, *vsrc = NULL;
     // the memory estimate, before anything large is allocated
     uint64_t eb;
-    int ec, eh, ew, rc;
+    int ec, eh, ew;
     if (mim_source_estimate(&sc, &eb, &ec, &eh, &ew) == 0) {
         mim_config ce = c;
         ce.in_chans = ec; ce.img_h = eh; ce.img_w = ew;

@@ -65,6 +65,12 @@ typedef struct {
 // went non-finite (with on_nan = stop), or MIM_PRETRAIN_STOPPED when SIGTERM/
 // SIGINT stopped it after a checkpoint (see train/signals.h; the CLI installs
 // the handlers).
+// The rules every caller of mim_pretrain_run gets (the CLI, the study, the
+// tests): target teacher needs a teacher file, the teacher_* fields apply
+// to it only (otherwise no files, teacher_norm 0, teacher_layer -1 or 0),
+// hog_cell to target hog only (0 otherwise), on_nan 0 or 1. 0 or MIM_EARG
+// naming the flags. mim_pretrain_run checks them first.
+int mim_pretrain_check_args(const mim_pretrain_args* a);
 #define MIM_PRETRAIN_NAN 3
 #define MIM_PRETRAIN_STOPPED 4
 int mim_pretrain_run(const mim_pretrain_args* a);
