@@ -18,9 +18,9 @@ declare -A srcs=(
   [meta]="src/data/meta.c src/core/check.c -lcjson -lm"
   [safetensors]="src/core/safetensors.c src/core/fault.c src/core/check.c -lcjson -lm"
   [idx]="src/data/idx.c src/core/check.c -lz"
-  [index]="src/data/index.c src/data/tar.c src/core/check.c -fopenmp"
-  [subset]="src/data/subset.c src/data/index.c src/data/tar.c src/data/meta.c src/core/check.c -fopenmp -lcjson -lm"
-  [study]="src/study/study.c src/data/subset.c src/data/index.c src/data/tar.c src/data/meta.c src/model/config.c src/model/hog.c src/core/check.c -fopenmp -lcjson -lm"
+  [index]="src/data/index.c src/core/prof.c src/data/tar.c src/core/check.c -fopenmp"
+  [subset]="src/data/subset.c src/core/prof.c src/data/index.c src/data/tar.c src/data/meta.c src/core/check.c -fopenmp -lcjson -lm"
+  [study]="src/study/study.c src/study/plan.c src/core/prof.c src/data/subset.c src/data/index.c src/data/tar.c src/data/meta.c src/model/config.c src/model/hog.c src/core/check.c -fopenmp -lcjson -lm"
 )
 targets=${FUZZ_TARGETS:-"tar decode meta safetensors idx index subset study"}
 status=0

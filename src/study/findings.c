@@ -1,5 +1,6 @@
 // findings.c: the report's computed findings (see findings.h for the rules).
 #include "study/findings.h"
+#include "study/internal.h"
 #include "core/check.h"
 #include <math.h>
 #include <stdarg.h>
@@ -56,20 +57,11 @@ mim_verdict mim_verdict_equivalent(const mim_est* d, int n, double margin) {
     return all_inside ? MIM_VERDICT_SHOWN : MIM_VERDICT_INCONCLUSIVE;
 }
 
-// ------------------------------------------------------------ helpers
-static void setf(char* buf, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
-static void setf(char* buf, size_t cap, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-}
-
 // "+3.1 [1.0, 5.2]" in points, or "+3.1 (1 seed: no interval)".
 static const char* pts(mim_est e, char* buf, size_t cap) {
-    if (!e.n) setf(buf, cap, "no estimate");
-    else if (mim_est_has_ci(e)) setf(buf, cap, "%+.1f [%+.1f, %+.1f]", 100 * e.mean, 100 * e.lo, 100 * e.hi);
-    else setf(buf, cap, "%+.1f (1 seed: no interval)", 100 * e.mean);
+    if (!e.n) mim_study_pathf(buf, cap, "no estimate");
+    else if (mim_est_has_ci(e)) mim_study_pathf(buf, cap, "%+.1f [%+.1f, %+.1f]", 100 * e.mean, 100 * e.lo, 100 * e.hi);
+    else mim_study_pathf(buf, cap, "%+.1f (1 seed: no interval)", 100 * e.mean);
     return buf;
 }
 
@@ -78,14 +70,14 @@ static void row_init(mim_finding* f, int id, const char* scope) {
     f->id = id;
     f->q = (mim_est){NAN, NAN, NAN, NAN, NAN, 0};
     f->verdict = MIM_VERDICT_UNTESTED;
-    setf(f->scope, sizeof f->scope, "%s", scope);
+    mim_study_pathf(f->scope, sizeof f->scope, "%s", scope);
 }
 
 // Room for ngroups groups of values, in->nobs + 1 each (no group can hold
 // more than every run); NULL, with the reason in f, when out of memory.
 static double* pool(const mim_findings_in* in, int ngroups, mim_finding* f) {
     double* p = malloc((size_t)ngroups * (size_t)(in->nobs + 1) * sizeof *p);
-    if (!p) { f->verdict = MIM_VERDICT_INCONCLUSIVE; setf(f->why, sizeof f->why, "out of memory for %d groups of %d runs", ngroups, in->nobs); }
+    if (!p) { f->verdict = MIM_VERDICT_INCONCLUSIVE; mim_study_pathf(f->why, sizeof f->why, "out of memory for %d groups of %d runs", ngroups, in->nobs); }
     return p;
 }
 
@@ -137,10 +129,10 @@ static const char* f1_untested(const mim_study* s) {
 void mim_finding_small_data(const mim_findings_in* in, int model, mim_target t, mim_finding* f) {
     const mim_study* s = in->s;
     char scope[160], a[96], b[96];
-    setf(scope, sizeof scope, "%s, %s", s->models[model].label, mim_target_name(t));
+    mim_study_pathf(scope, sizeof scope, "%s, %s", s->models[model].label, mim_target_name(t));
     row_init(f, 1, scope);
     const char* no = f1_untested(s);
-    if (no) { setf(f->quantity, sizeof f->quantity, "gap(smallest D) - gap(largest D)"); setf(f->why, sizeof f->why, "%s", no); return; }
+    if (no) { mim_study_pathf(f->quantity, sizeof f->quantity, "gap(smallest D) - gap(largest D)"); mim_study_pathf(f->why, sizeof f->why, "%s", no); return; }
     const char* st = s->subsets[0].strategy;
     int64_t z[MAXV];
     int nz = design_sizes(s, st, z), lo = -1, hi = -1, stride = in->nobs + 1;
@@ -154,8 +146,8 @@ void mim_finding_small_data(const mim_findings_in* in, int model, mim_target t, 
     }
     f->verdict = MIM_VERDICT_INCONCLUSIVE;
     if (lo < 0 || lo == hi) {
-        setf(f->quantity, sizeof f->quantity, "gap(smallest D) - gap(largest D)");
-        setf(f->why, sizeof f->why, "finished runs cover %s size with both MIM fine-tune and scratch: no gap to compare", lo < 0 ? "no" : "one");
+        mim_study_pathf(f->quantity, sizeof f->quantity, "gap(smallest D) - gap(largest D)");
+        mim_study_pathf(f->why, sizeof f->why, "finished runs cover %s size with both MIM fine-tune and scratch: no gap to compare", lo < 0 ? "no" : "one");
         free(p);
         return;
     }
@@ -168,22 +160,22 @@ void mim_finding_small_data(const mim_findings_in* in, int model, mim_target t, 
     mim_est gs = mim_stats_boot_lincomb(g, 2, nboot(in), in->seed), gl = mim_stats_boot_lincomb(gg, 2, nboot(in), in->seed);
     f->q = mim_stats_boot_lincomb(g, 4, nboot(in), in->seed);
     f->verdict = mim_verdict_small_data(f->q, gs);
-    setf(f->quantity, sizeof f->quantity, "gap(%lld) - gap(%lld); gap = fine-tune top-1 of MIM - of scratch", (long long)z[lo], (long long)z[hi]);
+    mim_study_pathf(f->quantity, sizeof f->quantity, "gap(%lld) - gap(%lld); gap = fine-tune top-1 of MIM - of scratch", (long long)z[lo], (long long)z[hi]);
     pts(gs, a, sizeof a); pts(gl, b, sizeof b);
     char c[96];
     switch (f->verdict) {
     case MIM_VERDICT_SHOWN:
-        setf(f->why, sizeof f->why, "interval above 0, and MIM beats scratch at %lld: gap %s; at %lld: %s", (long long)z[lo], a, (long long)z[hi], b);
+        mim_study_pathf(f->why, sizeof f->why, "interval above 0, and MIM beats scratch at %lld: gap %s; at %lld: %s", (long long)z[lo], a, (long long)z[hi], b);
         break;
     case MIM_VERDICT_NOT_SHOWN:
-        if (gs.hi <= 0) setf(f->why, sizeof f->why, "MIM does not beat scratch at the smallest size %lld: gap %s", (long long)z[lo], a);
-        else setf(f->why, sizeof f->why, "interval at or below 0: the gap does not shrink with data (%lld: %s; %lld: %s)", (long long)z[lo], a, (long long)z[hi], b);
+        if (gs.hi <= 0) mim_study_pathf(f->why, sizeof f->why, "MIM does not beat scratch at the smallest size %lld: gap %s", (long long)z[lo], a);
+        else mim_study_pathf(f->why, sizeof f->why, "interval at or below 0: the gap does not shrink with data (%lld: %s; %lld: %s)", (long long)z[lo], a, (long long)z[hi], b);
         break;
     default:
         if (!mim_est_has_ci(f->q) || !mim_est_has_ci(gs))
-            setf(f->why, sizeof f->why, "a group of runs has 1 seed: no interval (gap at %lld: %+.1f, at %lld: %+.1f points)", (long long)z[lo],
+            mim_study_pathf(f->why, sizeof f->why, "a group of runs has 1 seed: no interval (gap at %lld: %+.1f, at %lld: %+.1f points)", (long long)z[lo],
                  100 * gs.mean, (long long)z[hi], 100 * gl.mean);
-        else setf(f->why, sizeof f->why, "an interval contains 0: q %s, gap at %lld: %s", pts(f->q, c, sizeof c), (long long)z[lo], a);
+        else mim_study_pathf(f->why, sizeof f->why, "an interval contains 0: q %s, gap at %lld: %s", pts(f->q, c, sizeof c), (long long)z[lo], a);
     }
     free(p);
 }
@@ -202,19 +194,19 @@ void mim_finding_strong_target(const mim_findings_in* in, int model, mim_target 
     const mim_study* s = in->s;
     mim_target weak = weak_target(s);
     char scope[160];
-    setf(scope, sizeof scope, "%s, %s vs %s, %s", s->models[model].label, mim_target_name(strong), mim_target_name(weak), mim_eval_name(e));
+    mim_study_pathf(scope, sizeof scope, "%s, %s vs %s, %s", s->models[model].label, mim_target_name(strong), mim_target_name(weak), mim_eval_name(e));
     row_init(f, 2, scope);
-    setf(f->quantity, sizeof f->quantity, "%s - %s %s top-1, mean over sizes", mim_target_name(strong), mim_target_name(weak), mim_eval_name(e));
+    mim_study_pathf(f->quantity, sizeof f->quantity, "%s - %s %s top-1, mean over sizes", mim_target_name(strong), mim_target_name(weak), mim_eval_name(e));
     const char* no = f2_untested(s);
     if (!no && !has_target(s, strong)) no = "the study does not have this target";
     if (!no && !s->evals[e]) no = "the study does not have this evaluation";
-    if (no) { setf(f->why, sizeof f->why, "%s", no); return; }
+    if (no) { mim_study_pathf(f->why, sizeof f->why, "%s", no); return; }
     const char* st = s->subsets[0].strategy;
     int64_t z[MAXV];
     int nz = design_sizes(s, st, z), k = 0, stride = in->nobs + 1;
     double* p = pool(in, 2 * nz, f);
     mim_stats_group* g = malloc((size_t)(2 * nz + 1) * sizeof *g);
-    if (!p || !g) { free(p); free(g); f->verdict = MIM_VERDICT_INCONCLUSIVE; setf(f->why, sizeof f->why, "out of memory"); return; }
+    if (!p || !g) { free(p); free(g); f->verdict = MIM_VERDICT_INCONCLUSIVE; mim_study_pathf(f->why, sizeof f->why, "out of memory"); return; }
     char used[192] = "";
     // Sizes where both targets have 2+ seeds carry an interval; when there are
     // any, the mean is over those only (a one-seed size would leave the whole
@@ -231,24 +223,24 @@ void mim_finding_strong_target(const mim_findings_in* in, int model, mim_target 
         g[2 * k] = (mim_stats_group){vs, ns, 1};
         g[2 * k + 1] = (mim_stats_group){vw, nw, -1};
         size_t ul = strlen(used);
-        setf(used + ul, sizeof used - ul, "%s%lld", k ? ", " : "", (long long)z[i]);
+        mim_study_pathf(used + ul, sizeof used - ul, "%s%lld", k ? ", " : "", (long long)z[i]);
         k++;
     }
     f->verdict = MIM_VERDICT_INCONCLUSIVE;
-    if (!k) { setf(f->why, sizeof f->why, "no size has finished runs of both targets"); free(p); free(g); return; }
+    if (!k) { mim_study_pathf(f->why, sizeof f->why, "no size has finished runs of both targets"); free(p); free(g); return; }
     for (int i = 0; i < 2 * k; i++) g[i].coef /= k;
-    setf(f->quantity, sizeof f->quantity, "%s - %s %s top-1, mean over sizes %s%s", mim_target_name(strong), mim_target_name(weak), mim_eval_name(e), used,
+    mim_study_pathf(f->quantity, sizeof f->quantity, "%s - %s %s top-1, mean over sizes %s%s", mim_target_name(strong), mim_target_name(weak), mim_eval_name(e), used,
          seeded && k < nz ? " (the sizes with 2+ seeds)" : "");
     f->q = mim_stats_boot_lincomb(g, 2 * k, nboot(in), in->seed);
     f->verdict = mim_verdict_positive(f->q);
     char a[96];
     pts(f->q, a, sizeof a);
     switch (f->verdict) {
-    case MIM_VERDICT_SHOWN: setf(f->why, sizeof f->why, "interval above 0: %s points", a); break;
-    case MIM_VERDICT_NOT_SHOWN: setf(f->why, sizeof f->why, "interval at or below 0: %s points", a); break;
+    case MIM_VERDICT_SHOWN: mim_study_pathf(f->why, sizeof f->why, "interval above 0: %s points", a); break;
+    case MIM_VERDICT_NOT_SHOWN: mim_study_pathf(f->why, sizeof f->why, "interval at or below 0: %s points", a); break;
     default:
-        if (!mim_est_has_ci(f->q)) setf(f->why, sizeof f->why, "a group of runs has 1 seed: no interval");
-        else setf(f->why, sizeof f->why, "interval contains 0: %s points", a);
+        if (!mim_est_has_ci(f->q)) mim_study_pathf(f->why, sizeof f->why, "a group of runs has 1 seed: no interval");
+        else mim_study_pathf(f->why, sizeof f->why, "interval contains 0: %s points", a);
     }
     free(p);
     free(g);
@@ -281,12 +273,12 @@ static const char* f3_untested(const mim_findings_in* in) {
 void mim_finding_strategy(const mim_findings_in* in, int model, mim_target t, int64_t size, mim_finding* f) {
     const mim_study* s = in->s;
     char scope[160];
-    setf(scope, sizeof scope, "%s, %s, %lld", s->models[model].label, mim_target_name(t), (long long)size);
+    mim_study_pathf(scope, sizeof scope, "%s, %s, %lld", s->models[model].label, mim_target_name(t), (long long)size);
     row_init(f, 3, scope);
     double m = margin(in);
     const char* no = f3_untested(in);
     if (!no && popcount3(design_strats(s, size, (int)t)) < 2) no = "one sampling strategy at this size for this target";
-    if (no) { setf(f->quantity, sizeof f->quantity, "largest difference between strategies"); setf(f->why, sizeof f->why, "%s", no); return; }
+    if (no) { mim_study_pathf(f->quantity, sizeof f->quantity, "largest difference between strategies"); mim_study_pathf(f->why, sizeof f->why, "%s", no); return; }
     const char* en = mim_eval_name((mim_eval_kind)in->metric);
     int nv[3], have = 0, mask = design_strats(s, size, (int)t), stride = in->nobs + 1;
     double* p = pool(in, 3, f);
@@ -297,8 +289,8 @@ void mim_finding_strategy(const mim_findings_in* in, int model, mim_target t, in
         have += nv[q] > 0;
     }
     f->verdict = MIM_VERDICT_INCONCLUSIVE;
-    setf(f->quantity, sizeof f->quantity, "largest difference between strategies (%s top-1)", en);
-    if (have < 2) { setf(f->why, sizeof f->why, "fewer than 2 strategies with finished runs at this size"); free(p); return; }
+    mim_study_pathf(f->quantity, sizeof f->quantity, "largest difference between strategies (%s top-1)", en);
+    if (have < 2) { mim_study_pathf(f->why, sizeof f->why, "fewer than 2 strategies with finished runs at this size"); free(p); return; }
     mim_est d[3];
     int pa[3], pb[3], np = 0, best = 0;
     double ss = 0;
@@ -316,25 +308,25 @@ void mim_finding_strategy(const mim_findings_in* in, int model, mim_target t, in
     }
     f->q = d[best];
     f->verdict = mim_verdict_equivalent(d, np, m);
-    setf(f->quantity, sizeof f->quantity, "%s - %s %s top-1 (the largest of %d strateg%s' differences)", strat_names[pa[best]], strat_names[pb[best]], en,
+    mim_study_pathf(f->quantity, sizeof f->quantity, "%s - %s %s top-1 (the largest of %d strateg%s' differences)", strat_names[pa[best]], strat_names[pb[best]], en,
          have, have == 1 ? "y" : "ies");
     char a[96], sdtxt[64] = "";
     pts(f->q, a, sizeof a);
-    if (dof) setf(sdtxt, sizeof sdtxt, "; seed-to-seed sd %.1f points", 100 * sqrt(ss / dof));
+    if (dof) mim_study_pathf(sdtxt, sizeof sdtxt, "; seed-to-seed sd %.1f points", 100 * sqrt(ss / dof));
     switch (f->verdict) {
-    case MIM_VERDICT_SHOWN: setf(f->why, sizeof f->why, "every pair's interval inside ±%.1f points: largest %s%s", 100 * m, a, sdtxt); break;
+    case MIM_VERDICT_SHOWN: mim_study_pathf(f->why, sizeof f->why, "every pair's interval inside ±%.1f points: largest %s%s", 100 * m, a, sdtxt); break;
     case MIM_VERDICT_NOT_SHOWN: {
         int k = 0;   // the pair wholly outside the margin
         for (int i = 0; i < np; i++) if (mim_est_has_ci(d[i]) && (d[i].lo >= m || d[i].hi <= -m)) { k = i; break; }
-        setf(f->why, sizeof f->why, "%s - %s interval wholly outside ±%.1f points: %s%s", strat_names[pa[k]], strat_names[pb[k]], 100 * m,
+        mim_study_pathf(f->why, sizeof f->why, "%s - %s interval wholly outside ±%.1f points: %s%s", strat_names[pa[k]], strat_names[pb[k]], 100 * m,
              pts(d[k], a, sizeof a), sdtxt);
         break;
     }
     default: {
         int noci = 0;
         for (int i = 0; i < np; i++) noci |= !mim_est_has_ci(d[i]);
-        if (noci) setf(f->why, sizeof f->why, "a strategy has 1 seed: no interval");
-        else setf(f->why, sizeof f->why, "an interval straddles ±%.1f points: largest %s%s", 100 * m, a, sdtxt);
+        if (noci) mim_study_pathf(f->why, sizeof f->why, "a strategy has 1 seed: no interval");
+        else mim_study_pathf(f->why, sizeof f->why, "an interval straddles ±%.1f points: largest %s%s", 100 * m, a, sdtxt);
     }
     }
     free(p);
@@ -349,12 +341,12 @@ int mim_findings_all(const mim_findings_in* in, mim_finding** out) {
     if (!f) return MIM_ENOMEM;
     int n = 0;
     const char* no = f1_untested(s);
-    if (no) { row_init(&f[n], 1, "study"); setf(f[n].quantity, sizeof f[n].quantity, "gap(smallest D) - gap(largest D)"); setf(f[n].why, sizeof f[n].why, "%s", no); n++; }
+    if (no) { row_init(&f[n], 1, "study"); mim_study_pathf(f[n].quantity, sizeof f[n].quantity, "gap(smallest D) - gap(largest D)"); mim_study_pathf(f[n].why, sizeof f[n].why, "%s", no); n++; }
     else
         for (int m = 0; m < s->nmodels; m++)
             for (int t = 0; t < s->ntargets; t++) mim_finding_small_data(in, m, s->targets[t], &f[n++]);
     no = f2_untested(s);
-    if (no) { row_init(&f[n], 2, "study"); setf(f[n].quantity, sizeof f[n].quantity, "strong - pixel target top-1"); setf(f[n].why, sizeof f[n].why, "%s", no); n++; }
+    if (no) { row_init(&f[n], 2, "study"); mim_study_pathf(f[n].quantity, sizeof f[n].quantity, "strong - pixel target top-1"); mim_study_pathf(f[n].why, sizeof f[n].why, "%s", no); n++; }
     else {
         static const mim_target strong[2] = {MIM_TARGET_HOG, MIM_TARGET_TEACHER};
         static const mim_eval_kind ev[2] = {MIM_EVAL_FINETUNE, MIM_EVAL_LINPROBE};
@@ -364,7 +356,7 @@ int mim_findings_all(const mim_findings_in* in, mim_finding** out) {
                     if (has_target(s, strong[k]) && s->evals[ev[e]]) mim_finding_strong_target(in, m, strong[k], ev[e], &f[n++]);
     }
     no = f3_untested(in);
-    if (no) { row_init(&f[n], 3, "study"); setf(f[n].quantity, sizeof f[n].quantity, "largest difference between strategies"); setf(f[n].why, sizeof f[n].why, "%s", no); n++; }
+    if (no) { row_init(&f[n], 3, "study"); mim_study_pathf(f[n].quantity, sizeof f[n].quantity, "largest difference between strategies"); mim_study_pathf(f[n].why, sizeof f[n].why, "%s", no); n++; }
     else
         for (int i = 0; i < s->nsubsets; i++) {
             int first = 1;   // each size once

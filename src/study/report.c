@@ -13,7 +13,13 @@
 // seed, optionally per "size") and from the scratch runs; MIM is compared
 // with scratch fine-tune to fine-tune only. Without gnuplot the tables are
 // still written and the report says the figures are missing.
+//
+// Length (about 770 lines): one pass over the same aggregates writes the
+// markdown tables and the figure data, so each number in a table and its
+// point in a figure come from one computation; splitting the figures off
+// would mean a second walk over the results or a shared aggregate cache.
 #include "study/study.h"
+#include "study/internal.h"
 #include "study/findings.h"
 #include "study/fit.h"
 #include "study/results.h"
@@ -28,15 +34,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-// snprintf without gcc's truncation warnings (paths are bounded by the study folder).
-static void pathf(char* buf, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
-static void pathf(char* buf, size_t cap, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-}
 
 static double num(const cJSON* row, const char* key) {
     const cJSON* v = row ? cJSON_GetObjectItemCaseSensitive(row, key) : NULL;
@@ -97,11 +94,11 @@ static void est_str(char* buf, size_t cap, mim_est e, int pct) {
     double k = pct ? 100 : 1;
     const char* f1 = pct ? "%.1f" : "%.4f";
     char m[32], d[32], lo[32], hi[32];
-    if (!e.n) { pathf(buf, cap, "-"); return; }
-    pathf(m, sizeof m, f1, k * e.mean);
-    if (e.n == 1 || !mim_est_has_ci(e)) { pathf(buf, cap, "%s (1 seed)", m); return; }
-    pathf(d, sizeof d, f1, k * e.sd); pathf(lo, sizeof lo, f1, k * e.lo); pathf(hi, sizeof hi, f1, k * e.hi);
-    pathf(buf, cap, "%s ± %s [%s, %s]", m, d, lo, hi);
+    if (!e.n) { mim_study_pathf(buf, cap, "-"); return; }
+    mim_study_pathf(m, sizeof m, f1, k * e.mean);
+    if (e.n == 1 || !mim_est_has_ci(e)) { mim_study_pathf(buf, cap, "%s (1 seed)", m); return; }
+    mim_study_pathf(d, sizeof d, f1, k * e.sd); mim_study_pathf(lo, sizeof lo, f1, k * e.lo); mim_study_pathf(hi, sizeof hi, f1, k * e.hi);
+    mim_study_pathf(buf, cap, "%s ± %s [%s, %s]", m, d, lo, hi);
 }
 static void cell(FILE* f, mim_est e, int pct) {
     char b[160];
@@ -130,7 +127,7 @@ static int sizes_of(const mim_study* s, const char* strategy, int64_t* out) {
 }
 
 static FILE* openf(const char* dir, const char* name, char* path, size_t cap) {
-    pathf(path, cap, "%s/%s", dir, name);
+    mim_study_pathf(path, cap, "%s/%s", dir, name);
     FILE* f = fopen(path, "w");
     if (!f) mim_err(MIM_EIO, "cannot write %s: %s", path, strerror(errno));
     return f;
@@ -164,8 +161,8 @@ static int bl_groups(const mim_study* s, const mim_results* res, bl_group* g) {
         const char* k = str(row, "kind"), *b = str(row, "baseline"), *m = str(row, "model");
         if (!row_ok(row) || !k || strcmp(k, "baseline") || !b) continue;
         bl_group x = {.size = isfinite(num(row, "size")) ? (int64_t)num(row, "size") : -1};
-        pathf(x.name, sizeof x.name, "%s", b);
-        pathf(x.model, sizeof x.model, "%s", m ? m : "");
+        mim_study_pathf(x.name, sizeof x.name, "%s", b);
+        mim_study_pathf(x.model, sizeof x.model, "%s", m ? m : "");
         x.order = !strcmp(b, "pixels") ? 0 : 1 + s->nmodels;
         for (int q = 0; q < s->nmodels && x.order; q++) if (!strcmp(x.model, s->models[q].label)) x.order = 1 + q;
         int have = 0;
@@ -185,9 +182,9 @@ static mim_est bl_agg(const rep* r, const bl_group* g, const char* key) {
     return mim_stats_boot_mean(r->v, k, 0, 0);
 }
 static void bl_label(const bl_group* g, char* buf, size_t cap) {
-    if (!strcmp(g->name, "pixels")) pathf(buf, cap, "raw pixels");
-    else if (!strcmp(g->name, "random")) pathf(buf, cap, "random-init %s", g->model);
-    else pathf(buf, cap, "%s%s%s", g->name, *g->model ? " " : "", g->model);
+    if (!strcmp(g->name, "pixels")) mim_study_pathf(buf, cap, "raw pixels");
+    else if (!strcmp(g->name, "random")) mim_study_pathf(buf, cap, "random-init %s", g->model);
+    else mim_study_pathf(buf, cap, "%s%s%s", g->name, *g->model ? " " : "", g->model);
 }
 
 // Whether the MIM features beat the baselines, said plainly: per kNN /
@@ -205,7 +202,7 @@ static void write_against_baselines(FILE* md, const rep* r, const bl_group* bl, 
         if (evs[e] != MIM_EVAL_KNN && evs[e] != MIM_EVAL_LINPROBE) continue;
         const char* en = mim_eval_name((mim_eval_kind)evs[e]);
         char key[64];
-        pathf(key, sizeof key, "%s_top1", en);
+        mim_study_pathf(key, sizeof key, "%s_top1", en);
         mim_est best = {0};
         int bm = -1, bt = 0;
         int64_t bz = 0;
@@ -226,7 +223,7 @@ static void write_against_baselines(FILE* md, const rep* r, const bl_group* bl, 
         int win = best.mean > px.mean;
         char* list = win ? beats : nots;
         size_t L = strlen(list);
-        pathf(list + L, 128 - L, "%s%s", L ? ", " : "", en);
+        mim_study_pathf(list + L, 128 - L, "%s%s", L ? ", " : "", en);
         fprintf(md, "- %s: the best MIM row (%s %s, %lld images) reaches %.1f, %s raw pixels (%.1f, %+.1f points)", en,
                 s->models[bm].label, mim_target_name(s->targets[bt]), (long long)bz, 100 * best.mean,
                 win ? "above" : "not above", 100 * px.mean, 100 * (best.mean - px.mean));
@@ -278,7 +275,7 @@ static int write_findings(FILE* md, const rep* r, int primary) {
         mim_obs o = mim_obs_make(u->kind, u->model, u->target, s->subsets[u->subset].strategy, u->size, u->seed);
         for (int e = 0; e < MIM_EVAL_COUNT; e++) {
             char key[64];
-            pathf(key, sizeof key, "%s_top1", mim_eval_name((mim_eval_kind)e));
+            mim_study_pathf(key, sizeof key, "%s_top1", mim_eval_name((mim_eval_kind)e));
             o.top1[e] = num(row, key);
         }
         obs[no++] = o;
@@ -294,9 +291,9 @@ static int write_findings(FILE* md, const rep* r, int primary) {
                 "|---|---|---|---|---|---|---|\n", MIM_STATS_NBOOT);
     for (int i = 0; i < nf; i++) {
         char q[96];
-        if (!f[i].q.n) pathf(q, sizeof q, "-");
-        else if (mim_est_has_ci(f[i].q)) pathf(q, sizeof q, "%+.1f [%+.1f, %+.1f]", 100 * f[i].q.mean, 100 * f[i].q.lo, 100 * f[i].q.hi);
-        else pathf(q, sizeof q, "%+.1f (no interval)", 100 * f[i].q.mean);
+        if (!f[i].q.n) mim_study_pathf(q, sizeof q, "-");
+        else if (mim_est_has_ci(f[i].q)) mim_study_pathf(q, sizeof q, "%+.1f [%+.1f, %+.1f]", 100 * f[i].q.mean, 100 * f[i].q.lo, 100 * f[i].q.hi);
+        else mim_study_pathf(q, sizeof q, "%+.1f (no interval)", 100 * f[i].q.mean);
         fprintf(md, "| %d | %s | %s | %s | %s | **%s** | %s |\n", f[i].id, mim_finding_title(f[i].id), f[i].scope, f[i].quantity, q,
                 mim_verdict_name(f[i].verdict), f[i].why);
     }
@@ -323,7 +320,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
     int n = mim_study_expand(s, &runs);
     if (n < 0) return n;
     char rpath[4096], path[4200], ddir[4096];
-    pathf(rpath, sizeof rpath, "%s/results.jsonl", o.out);
+    mim_study_pathf(rpath, sizeof rpath, "%s/results.jsonl", o.out);
     mim_results res;
     int rc = mim_results_load(&res, rpath);
     if (rc) { free(runs); return rc; }
@@ -331,7 +328,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
     rep R = {s, runs, n, &res, mim_malloc((2 * (size_t)n + (size_t)res.n + 1) * sizeof(double))};
     FILE *md = NULL, *sdat = NULL, *gp = NULL;
     if (!R.v) { rc = MIM_ENOMEM; goto out; }
-    pathf(ddir, sizeof ddir, "%s/report-data", o.out);
+    mim_study_pathf(ddir, sizeof ddir, "%s/report-data", o.out);
     if (mkdir(o.out, 0755) && errno != EEXIST) { rc = mim_err(MIM_EIO, "cannot create %s: %s", o.out, strerror(errno)); goto out; }
     if (mkdir(ddir, 0755) && errno != EEXIST) { rc = mim_err(MIM_EIO, "cannot create %s: %s", ddir, strerror(errno)); goto out; }
 
@@ -342,7 +339,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
     for (int i = 0; i < 3; i++) if (s->evals[pref[i]]) evs[nev++] = pref[i];
     int primary = s->report_metric >= 0 ? s->report_metric : nev ? evs[0] : -1;
     char pkey[64] = "";
-    if (primary >= 0) pathf(pkey, sizeof pkey, "%s_top1", mim_eval_name((mim_eval_kind)primary));
+    if (primary >= 0) mim_study_pathf(pkey, sizeof pkey, "%s_top1", mim_eval_name((mim_eval_kind)primary));
     int64_t sizes[256];
     int nsz = sizes_of(s, main_st, sizes);
     int has_scr = s->evals[MIM_EVAL_SCRATCH], has_ft = s->evals[MIM_EVAL_FINETUNE];
@@ -381,7 +378,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
                 cell(md, agg(&R, MIM_RUN_MIM, m, s->targets[t], main_st, sizes[z], "final_loss_avg"), 0);
                 for (int e = 0; e < nev; e++) {
                     char key[64];
-                    pathf(key, sizeof key, "%s_top1", mim_eval_name((mim_eval_kind)evs[e]));
+                    mim_study_pathf(key, sizeof key, "%s_top1", mim_eval_name((mim_eval_kind)evs[e]));
                     cell(md, agg(&R, MIM_RUN_MIM, m, s->targets[t], main_st, sizes[z], key), 1);
                 }
                 if (has_scr) cell(md, agg(&R, MIM_RUN_SCRATCH, m, 0, main_st, sizes[z], "scratch_top1"), 1);
@@ -390,12 +387,12 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
     for (int b = 0; b < nbl; b++) {   // baseline levels next to the MIM rows
         char lbl[160], zs[32];
         bl_label(&bl[b], lbl, sizeof lbl);
-        if (bl[b].size >= 0) pathf(zs, sizeof zs, "%lld", (long long)bl[b].size); else pathf(zs, sizeof zs, "any");
+        if (bl[b].size >= 0) mim_study_pathf(zs, sizeof zs, "%lld", (long long)bl[b].size); else mim_study_pathf(zs, sizeof zs, "any");
         fprintf(md, "| %s | baseline: %s | %s | - | - |", *bl[b].model ? bl[b].model : "-", lbl, zs);
         for (int e = 0; e < nev; e++) {
             if (evs[e] == MIM_EVAL_FINETUNE) { fprintf(md, " - |"); continue; }
             char key[64];
-            pathf(key, sizeof key, "%s_top1", mim_eval_name((mim_eval_kind)evs[e]));
+            mim_study_pathf(key, sizeof key, "%s_top1", mim_eval_name((mim_eval_kind)evs[e]));
             cell(md, bl_agg(&R, &bl[b], key), 1);
         }
         if (has_scr) fprintf(md, " - |");
@@ -413,7 +410,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
         for (int b = 0; b < nbl; b++) {
             char lbl[160], zs[32];
             bl_label(&bl[b], lbl, sizeof lbl);
-            if (bl[b].size >= 0) pathf(zs, sizeof zs, "%lld", (long long)bl[b].size); else pathf(zs, sizeof zs, "any");
+            if (bl[b].size >= 0) mim_study_pathf(zs, sizeof zs, "%lld", (long long)bl[b].size); else mim_study_pathf(zs, sizeof zs, "any");
             mim_est k = bl_agg(&R, &bl[b], "knn_top1"), l = bl_agg(&R, &bl[b], "linprobe_top1");
             fprintf(md, "| %s | %s | %s | %d |", lbl, *bl[b].model ? bl[b].model : "-", zs, k.n > l.n ? k.n : l.n);
             cell(md, k, 1); cell(md, l, 1);
@@ -478,7 +475,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
             if (mim_plfit_huber(D, E, k, NULL, f)) { fprintf(md, " - | - | - | - | no fit: %s |\n", mim_err_msg()); continue; }
             fit_ok[m][t] = 1;
             char weak[96] = "";
-            if (k <= 5) pathf(weak, sizeof weak, "; %d runs for 3 parameters: weakly constrained", k);
+            if (k <= 5) mim_study_pathf(weak, sizeof weak, "; %d runs for 3 parameters: weakly constrained", k);
             if (isfinite(f->alpha_lo))
                 fprintf(md, " %.4g [%.4g, %.4g] | %.3f [%.3f, %.3f] | %.4f [%.4f, %.4f] | %.4f | bootstrap: %d / %d refits%s |\n",
                         f->A, f->A_lo, f->A_hi, f->alpha, f->alpha_lo, f->alpha_hi, f->E, f->E_lo, f->E_hi, f->rmse, f->nboot_ok, f->nboot, weak);
@@ -539,7 +536,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
                 "# error bars: 95%% bootstrap interval of the mean over seeds (none with one seed)\n"
                 "set terminal pngcairo size 900,600 noenhanced font ',10'\nset grid\nset key outside right\n");
     char lbl[256], xr[96] = "";
-    if (nsz) pathf(xr, sizeof xr, "set xrange [%g:%g]\n", (double)sizes[0] / 1.25, (double)sizes[nsz - 1] * 1.25);
+    if (nsz) mim_study_pathf(xr, sizeof xr, "set xrange [%g:%g]\n", (double)sizes[0] / 1.25, (double)sizes[nsz - 1] * 1.25);
     int nfig = 0;
     const char* figs[8];
     static char fnames[3][64];
@@ -548,7 +545,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
     int scr_pts[64] = {0};
     for (int m = 0; m < s->nmodels && m < 64 && has_scr; m++) {
         char name[128];
-        pathf(name, sizeof name, "scratch-%s.dat", s->models[m].label);
+        mim_study_pathf(name, sizeof name, "scratch-%s.dat", s->models[m].label);
         FILE* f = openf(ddir, name, path, sizeof path);
         if (!f) continue;
         fprintf(f, "# size mean sd lo hi n (scratch top-1, points)\n");
@@ -561,14 +558,14 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
     for (int e = 0; e < nev; e++) {
         const char* en = mim_eval_name((mim_eval_kind)evs[e]);
         char key[64];
-        pathf(key, sizeof key, "%s_top1", en);
+        mim_study_pathf(key, sizeof key, "%s_top1", en);
         if (fig_begin(&fg)) { rc = MIM_ENOMEM; goto out; }
         fprintf(fg.f, "set output 'fig-%s-vs-size.png'\nset logscale x\n%sset xlabel 'pre-training images (subset size, %s)'\n"
                       "set ylabel '%s top-1 (%%)'\nset title '%s top-1 vs data size (dotted: baselines)'\nplot ", en, xr, main_st, en, en);
         for (int m = 0; m < s->nmodels; m++)
             for (int t = 0; t < s->ntargets; t++) {
                 char name[128];
-                pathf(name, sizeof name, "%s-%s-%s.dat", en, s->models[m].label, mim_target_name(s->targets[t]));
+                mim_study_pathf(name, sizeof name, "%s-%s-%s.dat", en, s->models[m].label, mim_target_name(s->targets[t]));
                 FILE* f = openf(ddir, name, path, sizeof path);
                 if (!f) continue;
                 fprintf(f, "# size mean sd lo hi n (%s top-1, points)\n", en);
@@ -579,7 +576,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
                 }
                 fclose(f);
                 if (!pts) continue;
-                pathf(lbl, sizeof lbl, "%s %s", s->models[m].label, mim_target_name(s->targets[t]));
+                mim_study_pathf(lbl, sizeof lbl, "%s %s", s->models[m].label, mim_target_name(s->targets[t]));
                 fprintf(fg.f, "%s'report-data/%s' using 1:2:4:5 with yerrorlines title '%s'", fig_sep(&fg), name, lbl);
                 fg.items++;
                 if (evs[e] == primary && m < 64 && fit_ok[m][t]) {
@@ -604,7 +601,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
                 for (int c = 0; c < b; c++) firstsz &= strcmp(bl[c].name, bl[b].name) || strcmp(bl[c].model, bl[b].model) || bl[c].size < 0;
                 if (!firstsz) continue;
                 char name[200];
-                pathf(name, sizeof name, "baseline-%s-%s-%s.dat", en, bl[b].name, *bl[b].model ? bl[b].model : "none");
+                mim_study_pathf(name, sizeof name, "baseline-%s-%s-%s.dat", en, bl[b].name, *bl[b].model ? bl[b].model : "none");
                 FILE* f = openf(ddir, name, path, sizeof path);
                 if (!f) continue;
                 for (int c = 0; c < nbl; c++)
@@ -616,7 +613,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
                 fprintf(fg.f, "%s'report-data/%s' using 1:2:4:5 with yerrorlines dashtype 3 title '%s (baseline)'", fig_sep(&fg), name, lbl);
             }
         fprintf(fg.f, "\nunset logscale x\nset autoscale x\n");
-        pathf(fnames[e], sizeof fnames[e], "fig-%s-vs-size.png", en);
+        mim_study_pathf(fnames[e], sizeof fnames[e], "fig-%s-vs-size.png", en);
         fig_end(&fg, gp, fnames[e], figs, &nfig);
     }
     // MIM vs scratch: the fine-tune gap with its interval, per model and target.
@@ -629,7 +626,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
         for (int m = 0; m < s->nmodels; m++)
             for (int t = 0; t < s->ntargets; t++) {
                 char name[128];
-                pathf(name, sizeof name, "gap-%s-%s.dat", s->models[m].label, mim_target_name(s->targets[t]));
+                mim_study_pathf(name, sizeof name, "gap-%s-%s.dat", s->models[m].label, mim_target_name(s->targets[t]));
                 FILE* f = openf(ddir, name, path, sizeof path);
                 if (!f) continue;
                 fprintf(f, "# size gap sd lo hi n (fine-tune top-1 MIM - scratch, points)\n");
@@ -654,11 +651,11 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
         const mim_study_run* r = &runs[i];
         if (r->kind != MIM_RUN_MIM || r->seed != s->seeds[0] || strcmp(s->subsets[r->subset].strategy, main_st)) continue;
         char mp[4400];
-        pathf(mp, sizeof mp, "%s/runs/%s/pretrain/metrics.jsonl", o.out, r->id);
+        mim_study_pathf(mp, sizeof mp, "%s/runs/%s/pretrain/metrics.jsonl", o.out, r->id);
         FILE* in = fopen(mp, "r");
         if (!in) continue;
         char name[200];
-        pathf(name, sizeof name, "loss-%s.dat", r->id);
+        mim_study_pathf(name, sizeof name, "loss-%s.dat", r->id);
         FILE* f = openf(ddir, name, path, sizeof path);
         if (!f) { fclose(in); continue; }
         char* line = NULL;
@@ -673,7 +670,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
         free(line);
         fclose(in); fclose(f);
         if (!pts) continue;
-        pathf(lbl, sizeof lbl, "%s %s %lld", s->models[r->model].label, mim_target_name(r->target), (long long)r->size);
+        mim_study_pathf(lbl, sizeof lbl, "%s %s %lld", s->models[r->model].label, mim_target_name(r->target), (long long)r->size);
         fprintf(fg.f, "%s'report-data/%s' using 1:2 with lines title '%s'", fig_sep(&fg), name, lbl);
         fg.items++;
     }
@@ -686,7 +683,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
                       "set ylabel '%s top-1 (%%)'\nset title 'pre-training loss vs downstream accuracy (every run)'\nplot ", mim_eval_name((mim_eval_kind)primary));
         for (int m = 0; m < s->nmodels; m++) {
             char name[128];
-            pathf(name, sizeof name, "scatter-%s.dat", s->models[m].label);
+            mim_study_pathf(name, sizeof name, "scatter-%s.dat", s->models[m].label);
             FILE* f = openf(ddir, name, path, sizeof path);
             if (!f) continue;
             int pts = 0;
@@ -727,7 +724,7 @@ int mim_study_report(const mim_study* s, const mim_study_opts* oin) {
 
     // Draw.
     char log[4200];
-    pathf(log, sizeof log, "%s/report-data/gnuplot.log", o.out);
+    mim_study_pathf(log, sizeof log, "%s/report-data/gnuplot.log", o.out);
     char* argv[] = {"gnuplot", "report.gp", NULL};
     fflush(stdout); fflush(stderr);
     pid_t pid = fork();
