@@ -122,13 +122,8 @@ static char* args_json(const mim_finetune_args* a, const mim_config* c) {
     cJSON_AddStringToObject(j, "subset", a->subset ? a->subset : "");
     cJSON_AddStringToObject(j, "eval_data", a->eval_data ? a->eval_data : "");
     cJSON_AddStringToObject(j, "eval_split", a->eval_split ? a->eval_split : "");
-    // the global batch, so a run can resume on another number of ranks (as pretrain)
-    cJSON_AddNumberToObject(j, "global_batch", (double)a->batch * a->accum * mim_dist_get()->world);
-    cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
-    cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
-    cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
-    // only when set, so runs from before the flag keep their settings string and resume
-    if (a->warmup_steps > 0) cJSON_AddNumberToObject(j, "warmup_steps", (double)a->warmup_steps);
+    mim_run_args_schedule(j, (int64_t)a->batch * a->accum * mim_dist_get()->world, a->epochs, a->steps, a->blr, a->lr,
+                          a->min_lr, a->warmup_epochs, a->warmup_steps);
     cJSON_AddNumberToObject(j, "weight_decay", a->weight_decay); cJSON_AddNumberToObject(j, "layer_decay", a->layer_decay);
     cJSON_AddNumberToObject(j, "drop_path", a->drop_path); cJSON_AddNumberToObject(j, "smoothing", a->smoothing);
     cJSON_AddNumberToObject(j, "mixup", a->mixup); cJSON_AddNumberToObject(j, "cutmix", a->cutmix);
@@ -178,14 +173,7 @@ static uint64_t finetune_need(void* ctx, int batch, char* detail, size_t cap) {
     const mim_source_config *sc = nx->sc, *ec = nx->ec;
     mim_mae_mem mm;
     if (!mim_mae_bytes(c, batch, &mm)) return 0;
-    uint64_t data = 0, b;
-    int x, y, z;
-    mim_source_config t = *sc;
-    t.batch = batch;
-    if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
-    t = *ec;
-    t.batch = batch;
-    if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
+    uint64_t data = mim_run_data_bytes(sc, ec, batch);
     uint64_t D = (uint64_t)c->dim, K = 1000, B = (uint64_t)batch, T = (uint64_t)mim_config_num_patches(c) + 1;
     uint64_t head = 4 * (2 * D + K * D + K) * 4 + (B * (4 * D + 2 + 5 * K) + B * T * D) * 4;
     uint64_t optim = 2 * (uint64_t)mm.num_floats * sizeof(float);
@@ -193,13 +181,8 @@ static uint64_t finetune_need(void* ctx, int batch, char* detail, size_t cap) {
     if (acc) optim += (uint64_t)mm.num_floats * sizeof(float) + (2 * D + K * D + K) * 4;
     uint64_t per = (uint64_t)c->in_chans * c->img_h * c->img_w;
     uint64_t bufs = B * (per * 4 + 4) + per * 3 * (uint64_t)omp_get_max_threads();
-    char s1[32], s2[32], s3[32], s4[32];
-    mim_format_bytes((double)(mm.acts + mm.scratch + bufs + head), s1, sizeof s1);
-    mim_format_bytes((double)(mm.params + mm.grads), s2, sizeof s2);
-    mim_format_bytes((double)optim, s3, sizeof s3);
-    mim_format_bytes((double)data, s4, sizeof s4);
-    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW%s %s, data %s", s1, batch, s2,
-             acc ? " + accumulators" : "", s3, s4);
+    mim_run_need_detail(detail, cap, mm.acts + mm.scratch + bufs + head, batch, mm.params + mm.grads,
+                        acc ? " + accumulators" : "", optim, data);
     return mm.total + optim + head + bufs + data;
 }
 

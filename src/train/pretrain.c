@@ -144,13 +144,8 @@ static char* args_json(const mim_pretrain_args* a, const mim_config* c) {
     }
     cJSON_AddStringToObject(j, "data", a->data);
     cJSON_AddStringToObject(j, "subset", a->subset ? a->subset : "");
-    // the global batch, so a run can resume on another number of ranks
-    cJSON_AddNumberToObject(j, "global_batch", (double)a->batch * a->accum * mim_dist_get()->world);
-    cJSON_AddNumberToObject(j, "epochs", a->epochs); cJSON_AddNumberToObject(j, "steps", (double)a->steps);
-    cJSON_AddNumberToObject(j, "blr", a->blr); cJSON_AddNumberToObject(j, "lr", a->lr);
-    cJSON_AddNumberToObject(j, "min_lr", a->min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", a->warmup_epochs);
-    // only when set, so runs from before the flag keep their settings string and resume
-    if (a->warmup_steps > 0) cJSON_AddNumberToObject(j, "warmup_steps", (double)a->warmup_steps);
+    mim_run_args_schedule(j, (int64_t)a->batch * a->accum * mim_dist_get()->world, a->epochs, a->steps, a->blr, a->lr,
+                          a->min_lr, a->warmup_epochs, a->warmup_steps);
     cJSON_AddNumberToObject(j, "weight_decay", a->weight_decay);
     cJSON_AddNumberToObject(j, "clip_grad", a->clip_grad); cJSON_AddNumberToObject(j, "augment", a->augment);
     cJSON_AddNumberToObject(j, "seed", (double)a->seed);
@@ -222,27 +217,13 @@ static uint64_t pretrain_need(void* ctx, int batch, char* detail, size_t cap) {
     const mim_source_config *sc = nx->sc, *vc = nx->vc;
     mim_mae_mem mm;
     if (!mim_mae_bytes(c, batch, &mm)) return 0;
-    uint64_t data = 0, b;
-    int x, y, z;
-    mim_source_config t = *sc;
-    t.batch = batch;
-    if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
-    if (vc) {
-        t = *vc;
-        t.batch = batch;
-        if (mim_source_estimate(&t, &b, &x, &y, &z) == 0) data += b;
-    }
+    uint64_t data = mim_run_data_bytes(sc, vc, batch);
     uint64_t optim = 2 * (uint64_t)mm.num_floats * sizeof(float);
     int acc = nx->accum > 1 || batch < nx->batch;
     if (acc) optim += (uint64_t)mm.num_floats * sizeof(float);
     uint64_t bufs = (uint64_t)batch * ((uint64_t)c->in_chans * c->img_h * c->img_w + (uint64_t)mim_config_num_patches(c)) * 4;
-    char s1[32], s2[32], s3[32], s4[32];
-    mim_format_bytes((double)(mm.acts + mm.scratch + bufs), s1, sizeof s1);
-    mim_format_bytes((double)(mm.params + mm.grads), s2, sizeof s2);
-    mim_format_bytes((double)optim, s3, sizeof s3);
-    mim_format_bytes((double)data, s4, sizeof s4);
-    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW%s %s, data %s", s1, batch, s2,
-             acc ? " + accumulator" : "", s3, s4);
+    mim_run_need_detail(detail, cap, mm.acts + mm.scratch + bufs, batch, mm.params + mm.grads, acc ? " + accumulator" : "",
+                        optim, data);
     return mm.total + optim + bufs + data;
 }
 

@@ -2,9 +2,11 @@
 #include "train/run.h"
 #include "core/check.h"
 #include "core/fault.h"
+#include "core/mem.h"
 #include "core/prof.h"
 #include "ops/ops.h"
 #include "train/signals.h"
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -12,6 +14,39 @@
 #include <unistd.h>
 
 void openblas_set_num_threads(int);   // OpenBLAS (no header declares it in every build)
+
+uint64_t mim_run_data_bytes(const mim_source_config* a, const mim_source_config* b, int batch) {
+    const mim_source_config* srcs[2] = {a, b};
+    uint64_t data = 0, bytes;
+    int x, y, z;
+    for (int i = 0; i < 2; i++) {
+        if (!srcs[i]) continue;
+        mim_source_config t = *srcs[i];
+        t.batch = batch;
+        if (mim_source_estimate(&t, &bytes, &x, &y, &z) == 0) data += bytes;
+    }
+    return data;
+}
+
+void mim_run_need_detail(char* detail, size_t cap, uint64_t acts, int batch, uint64_t params, const char* acc,
+                         uint64_t optim, uint64_t data) {
+    char s1[32], s2[32], s3[32], s4[32];
+    mim_format_bytes((double)acts, s1, sizeof s1);
+    mim_format_bytes((double)params, s2, sizeof s2);
+    mim_format_bytes((double)optim, s3, sizeof s3);
+    mim_format_bytes((double)data, s4, sizeof s4);
+    snprintf(detail, cap, "activations %s for batch %d, parameters + gradients %s, AdamW%s %s, data %s", s1, batch, s2,
+             acc, s3, s4);
+}
+
+void mim_run_args_schedule(cJSON* j, int64_t global_batch, double epochs, int64_t steps, double blr, double lr,
+                           double min_lr, double warmup_epochs, int64_t warmup_steps) {
+    cJSON_AddNumberToObject(j, "global_batch", (double)global_batch);
+    cJSON_AddNumberToObject(j, "epochs", epochs); cJSON_AddNumberToObject(j, "steps", (double)steps);
+    cJSON_AddNumberToObject(j, "blr", blr); cJSON_AddNumberToObject(j, "lr", lr);
+    cJSON_AddNumberToObject(j, "min_lr", min_lr); cJSON_AddNumberToObject(j, "warmup_epochs", warmup_epochs);
+    if (warmup_steps > 0) cJSON_AddNumberToObject(j, "warmup_steps", (double)warmup_steps);
+}
 
 void mim_run_threads(int n) {
     if (n > 0) { omp_set_num_threads(n); openblas_set_num_threads(n); }

@@ -109,5 +109,20 @@ int mim_run_counters(const mim_source* s, mim_loader_counters* c, char* out, siz
 int mim_run_end(mim_run* r, int64_t done, double max_skip_frac, const char* label, const char* summary);
 // Closes metrics.jsonl. Safe on a zeroed or half-begun r.
 void mim_run_close(mim_run* r);
+// The memory gate's pieces (core/mem.h) both training commands share: the
+// bytes the data sources a and b (either may be NULL) hold at this batch
+// (mim_source_estimate), and the detail line "activations A for batch B,
+// parameters + gradients P, AdamW[ + accumulator(s)] O, data D".
+uint64_t mim_run_data_bytes(const mim_source_config* a, const mim_source_config* b, int batch);
+void mim_run_need_detail(char* detail, size_t cap, uint64_t acts, int batch, uint64_t params, const char* acc,
+                         uint64_t optim, uint64_t data);
+// Adds the schedule to a run's settings record (the args JSON a resume must
+// match), in the keys and order both commands have always written:
+// global_batch (batch x accum x ranks, so a run resumes on another number
+// of ranks), epochs, steps, blr, lr, min_lr, warmup_epochs, and warmup_steps
+// only when set (runs from before it keep their settings string).
+struct cJSON;
+void mim_run_args_schedule(struct cJSON* j, int64_t global_batch, double epochs, int64_t steps, double blr, double lr,
+                           double min_lr, double warmup_epochs, int64_t warmup_steps);
 // OpenMP and OpenBLAS threads (n <= 0: leave the defaults).
 void mim_run_threads(int n);
