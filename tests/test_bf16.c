@@ -100,6 +100,13 @@ static void check_linear(mim_bf16_ctx* ctx, const char* tag, int N, int C, int O
     matmul_backward_bf16_ref(rx, rw, NULL, dy, x, w, N, C, OC);
     TU_CHECK(tu_relerr(ox, rx, nx, NULL) <= tol_ref && tu_relerr(ow, rw, nw, NULL) <= tol_ref,
              "%s dinp-only and dweight-only calls", tag);
+    // the overwrite variant over NaNs: dinp as the accumulating call from zero
+    // (ix above) bit for bit, dweight still accumulated
+    float *sx = tu_alloc(nx), *sw = tu_alloc(nw);
+    for (size_t i = 0; i < nx; i++) sx[i] = NAN;
+    matmul_backward_bf16_set(ctx, sx, sw, NULL, dy, x, wb, N, C, OC);
+    TU_CHECK(tu_relerr(sx, ix, nx, NULL) == 0 && tu_relerr(sw, iw, nw, NULL) == 0,
+             "%s matmul_backward_bf16_set: dinp overwritten (over NaNs), dweight accumulated, bit for bit", tag);
 }
 
 static void check_backends(void) {
@@ -141,8 +148,9 @@ static void check_backends(void) {
                 check_linear(fc, "oneDNN-f32", shapes[s][0], shapes[s][1], shapes[s][2], bias, 1e-6);
         long created, reused;
         mim_bf16_ctx_stats(fc, &created, &reused);
-        // per shape: forward without and with the sum post-op, dinp, dweight
-        TU_CHECK(created == 3 * 4 && reused > created, "oneDNN primitives cached: %ld created, %ld reused", created, reused);
+        // per shape: forward without and with the sum post-op, dinp accumulated
+        // and overwritten (matmul_backward_bf16_set), dweight
+        TU_CHECK(created == 3 * 5 && reused > created, "oneDNN primitives cached: %ld created, %ld reused", created, reused);
         // more shapes than the cache holds: the oldest are evicted and rebuilt
         float *x = tu_alloc(130 * 8), *y = tu_alloc(130 * 8), *yr = tu_alloc(130 * 8), *w = tu_alloc(64);
         mim_bf16* wb = (mim_bf16*)tu_alloc_bytes(64 * sizeof(mim_bf16));
@@ -179,7 +187,7 @@ static void check_backends(void) {
         for (int bias = 0; bias < 2; bias++) check_linear(dc, "oneDNN", shapes[s][0], shapes[s][1], shapes[s][2], bias, 1e-5);
     long created, reused;
     mim_bf16_ctx_stats(dc, &created, &reused);
-    TU_CHECK(created == 3 * 4 && reused > created, "native bf16 primitives cached: %ld created, %ld reused", created, reused);
+    TU_CHECK(created == 3 * 5 && reused > created, "native bf16 primitives cached: %ld created, %ld reused", created, reused);
     mim_bf16_ctx_free(dc);
 }
 

@@ -190,6 +190,21 @@ static void test_linear(const char* tag, int N, int C, int OC, int use_torch) {
     twin(tag, "dweight", dw, dw_r, nW);
     twin(tag, "dbias", db, db_r, OC);
 
+    // the overwrite variant: dinp = dout @ weight whatever dinp held (NaNs
+    // here), dweight / dbias still accumulate; bit for bit the accumulating
+    // call on a zeroed dinp (0 + x = x)
+    {
+        float *si = tu_alloc(nI), *sw = tu_alloc(nW), *sb = tu_alloc(OC);
+        for (size_t i = 0; i < nI; i++) si[i] = NAN;
+        matmul_backward_set(si, sw, sb, dout, inp, w, N, C, OC);
+        char l1[160];
+        snprintf(l1, sizeof l1, "%s.dinp: matmul_backward_set over NaNs == matmul_backward on zeros, bit for bit", tag);
+        tu_close(l1, si, dinp, nI, 0.0);
+        snprintf(l1, sizeof l1, "%s.dweight/dbias: matmul_backward_set accumulates as matmul_backward", tag);
+        tu_close(l1, sw, dw, nW, 0.0);
+        tu_close(l1, sb, db, OC, 0.0);
+    }
+
     // NULL gradients are skipped: each gradient alone equals the full call's
     for (int r = 0; r < 2; r++) {
         void (*bwd)(float*, float*, float*, const float*, const float*, const float*, int, int, int) =
@@ -312,6 +327,14 @@ static void test_gelu(const char* tag, int n) {
     gelu_backward(ai, inp, dout, n);
     gelu_backward(ai, inp, dout, n);
     acc_check(tag, "dinp", ai, si, dinp, n);
+    {   // the overwrite variant, over NaNs and in place (dinp = dout)
+        float *ow = tu_alloc(n), *ip = tu_alloc(n);
+        for (int i = 0; i < n; i++) { ow[i] = NAN; ip[i] = dout[i]; }
+        gelu_backward_set(ow, inp, dout, n);
+        gelu_backward_set(ip, inp, ip, n);
+        tu_close("gelu_backward_set over NaNs == gelu_backward on zeros, bit for bit", ow, dinp, n, 0.0);
+        tu_close("gelu_backward_set in place (dinp = dout), bit for bit", ip, dinp, n, 0.0);
+    }
     unary_ctx ctx = {tu_alloc(n), inp, dout, (size_t)n};
     fd_check(tag, "inp", gelu_obj, &ctx, inp, n, dinp, FD_EPS);
 }

@@ -7,7 +7,8 @@ int mim_prof_on;
 double mim_prof_secs[PROF_NCLASS];
 
 const char* mim_prof_name(mim_prof_class c) {
-    static const char* names[PROF_NCLASS] = {"matmul", "attention", "norm", "elementwise", "optimizer", "data", "target"};
+    static const char* names[PROF_NCLASS] = {"matmul", "attention", "norm", "elementwise", "optimizer", "data", "target",
+                                                  "layout", "loss", "convert"};
     return names[c];
 }
 

@@ -3,7 +3,11 @@
 #pragma once
 #include <omp.h>
 
-typedef enum { PROF_MATMUL, PROF_ATTENTION, PROF_NORM, PROF_ELEMWISE, PROF_OPTIM, PROF_DATA, PROF_TARGET, PROF_NCLASS } mim_prof_class;
+// layout: token gathers and scatters of masking / unshuffling, position
+// embedding adds, row copies and gradient clears; loss: the loss and its
+// gradient; convert: fp32 -> bf16 weight shadows.
+typedef enum { PROF_MATMUL, PROF_ATTENTION, PROF_NORM, PROF_ELEMWISE, PROF_OPTIM, PROF_DATA, PROF_TARGET,
+               PROF_LAYOUT, PROF_LOSS, PROF_CONVERT, PROF_NCLASS } mim_prof_class;
 
 extern int mim_prof_on;
 extern double mim_prof_secs[PROF_NCLASS];

@@ -221,7 +221,7 @@ void mim_mae_free(mim_mae* m) {
     memset(m, 0, sizeof *m);
 }
 
-void mim_mae_zero_grad(mim_mae* m) { memset(m->grads, 0, m->num_floats * sizeof(float)); }
+void mim_mae_zero_grad(mim_mae* m) { PROF(PROF_LAYOUT, memset(m->grads, 0, m->num_floats * sizeof(float))); }
 
 // ---------------------------------------------------------------- init
 
@@ -304,6 +304,12 @@ static void linear_backward(const mim_mae* m, float* dinp, float* dweight, float
     mim_vit_linear_backward(&l, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
+static void linear_backward_set(const mim_mae* m, float* dinp, float* dweight, float* dbias,
+                                const float* dout, const float* inp, const float* weight, int N, int C, int OC) {
+    mim_vit_linear l = lin_of(m);
+    mim_vit_linear_backward_set(&l, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 int mim_mae_set_precision(mim_mae* m, mim_precision precision, mim_bf16_backend backend) {
@@ -376,7 +382,7 @@ static void block_grads_ready(const mim_mae* m, const mim_vit_block_w* g, int D)
 static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, int B) {
     const mim_config* c = &m->cfg;
     CHECK(B >= 1 && B <= m->max_batch);
-    mim_mae_refresh_bf16(m);
+    PROF(PROF_CONVERT, mim_mae_refresh_bf16(m));
     m->B = B;
     int L = m->L, T = m->T, D = c->dim, K = m->K;
     int keep = T - 1, r = c->mlp_ratio;
@@ -385,10 +391,12 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
     // patch embedding: imgs -> (B, L, K) -> (B, L, D), + pos_embed[1:]
     PROF(PROF_ELEMWISE, im2col_forward(m->imgs_col, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch));
     PROF(PROF_MATMUL, linear_forward(m, m->pe_out, m->imgs_col, w->pe_w, w->pe_b, B * L, K, D));
+    double t_ = mim_prof_begin();
     #pragma omp parallel for if ((size_t)B * L * D >= 65536)
     for (int b = 0; b < B; b++)
         for (int l = 0; l < L; l++)
             add_inplace(m->pe_out + ((size_t)b * L + l) * D, w->pos_embed + (size_t)(1 + l) * D, D);
+    mim_prof_end(PROF_LAYOUT, t_);
 
     // masking: keep the len_keep lowest-noise patches; x0 = [cls + pos0, kept]
     if (noise) {
@@ -400,6 +408,7 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
             m->mask[i] = 0.0f;
         }
     }
+    t_ = mim_prof_begin();
     #pragma omp parallel for if ((size_t)B * T * D >= 65536)
     for (int b = 0; b < B; b++) {
         float* x = m->x0 + (size_t)b * T * D;
@@ -408,6 +417,7 @@ static void forward_encoder(mim_mae* m, const float* imgs, const float* noise, i
             memcpy(x + (size_t)(1 + t) * D, m->pe_out + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
                    D * sizeof(float));
     }
+    mim_prof_end(PROF_LAYOUT, t_);
 
     const float* x = m->x0;
     for (int i = 0; i < c->depth; i++) {
@@ -484,6 +494,7 @@ static float forward_mae(mim_mae* m, const float* imgs, const float* noise, int 
 
     // decoder: embed, append mask tokens, unshuffle, + decoder_pos_embed
     PROF(PROF_MATMUL, linear_forward(m, m->dec_emb, m->latent, w->dec_embed_w, w->dec_embed_b, B * T, D, Dd));
+    double t_ = mim_prof_begin();
     #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
     for (int b = 0; b < B; b++) {
         float* y = m->dec_x0 + (size_t)b * Td * Dd;
@@ -497,6 +508,7 @@ static float forward_mae(mim_mae* m, const float* imgs, const float* noise, int 
             for (int d = 0; d < Dd; d++) dst[d] = src[d] + pos[d];
         }
     }
+    mim_prof_end(PROF_LAYOUT, t_);
     x = m->dec_x0;
     for (int i = 0; i < c->dec_depth; i++) {
         block_forward(m, &m->dec[i], &w->dec_blocks[i], x, B, Td, Dd, c->dec_heads, r, NULL);
@@ -504,12 +516,14 @@ static float forward_mae(mim_mae* m, const float* imgs, const float* noise, int 
     }
     PROF(PROF_NORM, layernorm_forward(m->dec_norm, m->dec_norm_mean, m->dec_norm_rstd, x, w->dec_norm_w, w->dec_norm_b, B * Td, Dd, MIM_VIT_LN_EPS));
     PROF(PROF_MATMUL, linear_forward(m, m->pred_full, m->dec_norm, w->pred_w, w->pred_b, B * Td, Dd, P));
+    t_ = mim_prof_begin();
     #pragma omp parallel for if ((size_t)B * L * P >= 65536)
     for (int b = 0; b < B; b++)
         memcpy(m->pred + (size_t)b * L * P, m->pred_full + ((size_t)b * Td + 1) * P, (size_t)L * P * sizeof(float));
+    mim_prof_end(PROF_LAYOUT, t_);
 
     // loss on the masked patches
-    m->loss = loss_forward(c->loss, m->pred, m->target, m->mask, B, L, P);
+    PROF(PROF_LOSS, m->loss = loss_forward(c->loss, m->pred, m->target, m->mask, B, L, P));
     return m->loss;
 }
 
@@ -519,7 +533,7 @@ float mim_mae_forward(mim_mae* m, const float* imgs, const float* noise, int B) 
     // pixel targets only: the others come through mim_mae_forward_target
     CHECK(c->target == MIM_TARGET_PIXEL || c->target == MIM_TARGET_PIXEL_NORM);
     PROF(PROF_ELEMWISE, patchify_forward(m->target, imgs, B, c->in_chans, c->img_h, c->img_w, c->patch));
-    if (c->target == MIM_TARGET_PIXEL_NORM) norm_pix_rows(m->target, B * m->L, m->P);
+    if (c->target == MIM_TARGET_PIXEL_NORM) PROF(PROF_TARGET, norm_pix_rows(m->target, B * m->L, m->P));
     return forward_mae(m, imgs, noise, B);
 }
 
@@ -543,8 +557,8 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
     mim_weights* g = &m->g;
     float* dcur = m->s_dnext;
     const float* xin;
-    memset(dcur, 0, (size_t)B * T * D * sizeof(float));
-    if (dlast) add_inplace(dcur, dlast, (size_t)B * T * D);
+    if (dlast) PROF(PROF_LAYOUT, memcpy(dcur, dlast, (size_t)B * T * D * sizeof(float)));
+    else PROF(PROF_LAYOUT, memset(dcur, 0, (size_t)B * T * D * sizeof(float)));
     xin = c->depth ? m->enc[c->depth - 1].out : m->x0;
     if (dlatent)
         PROF(PROF_NORM, layernorm_backward(dcur, g->norm_w, g->norm_b, dlatent, xin, w->norm_w, m->lat_mean, m->lat_rstd, B * T, D));
@@ -556,6 +570,7 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
     }
 
     // x0 -> cls token and the kept patch embeddings -> patch_embed weights
+    double t_ = mim_prof_begin();
     for (int b = 0; b < B; b++) add_inplace(g->cls_token, dcur + (size_t)b * T * D, D);
     float* dpe = m->scr.dqkv;   // (B, L, D); scr.dqkv holds >= 3 * B * L * D floats
     memset(dpe, 0, (size_t)B * L * D * sizeof(float));
@@ -564,13 +579,16 @@ static void backward_encoder(mim_mae* m, const float* dlatent, const float* dlas
         for (int t = 0; t < keep; t++)
             add_inplace(dpe + ((size_t)b * L + m->ids_shuffle[(size_t)b * L + t]) * D,
                         dcur + ((size_t)b * T + 1 + t) * D, D);
+    mim_prof_end(PROF_LAYOUT, t_);
     PROF(PROF_MATMUL, linear_backward(m, NULL, g->pe_w, g->pe_b, dpe, m->imgs_col, w->pe_w, B * L, K, D));
     // pos_embed: fixed in pre-training (not trainable there), learned when
     // fine-tuning (timm's ViT); its gradient is cheap, so always computed.
+    t_ = mim_prof_begin();
     for (int b = 0; b < B; b++) {
         add_inplace(g->pos_embed, dcur + (size_t)b * T * D, D);
         add_inplace(g->pos_embed + D, dpe + (size_t)b * L * D, (size_t)L * D);
     }
+    mim_prof_end(PROF_LAYOUT, t_);
 }
 
 void mim_mae_backward(mim_mae* m, float dloss_scale) {
@@ -586,6 +604,7 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     // loss -> dpred_full (B, Td, Pt), cls rows zero. Per sample, each call
     // gets dloss scaled by its share of the global sum(mask) normaliser.
     float* dpred = m->s_dpred;
+    double t_ = mim_prof_begin();
     memset(dpred, 0, (size_t)B * Td * P * sizeof(float));
     double den = 0.0;
     for (size_t i = 0; i < (size_t)B * L; i++) den += m->mask[i];
@@ -597,13 +616,13 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
                       m->target + (size_t)b * L * P, m->mask + (size_t)b * L,
                       (float)(dloss_scale * db / den), 1, L, P);
     }
+    mim_prof_end(PROF_LOSS, t_);
 
     // decoder_pred, decoder_norm, decoder blocks
     float* dln = m->scr.dln;
-    memset(dln, 0, (size_t)B * Td * Dd * sizeof(float));
-    PROF(PROF_MATMUL, linear_backward(m, dln, g->pred_w, g->pred_b, dpred, m->dec_norm, w->pred_w, B * Td, Dd, P));
+    PROF(PROF_MATMUL, linear_backward_set(m, dln, g->pred_w, g->pred_b, dpred, m->dec_norm, w->pred_w, B * Td, Dd, P));
     const float* xin = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->dec_x0;
-    memset(dcur, 0, (size_t)B * Td * Dd * sizeof(float));
+    PROF(PROF_LAYOUT, memset(dcur, 0, (size_t)B * Td * Dd * sizeof(float)));
     PROF(PROF_NORM, layernorm_backward(dcur, g->dec_norm_w, g->dec_norm_b, dln, xin, w->dec_norm_w, m->dec_norm_mean, m->dec_norm_rstd, B * Td, Dd));
     for (int i = c->dec_depth - 1; i >= 0; i--) {
         block_backward(m, dcur, dcur, &m->dec[i], &w->dec_blocks[i], &g->dec_blocks[i],
@@ -612,26 +631,28 @@ void mim_mae_backward(mim_mae* m, float dloss_scale) {
     }
 
     // un-unshuffle: dcur (B, Td, Dd) -> ddec_emb (B, T, Dd) and the mask token
+    // (each of the T rows of a sample has exactly one source: the cls row,
+    // or the one decoder row whose ids_restore names it, so rows are copied)
     float* ddec_emb = m->scr.datty;
-    memset(ddec_emb, 0, (size_t)B * T * Dd * sizeof(float));
+    t_ = mim_prof_begin();
     #pragma omp parallel for if ((size_t)B * Td * Dd >= 65536)
     for (int b = 0; b < B; b++) {
         const float* gy = dcur + (size_t)b * Td * Dd;
         float* ge = ddec_emb + (size_t)b * T * Dd;
-        for (int d = 0; d < Dd; d++) ge[d] += gy[d];
+        memcpy(ge, gy, (size_t)Dd * sizeof(float));
         for (int l = 0; l < L; l++) {
             int j = m->ids_restore[(size_t)b * L + l];
-            if (j < keep) add_inplace(ge + (size_t)(1 + j) * Dd, gy + (size_t)(1 + l) * Dd, Dd);
+            if (j < keep) memcpy(ge + (size_t)(1 + j) * Dd, gy + (size_t)(1 + l) * Dd, (size_t)Dd * sizeof(float));
         }
     }
     for (int b = 0; b < B; b++)   // serial: a fixed summation order
         for (int l = 0; l < L; l++)
             if (m->ids_restore[(size_t)b * L + l] >= keep)
                 add_inplace(g->mask_token, dcur + ((size_t)b * Td + 1 + l) * Dd, Dd);
+    mim_prof_end(PROF_LAYOUT, t_);
 
     // decoder_embed -> gradient of the encoder output
-    memset(dln, 0, (size_t)B * T * D * sizeof(float));
-    PROF(PROF_MATMUL, linear_backward(m, dln, g->dec_embed_w, g->dec_embed_b, ddec_emb, m->latent, w->dec_embed_w, B * T, D, Dd));
+    PROF(PROF_MATMUL, linear_backward_set(m, dln, g->dec_embed_w, g->dec_embed_b, ddec_emb, m->latent, w->dec_embed_w, B * T, D, Dd));
     backward_encoder(m, dln, NULL);
 }
 

@@ -43,6 +43,14 @@ void mim_vit_linear_backward(const mim_vit_linear* l, float* dinp, float* dweigh
         matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
+void mim_vit_linear_backward_set(const mim_vit_linear* l, float* dinp, float* dweight, float* dbias,
+                                    const float* dout, const float* inp, const float* weight, int N, int C, int OC) {
+    if (l->precision == MIM_PREC_BF16)
+        matmul_backward_bf16_set(l->mm, dinp, dweight, dbias, dout, inp, shadow(l, weight), N, C, OC);
+    else
+        matmul_backward_set(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
 // ---------------------------------------------------------------- training pair
 
 // Multiplies each sample's rows of y (B, T, D) by scale[2b + which]
@@ -79,37 +87,37 @@ void mim_vit_block_backward(const mim_vit_linear* l, const mim_vit_scratch* s, f
                             const float* x, int B, int T, int D, int NH, int Hm, const float* drop) {
     int N = B * T;
     size_t nd = (size_t)N * D, nh = (size_t)N * Hm;
-    float *dres = s->dres, *dln = s->dln, *datty = s->datty, *dqkv = s->dqkv;
+    // dres: the residual stream's gradient between the branches. In place
+    // when dx is dout (the model's backward): the MLP branch has read dout
+    // before ln2's backward adds into it, the attention branch has read dres
+    // before ln1's backward does; the products overwrite their outputs, so
+    // nothing is cleared first.
+    float *dres = dx == dout ? dx : s->dres, *dln = s->dln, *datty = s->datty, *dqkv = s->dqkv;
     float *dgelu = s->dgelu, *dfc1 = s->dfc1;
     // MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1))))
-    memcpy(dres, dout, nd * sizeof(float));
+    if (dres != dout) memcpy(dres, dout, nd * sizeof(float));
     const float* dbranch = dout;
     if (drop) {   // the branch saw its output scaled per sample
         memcpy(s->dscaled, dout, nd * sizeof(float));
         scale_rows(s->dscaled, drop, 1, B, T, D);
         dbranch = s->dscaled;
     }
-    memset(dgelu, 0, nh * sizeof(float));
-    PROF(PROF_MATMUL, mim_vit_linear_backward(l, dgelu, g->fc2w, g->fc2b, dbranch, a->gelu, w->fc2w, N, Hm, D));
-    memset(dfc1, 0, nh * sizeof(float));
-    PROF(PROF_ELEMWISE, gelu_backward(dfc1, a->fc1, dgelu, nh));
-    memset(dln, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, mim_vit_linear_backward(l, dln, g->fc1w, g->fc1b, dfc1, a->ln2, w->fc1w, N, D, Hm));
+    PROF(PROF_MATMUL, mim_vit_linear_backward_set(l, dgelu, g->fc2w, g->fc2b, dbranch, a->gelu, w->fc2w, N, Hm, D));
+    PROF(PROF_ELEMWISE, gelu_backward_set(dfc1, a->fc1, dgelu, nh));
+    PROF(PROF_MATMUL, mim_vit_linear_backward_set(l, dln, g->fc1w, g->fc1b, dfc1, a->ln2, w->fc1w, N, D, Hm));
     PROF(PROF_NORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res1, w->ln2w, a->ln2_mean, a->ln2_rstd, N, D));
     // attention branch: res1 = x + proj(attn(qkv(ln1(x))))
-    memcpy(dx, dres, nd * sizeof(float));
+    if (dx != dres) memcpy(dx, dres, nd * sizeof(float));
     dbranch = dres;
     if (drop) {
         memcpy(s->dscaled, dres, nd * sizeof(float));
         scale_rows(s->dscaled, drop, 0, B, T, D);
         dbranch = s->dscaled;
     }
-    memset(datty, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, mim_vit_linear_backward(l, datty, g->projw, g->projb, dbranch, a->atty, w->projw, N, D, D));
-    memset(dqkv, 0, nd * 3 * sizeof(float));
+    PROF(PROF_MATMUL, mim_vit_linear_backward_set(l, datty, g->projw, g->projb, dbranch, a->atty, w->projw, N, D, D));
+    memset(dqkv, 0, nd * 3 * sizeof(float));   // attention_backward accumulates
     PROF(PROF_ATTENTION, attention_backward(dqkv, s->datt, datty, a->qkv, a->att, B, T, D, NH));
-    memset(dln, 0, nd * sizeof(float));
-    PROF(PROF_MATMUL, mim_vit_linear_backward(l, dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D));
+    PROF(PROF_MATMUL, mim_vit_linear_backward_set(l, dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D));
     PROF(PROF_NORM, layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D));
 }
 

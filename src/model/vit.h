@@ -65,6 +65,10 @@ void mim_vit_linear_forward(const mim_vit_linear* l, float* out, const float* in
 void mim_vit_linear_backward(const mim_vit_linear* l, float* dinp, float* dweight, float* dbias,
                              const float* dout, const float* inp, const float* weight, int N, int C, int OC);
 
+// The same with dinp OVERWRITTEN (dinp = dout @ weight): no clearing pass.
+void mim_vit_linear_backward_set(const mim_vit_linear* l, float* dinp, float* dweight, float* dbias,
+                                 const float* dout, const float* inp, const float* weight, int N, int C, int OC);
+
 // Backward scratch, each sized for the widest block it serves at max batch:
 // dres, dln, datty, dscaled (B, T, D); dqkv (B, T, 3D); datt (B, NH, T, T);
 // dfc1, dgelu (B, T, Hm).

@@ -71,18 +71,29 @@ void bias_gelu_forward(float* pre, float* out, const float* bias, int N, int C) 
 }
 
 // d/d of gelu_forward(out, inp): gelu'(x) = Phi(x) + x * phi(x).
-void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+// d/dx gelu(x) = Phi(x) + x phi(x)
+static inline float gelu_grad(float x) {
     const float inv_sqrt_2pi = 0.3989422804014327f;
+    float cdf = 0.5f * (1.0f + erf_simd(x * (float)M_SQRT1_2));
+    float pdf = inv_sqrt_2pi * exp_simd(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
     #pragma omp parallel for if (n >= PAR_N)
     for (size_t c = 0; c < n; c += CHUNK) {
         size_t e = c + CHUNK < n ? c + CHUNK : n;
         #pragma omp simd
-        for (size_t i = c; i < e; i++) {
-            float x = inp[i];
-            float cdf = 0.5f * (1.0f + erf_simd(x * (float)M_SQRT1_2));
-            float pdf = inv_sqrt_2pi * exp_simd(-0.5f * x * x);
-            dinp[i] += dout[i] * (cdf + x * pdf);
-        }
+        for (size_t i = c; i < e; i++) dinp[i] += dout[i] * gelu_grad(inp[i]);
+    }
+}
+
+void gelu_backward_set(float* dinp, const float* inp, const float* dout, size_t n) {
+    #pragma omp parallel for if (n >= PAR_N)
+    for (size_t c = 0; c < n; c += CHUNK) {
+        size_t e = c + CHUNK < n ? c + CHUNK : n;
+        #pragma omp simd
+        for (size_t i = c; i < e; i++) dinp[i] = dout[i] * gelu_grad(inp[i]);
     }
 }
 

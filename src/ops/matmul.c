@@ -45,11 +45,11 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
     mim_sgemm(0, 1, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
 }
 
-void matmul_backward(float* dinp, float* dweight, float* dbias,
-                     const float* dout, const float* inp, const float* weight,
-                     int N, int C, int OC) {
-    if (dinp)    // dinp (N, C) += dout (N, OC) @ weight (OC, C)
-        mim_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+// beta 1: dinp accumulates; 0: dinp is overwritten (sgemm never reads it).
+static void backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC, float beta) {
+    if (dinp)    // dinp (N, C) (+)= dout (N, OC) @ weight (OC, C)
+        mim_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, beta, dinp, C);
     if (dweight) // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
         mim_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {   // column blocks: contiguous SIMD adds down the rows
@@ -65,4 +65,14 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
             for (int j = 0; j < w; j++) dbias[o0 + j] += acc[j];
         }
     }
+}
+
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC) {
+    backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, 1.0f);
+}
+
+void matmul_backward_set(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                         const float* weight, int N, int C, int OC) {
+    backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, 0.0f);
 }

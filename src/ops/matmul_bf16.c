@@ -352,9 +352,9 @@ void matmul_forward_bf16(mim_bf16_ctx* c, float* out, const float* inp, const mi
     matmul_forward(out, c->sa, c->sw, bias, N, C, OC);
 }
 
-void matmul_backward_bf16(mim_bf16_ctx* c, float* dinp, float* dweight, float* dbias,
-                          const float* dout, const float* inp, const mim_bf16* weight,
-                          int N, int C, int OC) {
+// acc 1: dinp accumulates, 0: dinp is overwritten.
+static void backward_bf16(mim_bf16_ctx* c, float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const mim_bf16* weight, int N, int C, int OC, int acc) {
     size_t nc = (size_t)N * C, no = (size_t)N * OC;
     if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, NULL, N, C, OC);   // fp32 column sums
     if (!dinp && !dweight) return;
@@ -364,13 +364,13 @@ void matmul_backward_bf16(mim_bf16_ctx* c, float* dinp, float* dweight, float* d
         int f32 = c->backend == MIM_BF16_ONEDNN_F32;
         const void* w = weight;
         if (f32) bf16_round_f32(c->sd, dout, no); else bf16_from_f32((mim_bf16*)c->sd, dout, no);
-        if (dinp) {    // dinp (N, C) += bf16(dout) (N, OC) @ weight (OC, C)
+        if (dinp) {    // dinp (N, C) (+)= bf16(dout) (N, OC) @ weight (OC, C)
             if (f32) {
                 CHECK((size_t)OC * C <= c->cap_w);
                 bf16_to_f32(c->sw, weight, (size_t)OC * C);
                 w = c->sw;
             }
-            dnnl_mm(c, N, C, OC, c->sd, 0, w, 0, dinp, 1);
+            dnnl_mm(c, N, C, OC, c->sd, 0, w, 0, dinp, acc);
         }
         if (dweight) { // dweight (OC, C) += bf16(dout)^T (OC, N) @ bf16(inp) (N, C)
             if (f32) bf16_round_f32(c->sa, inp, nc); else bf16_from_f32((mim_bf16*)c->sa, inp, nc);
@@ -385,5 +385,17 @@ void matmul_backward_bf16(mim_bf16_ctx* c, float* dinp, float* dweight, float* d
         bf16_to_f32(c->sw, weight, (size_t)OC * C);
     }
     if (dweight) bf16_round_f32(c->sa, inp, nc);
-    matmul_backward(dinp, dweight, NULL, c->sd, c->sa, c->sw, N, C, OC);
+    (acc ? matmul_backward : matmul_backward_set)(dinp, dweight, NULL, c->sd, c->sa, c->sw, N, C, OC);
+}
+
+void matmul_backward_bf16(mim_bf16_ctx* c, float* dinp, float* dweight, float* dbias,
+                          const float* dout, const float* inp, const mim_bf16* weight,
+                          int N, int C, int OC) {
+    backward_bf16(c, dinp, dweight, dbias, dout, inp, weight, N, C, OC, 1);
+}
+
+void matmul_backward_bf16_set(mim_bf16_ctx* c, float* dinp, float* dweight, float* dbias,
+                              const float* dout, const float* inp, const mim_bf16* weight,
+                              int N, int C, int OC) {
+    backward_bf16(c, dinp, dweight, dbias, dout, inp, weight, N, C, OC, 0);
 }

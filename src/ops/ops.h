@@ -37,6 +37,11 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, const float* weight,
                      int N, int C, int OC);
+// The same with dinp OVERWRITTEN: dinp = dout @ weight (no clearing pass
+// before it); dweight and dbias still accumulate.
+void matmul_backward_set(float* dinp, float* dweight, float* dbias,
+                         const float* dout, const float* inp, const float* weight,
+                         int N, int C, int OC);
 void matmul_forward_ref(float* out, const float* inp, const float* weight, const float* bias,
                         int N, int C, int OC);
 void matmul_backward_ref(float* dinp, float* dweight, float* dbias,
@@ -111,6 +116,10 @@ void matmul_forward_bf16(mim_bf16_ctx* ctx, float* out, const float* inp, const 
 void matmul_backward_bf16(mim_bf16_ctx* ctx, float* dinp, float* dweight, float* dbias,
                           const float* dout, const float* inp, const mim_bf16* weight,
                           int N, int C, int OC);
+// The same with dinp OVERWRITTEN (dinp = bf16(dout) @ weight).
+void matmul_backward_bf16_set(mim_bf16_ctx* ctx, float* dinp, float* dweight, float* dbias,
+                              const float* dout, const float* inp, const mim_bf16* weight,
+                              int N, int C, int OC);
 // Plain-loop twins on fp32 weights: every input of a product is rounded to
 // bf16, sums in double. The tests' reference for both backends.
 void matmul_forward_bf16_ref(float* out, const float* inp, const float* weight, const float* bias,
@@ -154,6 +163,8 @@ void gelu_forward(float* out, const float* inp, size_t n);
 void bias_gelu_forward(float* pre, float* out, const float* bias, int N, int C);
 // dinp += dout * gelu'(inp)
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
+// dinp = dout * gelu'(inp), OVERWRITING dinp (which may be dout)
+void gelu_backward_set(float* dinp, const float* inp, const float* dout, size_t n);
 // QuickGELU (OpenAI CLIP, HF quick_gelu): out = x * sigmoid(1.702 x),
 // elementwise over n; out may alias inp.
 void quick_gelu_forward(float* out, const float* inp, size_t n);
