@@ -449,6 +449,15 @@ static void test_attention(const char* tag, int B, int T, int C, int NH, int use
     attention_backward_ref(dqkv_r, datt, dout, qkv, att_r, B, T, C, NH);
     expect(tag, "dqkv", dqkv, 3, SH(B, T, 3 * C));
     twin(tag, "dqkv", dqkv, dqkv_r, nq);
+    {   // the overwrite variant over NaNs: the accumulating call on zeros, bit for bit
+        float* ds = tu_alloc(nq);
+        fill_nan(ds, nq);
+        fill_nan(datt, na);
+        attention_backward_set(ds, datt, dout, qkv, att, B, T, C, NH);
+        char l1[160];
+        snprintf(l1, sizeof l1, "%s.dqkv: attention_backward_set over NaNs == attention_backward on zeros", tag);
+        tu_close(l1, ds, dqkv, nq, 0.0);
+    }
 
     for (int r = 0; r < 2; r++) {
         float *a = tu_alloc(nq), *s = tu_alloc(nq);

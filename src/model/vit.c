@@ -115,8 +115,7 @@ void mim_vit_block_backward(const mim_vit_linear* l, const mim_vit_scratch* s, f
         dbranch = s->dscaled;
     }
     PROF(PROF_MATMUL, mim_vit_linear_backward_set(l, datty, g->projw, g->projb, dbranch, a->atty, w->projw, N, D, D));
-    memset(dqkv, 0, nd * 3 * sizeof(float));   // attention_backward accumulates
-    PROF(PROF_ATTENTION, attention_backward(dqkv, s->datt, datty, a->qkv, a->att, B, T, D, NH));
+    PROF(PROF_ATTENTION, attention_backward_set(dqkv, s->datt, datty, a->qkv, a->att, B, T, D, NH));
     PROF(PROF_MATMUL, mim_vit_linear_backward_set(l, dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D));
     PROF(PROF_NORM, layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D));
 }

@@ -6,6 +6,7 @@
 #include "ops/ops.h"
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 
 // One head: q, k, v rows of length hs with row stride ld; out row stride ldo.
 static void attn_head_forward(float* out, int ldo, float* att, const float* q, const float* k,
@@ -94,12 +95,13 @@ static void attn_head_backward(float* dq, float* dk, float* dv, int ld, float* d
     }
 }
 
+// beta 1: dq, dk, dv accumulate; 0: they are overwritten.
 static void attn_head_backward_gemm(float* dq, float* dk, float* dv, int ld, float* datt,
                                     const float* dout, int ldo, const float* q, const float* k,
-                                    const float* v, const float* att, int T, int hs, float scale) {
-    // datt = dout v^T; dv += att^T dout
+                                    const float* v, const float* att, int T, int hs, float scale, float beta) {
+    // datt = dout v^T; dv (+)= att^T dout
     mim_sgemm(0, 1, T, T, hs, 1.0f, dout, ldo, v, ld, 0.0f, datt, T);
-    mim_sgemm(1, 0, T, hs, T, 1.0f, att, T, dout, ldo, 1.0f, dv, ld);
+    mim_sgemm(1, 0, T, hs, T, 1.0f, att, T, dout, ldo, beta, dv, ld);
     // softmax backward in place: ds = att * (datt - rowsum(datt * att)) * scale
     for (int i = 0; i < T; i++) {
         float* d = datt + (size_t)i * T;
@@ -110,13 +112,15 @@ static void attn_head_backward_gemm(float* dq, float* dk, float* dv, int ld, flo
         #pragma omp simd
         for (int j = 0; j < T; j++) d[j] = a[j] * (d[j] - dot) * scale;
     }
-    // dq += ds k; dk += ds^T q
-    mim_sgemm(0, 0, T, hs, T, 1.0f, datt, T, k, ld, 1.0f, dq, ld);
-    mim_sgemm(1, 0, T, hs, T, 1.0f, datt, T, q, ld, 1.0f, dk, ld);
+    // dq (+)= ds k; dk (+)= ds^T q
+    mim_sgemm(0, 0, T, hs, T, 1.0f, datt, T, k, ld, beta, dq, ld);
+    mim_sgemm(1, 0, T, hs, T, 1.0f, datt, T, q, ld, beta, dk, ld);
 }
 
-void attention_backward(float* dqkv, float* datt, const float* dout,
-                        const float* qkv, const float* att, int B, int T, int C, int NH) {
+// set 1: dqkv is overwritten (each head clears its own q, k, v columns, cache
+// hot, before the loop kernel accumulates; the sgemm kernel writes with beta 0).
+static void backward(float* dqkv, float* datt, const float* dout, const float* qkv, const float* att,
+                     int B, int T, int C, int NH, int set) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel for collapse(2) schedule(static)
@@ -125,12 +129,31 @@ void attention_backward(float* dqkv, float* datt, const float* dout,
             size_t off = (size_t)b * T * 3 * C + (size_t)h * hs;
             const float* base = qkv + off;
             float* dbase = dqkv + off;
-            (T >= ATTN_GEMM_T ? attn_head_backward_gemm : attn_head_backward)(dbase, dbase + C, dbase + 2 * C, 3 * C,
-                               datt + ((size_t)b * NH + h) * T * T,
-                               dout + (size_t)b * T * C + (size_t)h * hs, C,
-                               base, base + C, base + 2 * C,
-                               att + ((size_t)b * NH + h) * T * T, T, hs, scale);
+            float* dA = datt + ((size_t)b * NH + h) * T * T;
+            const float* g = dout + (size_t)b * T * C + (size_t)h * hs;
+            const float* A = att + ((size_t)b * NH + h) * T * T;
+            if (T >= ATTN_GEMM_T) {
+                attn_head_backward_gemm(dbase, dbase + C, dbase + 2 * C, 3 * C, dA, g, C, base, base + C, base + 2 * C,
+                                        A, T, hs, scale, set ? 0.0f : 1.0f);
+            } else {
+                if (set)
+                    for (int t = 0; t < T; t++)
+                        for (int part = 0; part < 3; part++)
+                            memset(dbase + (size_t)t * 3 * C + (size_t)part * C, 0, sizeof(float) * (size_t)hs);
+                attn_head_backward(dbase, dbase + C, dbase + 2 * C, 3 * C, dA, g, C, base, base + C, base + 2 * C,
+                                   A, T, hs, scale);
+            }
         }
+}
+
+void attention_backward(float* dqkv, float* datt, const float* dout,
+                        const float* qkv, const float* att, int B, int T, int C, int NH) {
+    backward(dqkv, datt, dout, qkv, att, B, T, C, NH, 0);
+}
+
+void attention_backward_set(float* dqkv, float* datt, const float* dout,
+                            const float* qkv, const float* att, int B, int T, int C, int NH) {
+    backward(dqkv, datt, dout, qkv, att, B, T, C, NH, 1);
 }
 
 // ---------------------------------------------------------------- reference

@@ -77,7 +77,7 @@ void matmul_backward_bf16_ref(float* dinp, float* dweight, float* dbias,
 typedef struct {   // one oneDNN matmul: C (M, N) [+]= A (M, K) @ B (K, N)
     int M, N, K, ta, tb, acc;
     dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c, pad;
+    dnnl_memory_t a, b, c, bias, pad;   // bias: acc == 2 only
     size_t pad_bytes;
 } dnnl_entry;
 #endif
@@ -110,7 +110,8 @@ static void md2(dnnl_memory_desc_t* md, int rows, int cols, int t, dnnl_data_typ
     CHECK(dnnl_memory_desc_init_by_strides(md, 2, dims, dt, st) == dnnl_success);
 }
 
-// The primitive descriptor for bf16 A, B -> fp32 C, sum post-op when acc.
+// The primitive descriptor for bf16 A, B -> fp32 C: acc 0 overwrites C, 1
+// adds to it (sum post-op), 2 adds an fp32 bias row (1, N) in the epilogue.
 // Returns NULL when oneDNN has no implementation.
 static dnnl_primitive_desc_t make_pd(dnnl_engine_t eng, dnnl_data_type_t dt, int M, int N, int K, int ta, int tb,
                                      int acc) {
@@ -118,12 +119,14 @@ static dnnl_primitive_desc_t make_pd(dnnl_engine_t eng, dnnl_data_type_t dt, int
     md2(&a, M, K, ta, dt);
     md2(&b, K, N, tb, dt);
     md2(&c, M, N, 0, dnnl_f32);
+    dnnl_memory_desc_t bias;
+    md2(&bias, 1, N, 0, dnnl_f32);
     dnnl_matmul_desc_t d;
-    if (dnnl_matmul_desc_init(&d, &a, &b, NULL, &c) != dnnl_success) return NULL;
+    if (dnnl_matmul_desc_init(&d, &a, &b, acc == 2 ? &bias : NULL, &c) != dnnl_success) return NULL;
     dnnl_primitive_attr_t attr;
     CHECK(dnnl_primitive_attr_create(&attr) == dnnl_success);
     CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success);
-    if (acc) {
+    if (acc == 1) {
         dnnl_post_ops_t po;
         CHECK(dnnl_post_ops_create(&po) == dnnl_success);
         CHECK(dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success);
@@ -157,6 +160,7 @@ static const char* isa_name(dnnl_cpu_isa_t i) {
 static void entry_free(dnnl_entry* e) {
     dnnl_memory_destroy(e->a); dnnl_memory_destroy(e->b); dnnl_memory_destroy(e->c);
     if (e->pad) dnnl_memory_destroy(e->pad);
+    if (e->bias) dnnl_memory_destroy(e->bias);
     dnnl_primitive_destroy(e->prim);
     memset(e, 0, sizeof *e);
 }
@@ -187,6 +191,11 @@ static dnnl_entry* lookup(mim_bf16_ctx* c, int M, int N, int K, int ta, int tb, 
     CHECK(dnnl_memory_create(&e->a, &a, c->eng, DNNL_MEMORY_NONE) == dnnl_success);
     CHECK(dnnl_memory_create(&e->b, &b, c->eng, DNNL_MEMORY_NONE) == dnnl_success);
     CHECK(dnnl_memory_create(&e->c, &cc, c->eng, DNNL_MEMORY_NONE) == dnnl_success);
+    if (acc == 2) {
+        dnnl_memory_desc_t bmd;
+        md2(&bmd, 1, N, 0, dnnl_f32);
+        CHECK(dnnl_memory_create(&e->bias, &bmd, c->eng, DNNL_MEMORY_NONE) == dnnl_success);
+    }
     if (e->pad_bytes) CHECK(dnnl_memory_create(&e->pad, pmd, c->eng, DNNL_MEMORY_NONE) == dnnl_success);
     dnnl_primitive_desc_destroy(pd);
     if (e->pad_bytes > c->pad_bytes) {   // grows in the first step only
@@ -200,14 +209,19 @@ static dnnl_entry* lookup(mim_bf16_ctx* c, int M, int N, int K, int ta, int tb, 
 }
 
 // C (M, N) [+]= A (M, K) @ B (K, N); A stored transposed when ta, B when tb.
+// acc: 0 C =, 1 C +=, 2 C = ... + bias (N) (bias used only then).
 static void dnnl_mm(mim_bf16_ctx* c, int M, int N, int K, const void* A, int ta,
-                    const void* B, int tb, float* C, int acc) {
+                    const void* B, int tb, float* C, int acc, const float* bias) {
     dnnl_entry* e = lookup(c, M, N, K, ta, tb, acc);
     CHECK(dnnl_memory_set_data_handle(e->a, (void*)A) == dnnl_success);
     CHECK(dnnl_memory_set_data_handle(e->b, (void*)B) == dnnl_success);
     CHECK(dnnl_memory_set_data_handle(e->c, C) == dnnl_success);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
     int nargs = 3;
+    if (acc == 2) {
+        CHECK(dnnl_memory_set_data_handle(e->bias, (void*)bias) == dnnl_success);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
+    }
     if (e->pad) {
         CHECK(dnnl_memory_set_data_handle(e->pad, c->pad) == dnnl_success);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->pad};
@@ -227,8 +241,8 @@ int mim_onednn_bf16_native(char* why, size_t n) {
             snprintf(reason, sizeof reason, "oneDNN could not create a CPU engine");
         } else {
             // the three layouts the linear uses, on vit_small's fc1 with 1024
-            // tokens: forward (W transposed), dinp, dweight (dout transposed)
-            static const int shp[3][6] = {{1024, 1536, 384, 0, 1, 1}, {1024, 384, 1536, 0, 0, 1},
+            // tokens: forward (W transposed, bias), dinp, dweight (dout transposed)
+            static const int shp[3][6] = {{1024, 1536, 384, 0, 1, 2}, {1024, 384, 1536, 0, 0, 0},
                                           {1536, 384, 1024, 1, 0, 1}};
             static const char* pass[3] = {"forward", "dinp", "dweight"};
             char names[3][48];
@@ -336,13 +350,8 @@ void matmul_forward_bf16(mim_bf16_ctx* c, float* out, const float* inp, const mi
             bf16_to_f32(c->sw, weight, (size_t)OC * C);
             w = c->sw;
         }
-        if (bias) {
-            #pragma omp parallel for if ((size_t)N * OC > 65536)
-            for (int n = 0; n < N; n++)
-                for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias[o];
-        }
-        // out (N, OC) [+]= a (N, C) @ weight^T; weight (OC, C) is (C, OC) transposed
-        dnnl_mm(c, N, OC, C, a, 0, w, 1, out, bias != NULL);
+        // out (N, OC) = a (N, C) @ weight^T [+ bias in the epilogue]; weight (OC, C) is (C, OC) transposed
+        dnnl_mm(c, N, OC, C, a, 0, w, 1, out, bias ? 2 : 0, bias);
         return;
     }
 #endif
@@ -370,11 +379,11 @@ static void backward_bf16(mim_bf16_ctx* c, float* dinp, float* dweight, float* d
                 bf16_to_f32(c->sw, weight, (size_t)OC * C);
                 w = c->sw;
             }
-            dnnl_mm(c, N, C, OC, c->sd, 0, w, 0, dinp, acc);
+            dnnl_mm(c, N, C, OC, c->sd, 0, w, 0, dinp, acc, NULL);
         }
         if (dweight) { // dweight (OC, C) += bf16(dout)^T (OC, N) @ bf16(inp) (N, C)
             if (f32) bf16_round_f32(c->sa, inp, nc); else bf16_from_f32((mim_bf16*)c->sa, inp, nc);
-            dnnl_mm(c, OC, C, N, c->sd, 1, c->sa, 0, dweight, 1);
+            dnnl_mm(c, OC, C, N, c->sd, 1, c->sa, 0, dweight, 1, NULL);
         }
         return;
     }

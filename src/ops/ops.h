@@ -189,6 +189,9 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
 // contents on entry are ignored). dqkv (B, T, 3C) is accumulated.
 void attention_backward(float* dqkv, float* datt, const float* dout,
                         const float* qkv, const float* att, int B, int T, int C, int NH);
+// The same with dqkv OVERWRITTEN (no clearing pass before it).
+void attention_backward_set(float* dqkv, float* datt, const float* dout,
+                            const float* qkv, const float* att, int B, int T, int C, int NH);
 void attention_forward_ref(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
 void attention_backward_ref(float* dqkv, float* datt, const float* dout,
                             const float* qkv, const float* att, int B, int T, int C, int NH);
