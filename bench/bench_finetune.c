@@ -13,6 +13,7 @@
 #include "model/head.h"
 #include "model/mae.h"
 #include "ops/ops.h"
+#include "benchutil.h"
 #include "train/finetune.h"
 #include "train/mixup.h"
 #include "train/optim.h"
@@ -28,19 +29,10 @@ int main(int argc, char** argv) {
     const char *model = "vit_tiny", *precision = "fp32";
     int img = 32, patch = 4, B = 128, steps = 5, warmup = 2, threads = 2, chans = 3, K = 10;
     float drop_path = 0.1f, layer_decay = 0.75f;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--model")) model = v;
-        else if (!strcmp(k, "--img")) img = atoi(v);
-        else if (!strcmp(k, "--patch")) patch = atoi(v);
-        else if (!strcmp(k, "--batch")) B = atoi(v);
-        else if (!strcmp(k, "--steps")) steps = atoi(v);
-        else if (!strcmp(k, "--warmup")) warmup = atoi(v);
-        else if (!strcmp(k, "--threads")) threads = atoi(v);
-        else if (!strcmp(k, "--classes")) K = atoi(v);
-        else if (!strcmp(k, "--precision")) precision = v;
-        else { fprintf(stderr, "unknown flag %s\n", k); return 2; }
-    }
+    const bench_flag fl[] = {{"model", .s = &model}, {"img", .i = &img}, {"patch", .i = &patch}, {"batch", .i = &B},
+                             {"steps", .i = &steps}, {"warmup", .i = &warmup}, {"threads", .i = &threads},
+                             {"classes", .i = &K}, {"precision", .s = &precision}};
+    if (bench_flags_parse(argc, argv, fl, (int)(sizeof fl / sizeof fl[0]))) return 2;
     if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) { fprintf(stderr, "--precision fp32|bf16\n"); return 2; }
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);

@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "model/mae.h"
 #include "ops/ops.h"
+#include "benchutil.h"
 #include "train/optim.h"
 #include <omp.h>
 #include <stdio.h>
@@ -20,21 +21,11 @@ void openblas_set_num_threads(int);
 int main(int argc, char** argv) {
     const char *model = "vit_tiny", *precision = "fp32";
     int img = 32, patch = 4, dd = 128, ddep = 2, dh = 4, B = 256, steps = 5, warmup = 2, threads = 2, chans = 3;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--model")) model = v;
-        else if (!strcmp(k, "--img")) img = atoi(v);
-        else if (!strcmp(k, "--patch")) patch = atoi(v);
-        else if (!strcmp(k, "--dec-dim")) dd = atoi(v);
-        else if (!strcmp(k, "--dec-depth")) ddep = atoi(v);
-        else if (!strcmp(k, "--dec-heads")) dh = atoi(v);
-        else if (!strcmp(k, "--batch")) B = atoi(v);
-        else if (!strcmp(k, "--steps")) steps = atoi(v);
-        else if (!strcmp(k, "--warmup")) warmup = atoi(v);
-        else if (!strcmp(k, "--threads")) threads = atoi(v);
-        else if (!strcmp(k, "--precision")) precision = v;
-        else { fprintf(stderr, "unknown flag %s\n", k); return 2; }
-    }
+    const bench_flag fl[] = {{"model", .s = &model}, {"img", .i = &img}, {"patch", .i = &patch}, {"dec-dim", .i = &dd},
+                             {"dec-depth", .i = &ddep}, {"dec-heads", .i = &dh}, {"batch", .i = &B},
+                             {"steps", .i = &steps}, {"warmup", .i = &warmup}, {"threads", .i = &threads},
+                             {"precision", .s = &precision}};
+    if (bench_flags_parse(argc, argv, fl, (int)(sizeof fl / sizeof fl[0]))) return 2;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
     mim_config c;

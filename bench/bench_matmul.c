@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "core/rng.h"
 #include "ops/ops.h"
+#include "benchutil.h"
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -96,15 +97,9 @@ int main(int argc, char** argv) {
     const char* model = "all";
     int batch = 64, tokens = 50, threads = 0;
     double seconds = 0.5;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--model")) model = v;
-        else if (!strcmp(k, "--batch")) batch = atoi(v);
-        else if (!strcmp(k, "--tokens")) tokens = atoi(v);
-        else if (!strcmp(k, "--threads")) threads = atoi(v);
-        else if (!strcmp(k, "--seconds")) seconds = atof(v);
-        else { fprintf(stderr, "unknown flag %s\n", k); return 2; }
-    }
+    const bench_flag fl[] = {{"model", .s = &model}, {"batch", .i = &batch}, {"tokens", .i = &tokens},
+                             {"threads", .i = &threads}, {"seconds", .d = &seconds}};
+    if (bench_flags_parse(argc, argv, fl, (int)(sizeof fl / sizeof fl[0]))) return 2;
     if (threads > 0) { omp_set_num_threads(threads); openblas_set_num_threads(threads); }
     int M = batch * tokens;
     struct { const char* name; int D; } models[] = {{"vit_tiny", 192}, {"vit_small", 384}, {"vit_base", 768}};

@@ -18,8 +18,6 @@ import importlib.util
 import json
 import math
 import os
-import resource
-import time
 
 import numpy as np
 import torch
@@ -30,11 +28,19 @@ _REF = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 PRESETS = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (768, 12, 12)}
 
 
-def _load_ref():
-    spec = importlib.util.spec_from_file_location("mae_ref", _REF)
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _load_ref():
+    return _load("mae_ref", _REF)
+
+
+def _load_mae_bench():   # the flags and the timing loop both benchmarks share
+    return _load("torch_mae_bench", os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_mae_bench.py"))
 
 
 def drop_path(x, p, training):
@@ -126,16 +132,9 @@ def mixup(x, y, classes, rng, smoothing=0.1):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=list(PRESETS), default="vit_tiny")
-    ap.add_argument("--img", type=int, default=32)
-    ap.add_argument("--patch", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=128)
+    mb = _load_mae_bench()
+    mb.add_common_args(ap, 128)
     ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=5, help="timed steps")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -159,13 +158,7 @@ def main():
         opt.step()
         return loss.item()
 
-    for _ in range(a.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        loss = step()
-    dt = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # KiB on Linux
+    dt, loss, rss_mb = mb.time_steps(step, a.warmup, a.steps)
     print(json.dumps({
         "impl": "pytorch", "task": "finetune", "model": a.model, "precision": a.precision,
         "batch": a.batch, "img_per_s": round(a.batch * a.steps / dt, 2),

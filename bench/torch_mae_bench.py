@@ -28,22 +28,40 @@ def _load_ref():
     return mod
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_common_args(ap, batch):
+    """The flags every PyTorch benchmark here takes (bench_finetune too)."""
     ap.add_argument("--model", choices=["vit_tiny", "vit_small", "vit_base"],
                     default="vit_tiny")
     ap.add_argument("--img", type=int, default=32)
     ap.add_argument("--patch", type=int, default=4)
-    ap.add_argument("--dec-dim", type=int, default=128)
-    ap.add_argument("--dec-depth", type=int, default=2)
-    ap.add_argument("--dec-heads", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=batch)
     ap.add_argument("--steps", type=int, default=5, help="timed steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--seed", type=int, default=0)
+
+
+def time_steps(step, warmup, steps):
+    """Runs warmup untimed steps, then steps timed ones: (seconds, last loss,
+    peak RSS in MB)."""
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    dt = time.perf_counter() - t0
+    # ru_maxrss is in KiB on Linux
+    return dt, loss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap, 256)
+    ap.add_argument("--dec-dim", type=int, default=128)
+    ap.add_argument("--dec-depth", type=int, default=2)
+    ap.add_argument("--dec-heads", type=int, default=4)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -65,15 +83,7 @@ def main():
         opt.step()
         return loss.item()
 
-    for _ in range(a.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        loss = step()
-    dt = time.perf_counter() - t0
-
-    # ru_maxrss is in KiB on Linux
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    dt, loss, rss_mb = time_steps(step, a.warmup, a.steps)
     print(json.dumps({
         "impl": "pytorch", "model": a.model, "precision": a.precision,
         "batch": a.batch, "img_per_s": round(a.batch * a.steps / dt, 2),

@@ -35,20 +35,24 @@ void mim_vit_linear_forward(const mim_vit_linear* l, float* out, const float* in
         matmul_forward(out, inp, weight, bias, N, C, OC);
 }
 
+// set 0: dinp accumulates, 1: dinp is overwritten.
+static void linear_backward(const mim_vit_linear* l, float* dinp, float* dweight, float* dbias, const float* dout,
+                            const float* inp, const float* weight, int N, int C, int OC, int set) {
+    if (l->precision == MIM_PREC_BF16)
+        (set ? matmul_backward_bf16_set : matmul_backward_bf16)(l->mm, dinp, dweight, dbias, dout, inp,
+                                                                shadow(l, weight), N, C, OC);
+    else
+        (set ? matmul_backward_set : matmul_backward)(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
 void mim_vit_linear_backward(const mim_vit_linear* l, float* dinp, float* dweight, float* dbias,
                              const float* dout, const float* inp, const float* weight, int N, int C, int OC) {
-    if (l->precision == MIM_PREC_BF16)
-        matmul_backward_bf16(l->mm, dinp, dweight, dbias, dout, inp, shadow(l, weight), N, C, OC);
-    else
-        matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    linear_backward(l, dinp, dweight, dbias, dout, inp, weight, N, C, OC, 0);
 }
 
 void mim_vit_linear_backward_set(const mim_vit_linear* l, float* dinp, float* dweight, float* dbias,
-                                    const float* dout, const float* inp, const float* weight, int N, int C, int OC) {
-    if (l->precision == MIM_PREC_BF16)
-        matmul_backward_bf16_set(l->mm, dinp, dweight, dbias, dout, inp, shadow(l, weight), N, C, OC);
-    else
-        matmul_backward_set(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+                                 const float* dout, const float* inp, const float* weight, int N, int C, int OC) {
+    linear_backward(l, dinp, dweight, dbias, dout, inp, weight, N, C, OC, 1);
 }
 
 // ---------------------------------------------------------------- training pair
