@@ -24,6 +24,7 @@
 // else passed (MIM_REQUIRE_TORCH=1 makes it a failure instead).
 // Exit: 0 all passed, 1 any failure. Not a benchmark.
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,10 +415,19 @@ static void test_softmax(const char* tag, int N, int C) {
 }
 
 // ================================================================ attention
-typedef struct { float *out, *att; const float *qkv, *g; int B, T, C, NH; } att_ctx;
+// The fused op keeps no probabilities: the reference twin's att checks the
+// twin against PyTorch, the fused op's out / lse / dqkv are checked against
+// the twin (lse from the twin's scores in double) and PyTorch.
+static attn_ws att_ws(int T, int hs) {
+    attn_ws w = {NULL, (attention_ws_floats(T, hs) + 15) & ~(size_t)15, omp_get_max_threads()};
+    w.mem = tu_alloc(w.per_thread * (size_t)w.threads);
+    return w;
+}
+
+typedef struct { float *out, *lse; const float *qkv, *g; int B, T, C, NH; const attn_ws* ws; } att_ctx;
 static double att_obj(void* p) {
     att_ctx* c = p;
-    attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+    attention_forward(c->out, c->lse, c->qkv, c->B, c->T, c->C, c->NH, c->ws);
     return dot(c->out, c->g, (size_t)c->B * c->T * c->C);
 }
 
@@ -425,26 +435,51 @@ static void fill_nan(float* x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
 }
 
+// lse (B, NH, T) of the scaled scores, in double from the definition.
+static void att_lse_ref(float* lse, const float* qkv, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    double scale = 1.0 / sqrt((double)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++) {
+                const float* q = qkv + ((size_t)b * T + i) * 3 * C + (size_t)h * hs;
+                double mx = -INFINITY, s[4096];
+                CHECK(T <= 4096);
+                for (int j = 0; j < T; j++) {
+                    const float* k = qkv + ((size_t)b * T + j) * 3 * C + C + (size_t)h * hs;
+                    double d = 0;
+                    for (int e = 0; e < hs; e++) d += (double)q[e] * k[e];
+                    s[j] = d * scale;
+                    mx = fmax(mx, s[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < T; j++) sum += exp(s[j] - mx);
+                lse[((size_t)b * NH + h) * T + i] = (float)(mx + log(sum));
+            }
+}
+
 static void test_attention(const char* tag, int B, int T, int C, int NH, int use_torch) {
     const mim_st* saved_ref = g_ref;
     if (!use_torch) g_ref = NULL;
-    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T, nl = (size_t)B * NH * T;
+    attn_ws ws = att_ws(T, C / NH);
     float *qkv = tu_alloc(nq), *dout = tu_alloc(no);
     input(tag, "qkv", qkv, 3, SH(B, T, 3 * C), 1.0f);
     input(tag, "dout", dout, 3, SH(B, T, C), 1.0f);
 
-    float *out = tu_alloc(no), *att = tu_alloc(na), *out_r = tu_alloc(no), *att_r = tu_alloc(na);
-    attention_forward(out, att, qkv, B, T, C, NH);
+    float *out = tu_alloc(no), *lse = tu_alloc(nl), *out_r = tu_alloc(no), *att_r = tu_alloc(na), *lse_r = tu_alloc(nl);
+    fill_nan(ws.mem, ws.per_thread * (size_t)ws.threads);   // the workspace's contents on entry do not matter
+    attention_forward(out, lse, qkv, B, T, C, NH, &ws);
     attention_forward_ref(out_r, att_r, qkv, B, T, C, NH);
+    att_lse_ref(lse_r, qkv, B, T, C, NH);
     expect(tag, "out", out, 3, SH(B, T, C));
-    expect(tag, "att", att, 4, SH(B, NH, T, T));
+    expect(tag, "att", att_r, 4, SH(B, NH, T, T));
     twin(tag, "out", out, out_r, no);
-    twin(tag, "att", att, att_r, na);
+    twin(tag, "lse", lse, lse_r, nl);
 
-    // datt is scratch whose contents on entry are ignored: hand it NaNs
     float *dqkv = tu_alloc(nq), *dqkv_r = tu_alloc(nq), *datt = tu_alloc(na);
-    fill_nan(datt, na);
-    attention_backward(dqkv, datt, dout, qkv, att, B, T, C, NH);
+    fill_nan(ws.mem, ws.per_thread * (size_t)ws.threads);
+    attention_backward(dqkv, dout, out, qkv, lse, B, T, C, NH, &ws);
     fill_nan(datt, na);
     attention_backward_ref(dqkv_r, datt, dout, qkv, att_r, B, T, C, NH);
     expect(tag, "dqkv", dqkv, 3, SH(B, T, 3 * C));
@@ -452,8 +487,7 @@ static void test_attention(const char* tag, int B, int T, int C, int NH, int use
     {   // the overwrite variant over NaNs: the accumulating call on zeros, bit for bit
         float* ds = tu_alloc(nq);
         fill_nan(ds, nq);
-        fill_nan(datt, na);
-        attention_backward_set(ds, datt, dout, qkv, att, B, T, C, NH);
+        attention_backward_set(ds, dout, out, qkv, lse, B, T, C, NH, &ws);
         char l1[160];
         snprintf(l1, sizeof l1, "%s.dqkv: attention_backward_set over NaNs == attention_backward on zeros", tag);
         tu_close(l1, ds, dqkv, nq, 0.0);
@@ -465,7 +499,7 @@ static void test_attention(const char* tag, int B, int T, int C, int NH, int use
         for (int k = 0; k < 2; k++) {
             fill_nan(datt, na);
             if (r) attention_backward_ref(a, datt, dout, qkv, att_r, B, T, C, NH);
-            else attention_backward(a, datt, dout, qkv, att, B, T, C, NH);
+            else attention_backward(a, dout, out, qkv, lse, B, T, C, NH, &ws);
         }
         char t2[96];
         snprintf(t2, sizeof t2, "%s%s", tag, r ? "(_ref)" : "");
@@ -473,7 +507,7 @@ static void test_attention(const char* tag, int B, int T, int C, int NH, int use
     }
 
     if (use_torch) {
-        att_ctx ctx = {tu_alloc(no), tu_alloc(na), qkv, dout, B, T, C, NH};
+        att_ctx ctx = {tu_alloc(no), tu_alloc(nl), qkv, dout, B, T, C, NH, &ws};
         fd_check(tag, "qkv", att_obj, &ctx, qkv, nq, dqkv, FD_EPS);
     }
     g_ref = saved_ref;
@@ -912,6 +946,11 @@ int main(void) {
     test_attention("attention_h1", 1, 3, 4, 1, 1);
     test_attention("attention_big", 2, 17, 32, 4, 1);
     test_attention("attention_twin", 2, 65, 64, 4, 0);
+    // more than one block of query rows (vit_base at 224 px: T 197), a head
+    // width that is not a multiple of the vector, a single token
+    test_attention("attention_t197", 1, 197, 64, 2, 0);
+    test_attention("attention_hs12", 2, 70, 24, 2, 0);
+    test_attention("attention_t1", 2, 1, 16, 2, 0);
     test_patch("patchify", 2, 3, 8, 12, 4, 0);
     test_patch("patchify_c1", 1, 1, 6, 4, 2, 0);
     test_patch("im2col", 2, 3, 8, 12, 4, 1);

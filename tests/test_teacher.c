@@ -114,7 +114,7 @@ static void check_ref_case(const mim_st* ref, const char* ref_path, const ref_ca
     mim_teacher_forward(&t, again, imgs, c->B, t.depth - 1);
     snprintf(label, sizeof label, "%s layer depth-1 == layer -1", c->file_suffix);
     tu_close(label, again, got, nf, 0.0);
-    t.att_chunk = 1;
+    
     mim_teacher_forward(&t, again, imgs, 1, -1);
     snprintf(label, sizeof label, "%s B=1, attention chunk 1", c->file_suffix);
     tu_close(label, again, got, nf / c->B, 1e-6);

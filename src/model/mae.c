@@ -8,6 +8,7 @@
 #include "core/rng.h"
 #include "ops/ops.h"
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 // ---------------------------------------------------------------- table
@@ -123,9 +124,13 @@ static size_t max3(size_t a, size_t b, size_t c) { size_t x = a > b ? a : b; ret
 static void carve_scratch(mim_mae* m, mim_carver* c) {
     const mim_config* k = &m->cfg;
     size_t B = m->max_batch, TD = max3((size_t)m->T * k->dim, (size_t)m->Td * k->dec_dim, (size_t)m->L * k->dim);
-    size_t att = max3((size_t)k->heads * m->T * m->T, (size_t)k->dec_heads * m->Td * m->Td, 1);
+    size_t ws = attention_ws_floats(m->T, k->dim / k->heads);
+    if (k->dec_dim) { size_t wd = attention_ws_floats(m->Td, k->dec_dim / k->dec_heads); ws = wd > ws ? wd : ws; }
+    m->attn.per_thread = (ws + 15) & ~(size_t)15;
+    m->attn.threads = omp_get_max_threads();
+    m->attn.mem = mim_carve(c, m->attn.per_thread * (size_t)m->attn.threads);
     m->scr.dres = mim_carve(c, B * TD); m->s_dnext = mim_carve(c, B * TD); m->scr.dln = mim_carve(c, B * TD);
-    m->scr.datty = mim_carve(c, B * TD); m->scr.dqkv = mim_carve(c, B * TD * 3); m->scr.datt = mim_carve(c, B * att);
+    m->scr.datty = mim_carve(c, B * TD); m->scr.dqkv = mim_carve(c, B * TD * 3);
     m->scr.dfc1 = mim_carve(c, B * TD * k->mlp_ratio); m->scr.dgelu = mim_carve(c, B * TD * k->mlp_ratio);
     m->scr.dscaled = mim_carve(c, B * TD);
     if (k->dec_dim) m->s_dpred = mim_carve(c, B * m->Td * m->Pt);
@@ -289,7 +294,7 @@ void mim_mae_init_weights(mim_mae* m, uint64_t seed) {
 
 // The block ops' view of the model's linear-layer precision (model/vit.h).
 static mim_vit_linear lin_of(const mim_mae* m) {
-    return (mim_vit_linear){m->precision, m->params, m->params_bf16, m->num_floats, m->mm};
+    return (mim_vit_linear){m->precision, m->params, m->params_bf16, m->num_floats, m->mm, &m->attn};
 }
 
 static void linear_forward(const mim_mae* m, float* out, const float* inp, const float* weight,

@@ -83,6 +83,7 @@ typedef struct {
     // backward scratch (capacity max_batch, sized for the wider of enc/dec)
     float* scratch_mem;
     mim_vit_scratch scr;   // the blocks' backward scratch (model/vit.h)
+    attn_ws attn;          // the attention workspace (ops.h), in scratch_mem
     float* s_dnext;        // (B, max(T, Td, L), width) gradient of the residual stream
     // Called during backward when a block's gradients are final (offset and
     // count in floats of m->grads), so data-parallel training can start

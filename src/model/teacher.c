@@ -8,6 +8,7 @@
 #include "ops/ops.h"
 #include "core/safetensors.h"
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,7 +18,6 @@
 #define MAX_DEPTH  1024
 #define MAX_PATCH  1024
 #define MAX_GRID   4096
-#define ATT_CHUNK_FLOATS ((size_t)16 << 20)   // attention probabilities held at once (64 MB)
 
 const char* mim_teacher_scheme_name(mim_teacher_scheme s) {
     switch (s) {
@@ -399,7 +399,10 @@ static void carve_acts(mim_teacher* t, mim_carver* c) {
     t->hid = mim_carve(c, B * T * t->hidden);
     t->mean_s = mim_carve(c, B * T);
     t->rstd_s = mim_carve(c, B * T);
-    t->att = mim_carve(c, (size_t)t->att_chunk * t->heads * T * T);
+    t->lse = mim_carve(c, B * t->heads * T);
+    t->attn.per_thread = (attention_ws_floats((int)T, (int)(D / t->heads)) + 15) & ~(size_t)15;
+    t->attn.threads = omp_get_max_threads();
+    t->attn.mem = mim_carve(c, t->attn.per_thread * (size_t)t->attn.threads);
 }
 
 // ---------------------------------------------------------------- resampling
@@ -476,9 +479,6 @@ static int load_impl(mim_teacher* t, const mim_st* st, const char* path, int gri
     mim_carver c = {0};
     carve_params(t, &c, &pos0);
     t->num_params = c.used;
-    size_t per = (size_t)t->heads * t->T * t->T;   // attention floats per sample
-    size_t chunk = per < ATT_CHUNK_FLOATS ? ATT_CHUNK_FLOATS / per : 1;
-    t->att_chunk = chunk < (size_t)max_batch ? (int)chunk : max_batch;
     t->params = mim_calloc(t->num_params, sizeof(float));
     if (!t->params) { free(l.s); return mim_err(MIM_ENOMEM, "%s: out of memory for %.1f MB of weights", path, t->num_params * 4e-6); }
     c = (mim_carver){t->params, 0};
@@ -590,7 +590,7 @@ void mim_teacher_forward(mim_teacher* t, float* out, const float* imgs, int B, i
         memcpy(t->x, t->ln, nd * sizeof(float));
     }
 
-    mim_vit_infer s = {t->ln, t->atty, t->qkv, t->hid, t->mean_s, t->rstd_s, t->att, t->att_chunk, t->ln_eps,
+    mim_vit_infer s = {t->ln, t->atty, t->qkv, t->hid, t->mean_s, t->rstd_s, t->lse, &t->attn, t->ln_eps,
                        t->act == MIM_ACT_QUICK_GELU};
     for (int i = 0; i <= last; i++) mim_vit_block_infer(&t->blocks[i], t->x, &s, B, T, D, t->heads, Hm);
 

@@ -93,7 +93,7 @@ typedef struct {
     // run geometry
     int gh, gw, L, T;      // student grid, L = gh*gw patches, T = 1 + L tokens
     int H, W;              // teacher input: gh*p x gw*p pixels
-    int max_batch, att_chunk;     // attention runs att_chunk samples at a time
+    int max_batch;
     // student images (mim_teacher_set_input; in_C 0 until then)
     int in_C, in_H, in_W;
     float in_mean[3], in_std[3];
@@ -119,7 +119,8 @@ typedef struct {
     float* atty;           // (B, T, D) attention output, fc2 output
     float* hid;            // (B, T, Hm)
     float *mean_s, *rstd_s;       // (B, T) layernorm statistics (unused)
-    float* att;            // (att_chunk, heads, T, T)
+    float* lse;            // (B, heads, T) attention row log-sum-exp (unused)
+    attn_ws attn;          // attention workspace (ops.h), in acts
 } mim_teacher;
 
 // Loads the teacher in PATH for a student patch grid grid_h x grid_w and

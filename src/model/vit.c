@@ -14,7 +14,7 @@ float* mim_carve(mim_carver* c, size_t n) {
 
 void mim_vit_block_carve(mim_carver* c, mim_vit_block_acts* a, size_t B, size_t T, size_t D, size_t NH, size_t Hm) {
     a->ln1 = mim_carve(c, B * T * D); a->ln1_mean = mim_carve(c, B * T); a->ln1_rstd = mim_carve(c, B * T);
-    a->qkv = mim_carve(c, B * T * 3 * D); a->att = mim_carve(c, B * NH * T * T); a->atty = mim_carve(c, B * T * D);
+    a->qkv = mim_carve(c, B * T * 3 * D); a->lse = mim_carve(c, B * NH * T); a->atty = mim_carve(c, B * T * D);
     a->res1 = mim_carve(c, B * T * D);
     a->ln2 = mim_carve(c, B * T * D); a->ln2_mean = mim_carve(c, B * T); a->ln2_rstd = mim_carve(c, B * T);
     a->fc1 = mim_carve(c, B * T * Hm); a->gelu = mim_carve(c, B * T * Hm); a->out = mim_carve(c, B * T * D);
@@ -74,7 +74,7 @@ void mim_vit_block_forward(const mim_vit_linear* l, mim_vit_block_acts* a, const
     size_t nd = (size_t)N * D;
     PROF(PROF_NORM, layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, N, D, MIM_VIT_LN_EPS));
     PROF(PROF_MATMUL, mim_vit_linear_forward(l, a->qkv, a->ln1, w->qkvw, w->qkvb, N, D, 3 * D));
-    PROF(PROF_ATTENTION, attention_forward(a->atty, a->att, a->qkv, B, T, D, NH));
+    PROF(PROF_ATTENTION, attention_forward(a->atty, a->lse, a->qkv, B, T, D, NH, l->attn));
     PROF(PROF_MATMUL, mim_vit_linear_forward(l, a->res1, a->atty, w->projw, w->projb, N, D, D));
     if (drop) scale_rows(a->res1, drop, 0, B, T, D);
     PROF(PROF_NORM, residual_layernorm_forward(a->res1, a->ln2, a->ln2_mean, a->ln2_rstd, x, w->ln2w, w->ln2b,
@@ -119,7 +119,7 @@ void mim_vit_block_backward(const mim_vit_linear* l, const mim_vit_scratch* s, f
         dbranch = s->dscaled;
     }
     PROF(PROF_MATMUL, mim_vit_linear_backward_set(l, datty, g->projw, g->projb, dbranch, a->atty, w->projw, N, D, D));
-    PROF(PROF_ATTENTION, attention_backward_set(dqkv, s->datt, datty, a->qkv, a->att, B, T, D, NH));
+    PROF(PROF_ATTENTION, attention_backward_set(dqkv, datty, a->atty, a->qkv, a->lse, B, T, D, NH, l->attn));
     PROF(PROF_MATMUL, mim_vit_linear_backward_set(l, dln, g->qkvw, g->qkvb, dqkv, a->ln1, w->qkvw, N, D, 3 * D));
     PROF(PROF_NORM, layernorm_backward(dx, g->ln1w, g->ln1b, dln, x, w->ln1w, a->ln1_mean, a->ln1_rstd, N, D));
 }
@@ -131,10 +131,7 @@ void mim_vit_block_infer(const mim_vit_block_w* w, float* x, const mim_vit_infer
     size_t nd = (size_t)N * D;
     layernorm_forward(s->ln, s->mean, s->rstd, x, w->ln1w, w->ln1b, N, D, s->ln_eps);
     matmul_forward(s->qkv, s->ln, w->qkvw, w->qkvb, N, D, 3 * D);
-    for (int b0 = 0; b0 < B; b0 += s->att_chunk) {
-        int nb = B - b0 < s->att_chunk ? B - b0 : s->att_chunk;
-        attention_forward(s->atty + (size_t)b0 * T * D, s->att, s->qkv + (size_t)b0 * T * 3 * D, nb, T, D, NH);
-    }
+    attention_forward(s->atty, s->lse, s->qkv, B, T, D, NH, s->attn);
     matmul_forward(s->ln, s->atty, w->projw, w->projb, N, D, D);
     add_inplace(x, s->ln, nd);
     layernorm_forward(s->ln, s->mean, s->rstd, x, w->ln2w, w->ln2b, N, D, s->ln_eps);

@@ -35,7 +35,7 @@ typedef struct {           // one pre-norm block; qkv in timm's (3, heads, hd) r
 typedef struct {           // saved activations of one block over (B, T, width)
     float *ln1, *ln1_mean, *ln1_rstd;  // (B,T,D), (B,T), (B,T)
     float *qkv;                        // (B,T,3D)
-    float *att;                        // (B,NH,T,T)
+    float *lse;                        // (B,NH,T) attention row log-sum-exp (ops.h)
     float *atty;                       // (B,T,D) attention output before proj
     float *res1;                       // (B,T,D) x + proj(atty)
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -46,16 +46,18 @@ typedef struct {           // saved activations of one block over (B, T, width)
 // Carves a's buffers for up to B samples of T tokens.
 void mim_vit_block_carve(mim_carver* c, mim_vit_block_acts* a, size_t B, size_t T, size_t D, size_t NH, size_t Hm);
 
-// How the block's linear layers multiply: fp32 (sgemm) or bf16 inputs with
-// the weights' bf16 shadow (ops.h "bf16 linear"). In bf16 mode every weight
-// points into params (num_floats floats) and params_bf16 is its shadow at
-// the same offsets.
+// How the block computes: its linear layers multiply in fp32 (sgemm) or bf16
+// inputs with the weights' bf16 shadow (ops.h "bf16 linear"); in bf16 mode
+// every weight points into params (num_floats floats) and params_bf16 is its
+// shadow at the same offsets. attn: the fused attention's workspace (ops.h),
+// sized for every block it serves.
 typedef struct {
     mim_precision precision;
     const float* params;
     const mim_bf16* params_bf16;
     size_t num_floats;
     mim_bf16_ctx* mm;
+    const attn_ws* attn;
 } mim_vit_linear;
 
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC), bias may be NULL.
@@ -70,10 +72,10 @@ void mim_vit_linear_backward_set(const mim_vit_linear* l, float* dinp, float* dw
                                  const float* dout, const float* inp, const float* weight, int N, int C, int OC);
 
 // Backward scratch, each sized for the widest block it serves at max batch:
-// dres, dln, datty, dscaled (B, T, D); dqkv (B, T, 3D); datt (B, NH, T, T);
+// dres, dln, datty, dscaled (B, T, D); dqkv (B, T, 3D);
 // dfc1, dgelu (B, T, Hm).
 typedef struct {
-    float *dres, *dln, *datty, *dqkv, *datt, *dfc1, *dgelu, *dscaled;
+    float *dres, *dln, *datty, *dqkv, *dfc1, *dgelu, *dscaled;
 } mim_vit_scratch;
 
 // x (B,T,D) -> a->out (B,T,D): x + attn(ln1(x)), then + mlp(ln2(.)), GELU
@@ -94,8 +96,8 @@ typedef struct {
     float *qkv;            // (B, T, 3D)
     float *hid;            // (B, T, Hm)
     float *mean, *rstd;    // (B, T) LayerNorm statistics (not used after)
-    float *att;            // (att_chunk, NH, T, T): attention att_chunk samples at a time
-    int att_chunk;
+    float *lse;            // (B, NH, T) attention row log-sum-exp (not used after)
+    const attn_ws* attn;   // attention workspace (ops.h)
     float ln_eps;
     int quick_gelu;        // 1: x * sigmoid(1.702 x) (OpenAI CLIP), 0: GELU
 } mim_vit_infer;

@@ -183,15 +183,24 @@ void softmax_backward(float* dinp, const float* dout, const float* out, int N, i
 // qkv (B, T, 3C) laid out as timm's Attention: [q | k | v], each C = NH*hs,
 //   head h occupies columns h*hs .. h*hs+hs-1 of its part.
 // out (B, T, C): softmax(q k^T / sqrt(hs)) v, heads concatenated.
-// att (B, NH, T, T): the softmax probabilities, saved for backward.
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
-// d/d of attention_forward. datt is scratch of (B, NH, T, T) floats (its
-// contents on entry are ignored). dqkv (B, T, 3C) is accumulated.
-void attention_backward(float* dqkv, float* datt, const float* dout,
-                        const float* qkv, const float* att, int B, int T, int C, int NH);
+// Fused per (sample, head): no (B, NH, T, T) tensor exists; the forward saves
+// lse (B, NH, T), each row's log-sum-exp of its scaled scores, and the
+// backward recomputes the probabilities from it.
+// The workspace: `threads` slices of per_thread floats, one per OpenMP thread
+// (the op runs on at most `threads`); per_thread >= attention_ws_floats(T, hs),
+// a multiple of 16 floats, mem 64-byte aligned.
+typedef struct { float* mem; size_t per_thread; int threads; } attn_ws;
+size_t attention_ws_floats(int T, int hs);
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH, const attn_ws* ws);
+// d/d of attention_forward(out, lse, qkv): takes the forward's out and lse;
+// dqkv (B, T, 3C) is accumulated.
+void attention_backward(float* dqkv, const float* dout, const float* out, const float* qkv, const float* lse,
+                        int B, int T, int C, int NH, const attn_ws* ws);
 // The same with dqkv OVERWRITTEN (no clearing pass before it).
-void attention_backward_set(float* dqkv, float* datt, const float* dout,
-                            const float* qkv, const float* att, int B, int T, int C, int NH);
+void attention_backward_set(float* dqkv, const float* dout, const float* out, const float* qkv, const float* lse,
+                            int B, int T, int C, int NH, const attn_ws* ws);
+// The twins, straight from the definition: att (B, NH, T, T) holds the
+// probabilities, datt is scratch of that size.
 void attention_forward_ref(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
 void attention_backward_ref(float* dqkv, float* datt, const float* dout,
                             const float* qkv, const float* att, int B, int T, int C, int NH);
